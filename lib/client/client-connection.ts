@@ -1,0 +1,210 @@
+import type { Socket } from 'node:net';
+import { WireConnection, type ConnectionHandler, type ConnectionOptions } from '../connection/connection.js';
+import { WireConnectionError, WireError, WireProtocolError, WireTimeoutError } from '../errors.js';
+import type { WireCodec } from '../protocol/codec.js';
+import {
+  ERROR_TRANSPORT,
+  FrameType,
+  MAX_REQUEST_ID,
+  RESPONSE_END,
+  RESPONSE_NO_VALUE,
+} from '../protocol/frame.js';
+import type { CallOwner, PendingCall } from './pending-call.js';
+import type { TimeoutWheel } from './timeout-wheel.js';
+
+/** What a client connection tells the pool about its life. */
+export interface ClientConnectionEvents {
+  onOpen(conn: ClientConnection): void;
+  onClose(conn: ClientConnection, err: WireError | null): void;
+}
+
+/**
+ * The client's side of one connection: its table of pending calls, keyed by integer
+ * request id, and the mapping of RESPONSE / ERROR frames onto their observers.
+ * Every way a call ends goes through `settle`, which frees its id and its timer.
+ */
+export class ClientConnection implements ConnectionHandler, CallOwner {
+  readonly wire: WireConnection;
+  private readonly calls = new Map<number, PendingCall>();
+  private nextId = 1;
+  private wrapped = false;
+
+  constructor(
+    socket: Socket,
+    options: ConnectionOptions,
+    private readonly codec: WireCodec,
+    private readonly wheel: TimeoutWheel<PendingCall>,
+    private readonly events: ClientConnectionEvents,
+  ) {
+    this.wire = new WireConnection(socket, options, this);
+  }
+
+  /** Calls written on this connection and not yet settled. */
+  get inFlight(): number {
+    return this.calls.size;
+  }
+
+  get isOpen(): boolean {
+    return this.wire.isOpen;
+  }
+
+  /**
+   * Encodes and queues the call's REQUEST. Throws a `WireError` (codec, frame size)
+   * without side effects if it cannot be sent.
+   */
+  write(call: PendingCall, budgetMs: number): void {
+    const codec = this.codec;
+    const payload = codec.encode(call.data);
+    const metadata = call.metadata === undefined ? null : codec.encode(call.metadata);
+    const id = this.allocateId();
+    this.wire.encoder.encodeCall(
+      FrameType.REQUEST, id, call.pattern, budgetMs, metadata, payload, this.wire.peerMaxFrameSize,
+    );
+    this.wire.coalescer.schedule();
+    call.id = id;
+    call.owner = this;
+    call.data = undefined;
+    call.metadata = undefined;
+    this.calls.set(id, call);
+  }
+
+  /** Encodes and queues an EVENT; resolves once it has been handed to the OS. */
+  writeEvent(pattern: string, data: unknown, metadata: Record<string, string> | undefined): Promise<void> {
+    const codec = this.codec;
+    const payload = codec.encode(data);
+    const meta = metadata === undefined ? null : codec.encode(metadata);
+    this.wire.encoder.encodeCall(FrameType.EVENT, 0, pattern, -1, meta, payload, this.wire.peerMaxFrameSize);
+    return new Promise((resolve, reject) => {
+      this.wire.coalescer.whenWritten((err) =>
+        err ? reject(new WireConnectionError(`event not written: ${err.message}`, { cause: err })) : resolve(),
+      );
+    });
+  }
+
+  /** CallOwner: the caller unsubscribed. Tell the server to stop working on it. */
+  abandon(call: PendingCall): void {
+    this.remove(call);
+    this.wire.sendEmpty(FrameType.CANCEL, call.id);
+  }
+
+  /** Called by the client's timeout wheel. */
+  expire(call: PendingCall): void {
+    this.remove(call);
+    call.settled = true;
+    this.wire.sendEmpty(FrameType.CANCEL, call.id);
+    call.observer.error(new WireTimeoutError(call.timeoutMs));
+  }
+
+  /** Fails every pending call with `err` (used by close). */
+  failAll(err: WireError): void {
+    if (this.calls.size === 0) return;
+    const calls = [...this.calls.values()];
+    this.calls.clear();
+    for (const call of calls) {
+      call.owner = null;
+      this.wheel.remove(call);
+      if (call.settled) continue;
+      call.settled = true;
+      call.observer.error(err);
+    }
+  }
+
+  close(err: WireError | null): void {
+    this.wire.close(err);
+  }
+
+  onOpen(): void {
+    this.events.onOpen(this);
+  }
+
+  onFrame(_wire: WireConnection, type: number, flags: number, id: number, body: Buffer): void {
+    switch (type) {
+      case FrameType.RESPONSE:
+        return this.onResponse(flags, id, body);
+      case FrameType.ERROR:
+        return this.onError(flags, id, body);
+      case FrameType.GOAWAY:
+      case FrameType.NACK:
+      case FrameType.CREDIT:
+        // Understood, acted on by later protocol features; harmless to ignore here.
+        return;
+      default:
+        throw new WireProtocolError(`a server does not send frame type ${type} to a client`);
+    }
+  }
+
+  onClose(_wire: WireConnection, err: WireError | null): void {
+    const reason =
+      err instanceof WireConnectionError
+        ? err
+        : new WireConnectionError(err === null ? 'connection closed' : `connection closed: ${err.message}`, {
+            cause: err ?? undefined,
+          });
+    this.failAll(reason);
+    this.events.onClose(this, err);
+  }
+
+  private onResponse(flags: number, id: number, body: Buffer): void {
+    const call = this.calls.get(id);
+    if (call === undefined) return; // timed out or cancelled: a late answer is dropped
+    let value: unknown;
+    if ((flags & RESPONSE_NO_VALUE) === 0) {
+      try {
+        value = this.codec.decode(body);
+      } catch (err) {
+        this.remove(call);
+        call.settled = true;
+        this.wire.sendEmpty(FrameType.CANCEL, id);
+        call.observer.error(err);
+        return;
+      }
+    }
+    if ((flags & RESPONSE_END) === 0) {
+      call.observer.next(value);
+      return;
+    }
+    this.remove(call);
+    call.settled = true;
+    if ((flags & RESPONSE_NO_VALUE) === 0) call.observer.next(value);
+    call.observer.complete();
+  }
+
+  private onError(flags: number, id: number, body: Buffer): void {
+    const call = this.calls.get(id);
+    if (call === undefined) return;
+    this.remove(call);
+    call.settled = true;
+    let err: unknown;
+    if ((flags & ERROR_TRANSPORT) !== 0) {
+      err = this.wire.decodeRemoteError(flags, body);
+    } else {
+      try {
+        err = this.codec.decode(body);
+      } catch (e) {
+        err = e;
+      }
+    }
+    call.observer.error(err);
+  }
+
+  private remove(call: PendingCall): void {
+    this.calls.delete(call.id);
+    call.owner = null;
+    this.wheel.remove(call);
+  }
+
+  /** Next free request id, skipping 0 and ids still pending after a wrap-around. */
+  private allocateId(): number {
+    let id = this.nextId;
+    if (id > MAX_REQUEST_ID) {
+      id = 1;
+      this.wrapped = true;
+    }
+    // Before the first wrap-around every id is fresh; after it, skip ids still in use.
+    if (this.wrapped) {
+      while (this.calls.has(id)) id = id >= MAX_REQUEST_ID ? 1 : id + 1;
+    }
+    this.nextId = id + 1;
+    return id;
+  }
+}

@@ -1,0 +1,282 @@
+import type { Socket } from 'node:net';
+import {
+  errorFromRemote,
+  WireConnectionError,
+  WireError,
+  WireFrameTooLargeError,
+  WireHandshakeError,
+  WireProtocolError,
+} from '../errors.js';
+import type { WireCodec } from '../protocol/codec.js';
+import { ERROR_TRANSPORT, FrameType, HEADER_SIZE, LENGTH_SIZE, MAGIC, PROTOCOL_VERSION } from '../protocol/frame.js';
+import { FrameDecoder } from '../protocol/frame-decoder.js';
+import { FrameEncoder } from '../protocol/frame-encoder.js';
+import { decodeHelloBody, encodeHelloBody, HANDSHAKE_MAX_FRAME_BYTES, type Hello } from '../protocol/hello.js';
+import { WriteCoalescer } from './write-coalescer.js';
+
+export enum ConnectionState {
+  /** Preface and HELLO not yet exchanged; only HELLO (or a connection ERROR) is accepted. */
+  HANDSHAKING = 'handshaking',
+  OPEN = 'open',
+  CLOSED = 'closed',
+}
+
+/** What a connection reports to its owner (a client pool or a server session). */
+export interface ConnectionHandler {
+  /** The handshake completed; `conn.peer` holds the peer's HELLO. */
+  onOpen(conn: WireConnection): void;
+  /** A frame other than HELLO / PING / PONG arrived on an open connection. */
+  onFrame(conn: WireConnection, type: number, flags: number, id: number, body: Buffer): void;
+  /** Called once. `err` is null for an orderly close. */
+  onClose(conn: WireConnection, err: WireError | null): void;
+}
+
+export interface ConnectionOptions {
+  role: 'client' | 'server';
+  codec: WireCodec;
+  maxFrameSize: number;
+  handshakeTimeoutMs: number;
+  /** Calls this side runs at once per connection, announced to the peer (0: none announced). */
+  maxInFlight?: number;
+  heartbeatMs?: number;
+}
+
+/** Time given to a refused peer to read our ERROR frame before the socket is destroyed. */
+const LINGER_MS = 1000;
+
+/**
+ * One socket's life, shared by client and server: preface and HELLO exchange, frame
+ * decoding, coalesced writes, PING answers, and a single close path. It knows frames,
+ * not patterns or Nest: what the frames mean is the owner's business.
+ *
+ * Handshake: both sides write the 4-byte preface. The client sends HELLO at once; the
+ * server answers with its own HELLO once it has accepted the client's, or with an
+ * ERROR (id 0) and closes. Either side is OPEN once it holds the peer's HELLO.
+ */
+export class WireConnection {
+  state = ConnectionState.HANDSHAKING;
+  /** The peer's HELLO, once received. */
+  peer: Hello | null = null;
+  readonly encoder = new FrameEncoder();
+  readonly coalescer: WriteCoalescer;
+  readonly remoteAddress: string;
+  bytesRead = 0;
+  framesRead = 0;
+
+  private readonly decoder: FrameDecoder;
+  private handshakeTimer: NodeJS.Timeout | null = null;
+  private closeError: WireError | null = null;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly options: ConnectionOptions,
+    private readonly handler: ConnectionHandler,
+  ) {
+    this.remoteAddress = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
+    this.decoder = new FrameDecoder(this, { maxFrameSize: HANDSHAKE_MAX_FRAME_BYTES });
+    this.coalescer = new WriteCoalescer(socket, this.encoder);
+    socket.setNoDelay(true);
+    socket.on('data', this.onData);
+    socket.on('error', this.onSocketError);
+    socket.on('close', this.onSocketClose);
+    this.handshakeTimer = setTimeout(this.onHandshakeTimeout, options.handshakeTimeoutMs).unref();
+    this.encoder.writeRaw(MAGIC);
+    if (options.role === 'client') this.sendHello();
+    this.coalescer.schedule();
+  }
+
+  get isOpen(): boolean {
+    return this.state === ConnectionState.OPEN;
+  }
+
+  /** Largest frame the peer accepts (its HELLO), or the handshake limit before that. */
+  get peerMaxFrameSize(): number {
+    return this.peer === null ? HANDSHAKE_MAX_FRAME_BYTES : this.peer.maxFrameSize;
+  }
+
+  /** Throws if a frame of `bodyBytes` would exceed what the peer accepts. */
+  checkFrameFits(bodyBytes: number): void {
+    const length = HEADER_SIZE - LENGTH_SIZE + bodyBytes;
+    if (length > this.peerMaxFrameSize) throw new WireFrameTooLargeError(length, this.peerMaxFrameSize);
+  }
+
+  /** Encodes a codec value into an ERROR frame body, falling back to a transport error. */
+  sendError(id: number, value: unknown): void {
+    if (this.state === ConnectionState.CLOSED) return;
+    let body: Uint8Array;
+    try {
+      body = this.options.codec.encode(value);
+      this.checkFrameFits(body.length);
+    } catch (err) {
+      const e = err as WireError;
+      this.sendTransportError(id, e.code ?? 'WIRE_CODEC', `error value could not be sent: ${e.message}`);
+      return;
+    }
+    this.encoder.encodeSimple(FrameType.ERROR, 0, id, body);
+    this.coalescer.schedule();
+  }
+
+  /** ERROR frame carrying a transport error `{ code, message }`. */
+  sendTransportError(id: number, code: string, message: string): void {
+    if (this.state === ConnectionState.CLOSED) return;
+    this.encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, id, this.options.codec.encode({ code, message }));
+    this.coalescer.schedule();
+  }
+
+  /** A frame without body (CANCEL). */
+  sendEmpty(type: FrameType, id: number): void {
+    if (this.state === ConnectionState.CLOSED) return;
+    this.encoder.encodeSimple(type, 0, id, null);
+    this.coalescer.schedule();
+  }
+
+  /** Closes at once. Pending writes are dropped. `err` null means an orderly close. */
+  close(err: WireError | null = null): void {
+    if (this.state === ConnectionState.CLOSED) return;
+    if (err !== null && this.closeError === null) this.closeError = err;
+    this.socket.destroy();
+    this.finish();
+  }
+
+  /**
+   * Reports `err` to the peer as a connection-level ERROR, then closes once that
+   * frame has been written (or after a short linger).
+   */
+  refuse(err: WireError): void {
+    if (this.state === ConnectionState.CLOSED) return;
+    this.sendTransportError(0, err.code, err.message);
+    this.coalescer.flush();
+    this.closeError = err;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
+    this.finish();
+  }
+
+  /** FrameSink: called by the decoder for each frame. */
+  onFrame(type: number, flags: number, id: number, body: Buffer): void {
+    this.framesRead++;
+    if (this.state === ConnectionState.OPEN) {
+      switch (type) {
+        case FrameType.PING:
+          this.encoder.encodeSimple(FrameType.PONG, 0, id, body);
+          this.coalescer.schedule();
+          return;
+        case FrameType.PONG:
+          return;
+        case FrameType.HELLO:
+          throw new WireProtocolError('HELLO received twice');
+        case FrameType.ERROR:
+          if (id === 0) return this.onConnectionError(flags, body);
+          break;
+      }
+      this.handler.onFrame(this, type, flags, id, body);
+      return;
+    }
+    if (this.state !== ConnectionState.HANDSHAKING) return;
+    if (type === FrameType.HELLO) return this.onHello(body);
+    if (type === FrameType.ERROR && id === 0) return this.onConnectionError(flags, body);
+    throw new WireHandshakeError(`expected HELLO as the first frame, got frame type ${type}`);
+  }
+
+  private onHello(body: Buffer): void {
+    const hello = decodeHelloBody(body);
+    if (hello.version !== PROTOCOL_VERSION) {
+      throw new WireHandshakeError(
+        `peer speaks protocol version ${hello.version}, this side speaks ${PROTOCOL_VERSION}`,
+      );
+    }
+    if (hello.codec !== this.options.codec.id) {
+      throw new WireHandshakeError(
+        `peer uses codec ${hello.codec}, this side uses ${this.options.codec.id} (${this.options.codec.name}); configure the same codec on both sides`,
+      );
+    }
+    this.peer = hello;
+    if (this.options.role === 'server') this.sendHello();
+    this.decoder.maxFrameSize = this.options.maxFrameSize;
+    this.clearHandshakeTimer();
+    this.state = ConnectionState.OPEN;
+    this.handler.onOpen(this);
+  }
+
+  private onConnectionError(flags: number, body: Buffer): void {
+    const err = this.decodeRemoteError(flags, body);
+    const wrapped =
+      this.state === ConnectionState.HANDSHAKING
+        ? new WireHandshakeError(`peer refused the connection: ${err.message}`, { cause: err })
+        : new WireConnectionError(`peer reported a connection error: ${err.message}`, { cause: err });
+    this.close(wrapped);
+  }
+
+  /** Rebuilds the error carried by an ERROR frame with the transport flag. */
+  decodeRemoteError(flags: number, body: Buffer): WireError {
+    try {
+      const value = this.options.codec.decode(body) as { code?: unknown; message?: unknown };
+      if ((flags & ERROR_TRANSPORT) !== 0 && value !== null && typeof value === 'object') {
+        return errorFromRemote(String(value.code), String(value.message));
+      }
+      return new WireProtocolError('connection-level ERROR without a transport error body');
+    } catch (err) {
+      return new WireProtocolError('undecodable ERROR frame', { cause: err });
+    }
+  }
+
+  private sendHello(): void {
+    const body = encodeHelloBody({
+      version: PROTOCOL_VERSION,
+      codec: this.options.codec.id,
+      features: 0,
+      maxFrameSize: this.options.maxFrameSize,
+      maxInFlight: this.options.maxInFlight ?? 0,
+      heartbeatMs: this.options.heartbeatMs ?? 0,
+      extension: null,
+    });
+    this.encoder.encodeSimple(FrameType.HELLO, 0, 0, body);
+    this.coalescer.schedule();
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.bytesRead += chunk.length;
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      const e =
+        err instanceof WireError ? err : new WireProtocolError(`unexpected failure reading a frame: ${String(err)}`, { cause: err });
+      this.refuse(e);
+    }
+  };
+
+  private readonly onSocketError = (err: Error): void => {
+    if (this.closeError === null) {
+      this.closeError = new WireConnectionError(`socket error: ${err.message}`, { cause: err });
+    }
+  };
+
+  private readonly onSocketClose = (): void => {
+    if (this.closeError === null && this.state === ConnectionState.HANDSHAKING) {
+      this.closeError = new WireHandshakeError('connection closed during the handshake');
+    }
+    this.finish();
+  };
+
+  private readonly onHandshakeTimeout = (): void => {
+    this.handshakeTimer = null;
+    if (this.state !== ConnectionState.HANDSHAKING) return;
+    this.close(new WireHandshakeError(`no handshake within ${this.options.handshakeTimeoutMs} ms`));
+  };
+
+  private clearHandshakeTimer(): void {
+    if (this.handshakeTimer !== null) {
+      clearTimeout(this.handshakeTimer);
+      this.handshakeTimer = null;
+    }
+  }
+
+  /** The one place the connection becomes CLOSED. */
+  private finish(): void {
+    if (this.state === ConnectionState.CLOSED) return;
+    this.state = ConnectionState.CLOSED;
+    this.clearHandshakeTimer();
+    this.coalescer.close();
+    this.handler.onClose(this, this.closeError);
+  }
+}

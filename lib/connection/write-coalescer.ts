@@ -1,0 +1,114 @@
+import type { Socket } from 'node:net';
+import type { FrameEncoder } from '../protocol/frame-encoder.js';
+
+type WriteCallback = (err?: Error | null) => void;
+
+/**
+ * Turns the frames encoded during one turn of the event loop into one socket write.
+ *
+ * The first frame of a turn schedules a flush with `setImmediate`: it runs after the
+ * I/O callbacks of this loop iteration *and* the promise chains they started (Nest
+ * resolves handlers through several awaits, so a microtask flush would fire before
+ * most responses of a batch exist), yet before the loop waits for I/O again, so a
+ * lone frame gains no latency and no timer is involved.
+ *
+ * While the socket reports it is full (`write()` returned false), frames keep
+ * accumulating in the encoder and leave together on `drain`.
+ */
+export class WriteCoalescer {
+  /** Socket writes issued. */
+  writes = 0;
+  bytesWritten = 0;
+
+  private scheduled = false;
+  private blocked = false;
+  private closed = false;
+  private waiters: WriteCallback[] = [];
+  private readonly flushBound = () => this.flush();
+  private readonly onDrainBound = () => {
+    this.blocked = false;
+    this.flush();
+  };
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly encoder: FrameEncoder,
+  ) {
+    socket.on('drain', this.onDrainBound);
+  }
+
+  /** True while the socket has refused more data and a drain is awaited. */
+  get isBlocked(): boolean {
+    return this.blocked;
+  }
+
+  /** Called after frames were encoded: makes sure a flush is coming. */
+  schedule(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(this.flushBound);
+  }
+
+  /** Calls `cb` once everything encoded so far has been handed to the OS (or failed). */
+  whenWritten(cb: WriteCallback): void {
+    if (this.closed) {
+      process.nextTick(cb, new Error('connection closed'));
+      return;
+    }
+    this.waiters.push(cb);
+    this.schedule();
+  }
+
+  /** Writes what is pending now, unless the socket is full. */
+  flush(): void {
+    this.scheduled = false;
+    if (this.blocked || this.closed) return;
+    const chunks = this.encoder.take();
+    if (chunks === null) {
+      this.releaseWaiters(null);
+      return;
+    }
+    const waiters = this.waiters;
+    let callback: WriteCallback | undefined;
+    if (waiters.length > 0) {
+      this.waiters = [];
+      callback = (err) => {
+        for (const w of waiters) w(err);
+      };
+    }
+    const socket = this.socket;
+    let ok: boolean;
+    if (chunks.length === 1) {
+      this.bytesWritten += chunks[0].length;
+      ok = socket.write(chunks[0], callback);
+    } else {
+      // cork/uncork hands the chunks to libuv as one writev: one syscall.
+      socket.cork();
+      const last = chunks.length - 1;
+      for (let i = 0; i < last; i++) {
+        this.bytesWritten += chunks[i].length;
+        socket.write(chunks[i]);
+      }
+      this.bytesWritten += chunks[last].length;
+      ok = socket.write(chunks[last], callback);
+      socket.uncork();
+    }
+    this.writes++;
+    if (!ok) this.blocked = true;
+  }
+
+  /** Stops writing; waiters are told the connection closed. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.off('drain', this.onDrainBound);
+    this.releaseWaiters(new Error('connection closed'));
+  }
+
+  private releaseWaiters(err: Error | null): void {
+    if (this.waiters.length === 0) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) process.nextTick(w, err);
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Every failure nest-wire reports is a `WireError` with a stable `code`, so callers
+ * can branch on `err.code` instead of parsing messages. Transport failures (these
+ * classes) are kept apart from application errors (whatever a handler threw, which
+ * reaches the caller unchanged, as with Nest's TCP transport).
+ */
+export class WireError extends Error {
+  readonly code: string;
+
+  constructor(message: string, code = 'WIRE_ERROR', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** The peer sent bytes that are not a valid nest-wire frame stream. */
+export class WireProtocolError extends WireError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'WIRE_PROTOCOL', options);
+  }
+}
+
+/** A frame's declared length is above the receiver's `maxFrameSize`. */
+export class WireFrameTooLargeError extends WireError {
+  constructor(
+    readonly length: number,
+    readonly limit: number,
+  ) {
+    super(
+      `frame of ${length} bytes exceeds maxFrameSize ${limit}; raise maxFrameSize on the receiving side or send smaller payloads`,
+      'WIRE_FRAME_TOO_LARGE',
+    );
+  }
+}
+
+/** The handshake failed: wrong magic, unsupported version or codec, or no answer in time. */
+export class WireHandshakeError extends WireError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'WIRE_HANDSHAKE', options);
+  }
+}
+
+/** The connection carrying a call closed, failed, or could not be opened. */
+export class WireConnectionError extends WireError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'WIRE_CONNECTION', options);
+  }
+}
+
+/** The call's deadline passed before it settled. */
+export class WireTimeoutError extends WireError {
+  constructor(readonly timeoutMs: number) {
+    super(`call timed out after ${timeoutMs} ms`, 'WIRE_TIMEOUT');
+  }
+}
+
+/** No handler on the server matches the pattern (Nest's standard message). */
+export class WireNoHandlerError extends WireError {
+  constructor(message = 'There is no matching message handler defined in the remote service.') {
+    super(message, 'WIRE_NO_HANDLER');
+  }
+}
+
+/** A value could not be encoded or decoded by the codec. */
+export class WireCodecError extends WireError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'WIRE_CODEC', options);
+  }
+}
+
+/** Too many calls or bytes are outstanding; the call was not sent. */
+export class WireOverloadedError extends WireError {
+  constructor(message: string) {
+    super(message, 'WIRE_OVERLOADED');
+  }
+}
+
+/** An option has a value nest-wire cannot use. Thrown from constructors. */
+export class WireOptionsError extends WireError {
+  constructor(message: string) {
+    super(message, 'WIRE_OPTIONS');
+  }
+}
+
+/**
+ * A transport-level error reported by the remote side whose code this side does not
+ * know (a newer peer). The remote code is kept in `code`.
+ */
+export class WireRemoteError extends WireError {}
+
+/** Rebuilds a typed error from a transport ERROR frame's `{ code, message }`. */
+export function errorFromRemote(code: string, message: string): WireError {
+  switch (code) {
+    case 'WIRE_NO_HANDLER':
+      return new WireNoHandlerError(message);
+    case 'WIRE_PROTOCOL':
+      return new WireProtocolError(message);
+    case 'WIRE_CODEC':
+      return new WireCodecError(message);
+    case 'WIRE_HANDSHAKE':
+      return new WireHandshakeError(message);
+    case 'WIRE_OVERLOADED':
+      return new WireOverloadedError(message);
+    case 'WIRE_FRAME_TOO_LARGE':
+      return new WireError(message, code);
+    default:
+      return new WireRemoteError(message, code);
+  }
+}

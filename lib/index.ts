@@ -1,0 +1,28 @@
+export { WireClient, type WireClientEvents, type WireClientStatus, type WireClientCounters } from './client/wire-client.js';
+export { WireServer, type WireServerEvents, type WireServerStatus } from './server/wire-server.js';
+export { WireContext } from './server/wire-context.js';
+export {
+  WireError,
+  WireProtocolError,
+  WireFrameTooLargeError,
+  WireHandshakeError,
+  WireConnectionError,
+  WireTimeoutError,
+  WireNoHandlerError,
+  WireCodecError,
+  WireOverloadedError,
+  WireOptionsError,
+  WireRemoteError,
+} from './errors.js';
+export {
+  DEFAULT_TIMEOUT_MS,
+  DEFAULT_POOL_SIZE,
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type WireCommonOptions,
+  type WireServerOptions,
+  type WireClientOptions,
+  type WireCallOptions,
+} from './options.js';
+export { MsgpackCodec, MSGPACK_CODEC_ID, type WireCodec } from './protocol/codec.js';

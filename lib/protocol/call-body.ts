@@ -1,0 +1,57 @@
+import { WireProtocolError } from '../errors.js';
+import { REQUEST_HAS_DEADLINE, REQUEST_HAS_METADATA } from './frame.js';
+
+/**
+ * The fields of a REQUEST or EVENT body. One instance is reused for every frame a
+ * connection reads (filled by `readCallBody`), so parsing allocates only the pattern
+ * string and two views.
+ */
+export class CallBody {
+  /** Remaining time budget in ms, or -1 if the frame carries none. */
+  budgetMs = -1;
+  pattern = '';
+  /** Codec-encoded metadata, or null. A view: valid only while the frame is. */
+  metadata: Buffer | null = null;
+  /** Codec-encoded payload. A view: valid only while the frame is. */
+  payload: Buffer = EMPTY;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Layout: [u32 budgetMs if HAS_DEADLINE] u16 patternLength, pattern (UTF-8),
+ * [u32 metadataLength, metadata if HAS_METADATA], payload (the rest, never empty).
+ */
+export function readCallBody(body: Buffer, flags: number, out: CallBody): void {
+  let p = 0;
+  const end = body.length;
+  if ((flags & REQUEST_HAS_DEADLINE) !== 0) {
+    if (end < 4) throw truncated('deadline');
+    out.budgetMs = body.readUInt32BE(0);
+    p = 4;
+  } else {
+    out.budgetMs = -1;
+  }
+  if (end - p < 2) throw truncated('pattern length');
+  const patternLength = body.readUInt16BE(p);
+  p += 2;
+  if (end - p < patternLength) throw truncated('pattern');
+  out.pattern = body.toString('utf8', p, p + patternLength);
+  p += patternLength;
+  if ((flags & REQUEST_HAS_METADATA) !== 0) {
+    if (end - p < 4) throw truncated('metadata length');
+    const metadataLength = body.readUInt32BE(p);
+    p += 4;
+    if (end - p < metadataLength) throw truncated('metadata');
+    out.metadata = body.subarray(p, p + metadataLength);
+    p += metadataLength;
+  } else {
+    out.metadata = null;
+  }
+  if (p >= end) throw truncated('payload');
+  out.payload = body.subarray(p, end);
+}
+
+function truncated(field: string): WireProtocolError {
+  return new WireProtocolError(`call frame truncated: ${field} runs past the end of the frame`);
+}

@@ -1,0 +1,87 @@
+/**
+ * The nest-wire frame format. docs/PROTOCOL.md is the normative description; this
+ * file is its executable form. All integers are big-endian.
+ *
+ *   0      4      5       6            10
+ *   +------+------+-------+------------+----------------------+
+ *   | len  | type | flags | request id | body (len - 6 bytes) |
+ *   +------+------+-------+------------+----------------------+
+ *
+ * `len` counts every byte after the length field itself (type, flags, id, body).
+ */
+
+/** Bytes sent once, before the first frame, by both sides: "NWIR". */
+export const MAGIC = Buffer.from([0x4e, 0x57, 0x49, 0x52]);
+
+export const PROTOCOL_VERSION = 1;
+
+/** Bytes of the length field. */
+export const LENGTH_SIZE = 4;
+/** Bytes from the start of a frame to the start of its body. */
+export const HEADER_SIZE = 10;
+/** Smallest legal value of the length field: type + flags + id. */
+export const MIN_FRAME_LENGTH = HEADER_SIZE - LENGTH_SIZE;
+
+export enum FrameType {
+  /** First frame on a connection, both directions: version, codec, limits. */
+  HELLO = 1,
+  /** A call that expects RESPONSE / ERROR frames with the same id. */
+  REQUEST = 2,
+  /** A fire-and-forget message; nothing is sent back. */
+  EVENT = 3,
+  /** One value of a call's result; flag END marks the last frame. */
+  RESPONSE = 4,
+  /** The call failed; ends the call. Id 0 reports a connection-level error. */
+  ERROR = 5,
+  /** The caller no longer wants the result of this id. */
+  CANCEL = 6,
+  /** Liveness probe; the peer answers PONG with the same body. */
+  PING = 7,
+  PONG = 8,
+  /** The sender accepts no new requests on this connection and will close it. */
+  GOAWAY = 9,
+  /** The request was not processed (draining, overloaded); safe to send elsewhere. */
+  NACK = 10,
+  /** Stream flow control: the receiver grants the sender N more values for an id. */
+  CREDIT = 11,
+}
+
+/** Highest frame type this implementation understands. */
+export const MAX_FRAME_TYPE = FrameType.CREDIT;
+
+/** REQUEST flags. */
+export const REQUEST_HAS_DEADLINE = 0x01;
+export const REQUEST_HAS_METADATA = 0x02;
+
+/** RESPONSE flags. */
+export const RESPONSE_END = 0x01;
+/** The frame carries no value (a bare completion). */
+export const RESPONSE_NO_VALUE = 0x02;
+
+/** ERROR flags: the body is a transport error `{ code, message }`, not an application value. */
+export const ERROR_TRANSPORT = 0x01;
+
+/** Largest pattern, in UTF-8 bytes (the length field is 16 bits). */
+export const MAX_PATTERN_BYTES = 0xffff;
+
+/** Request ids are unsigned 32-bit; 0 is reserved for connection-level frames. */
+export const MAX_REQUEST_ID = 0xffffffff;
+
+export const FRAME_TYPE_NAMES: Record<number, string> = {
+  1: 'HELLO',
+  2: 'REQUEST',
+  3: 'EVENT',
+  4: 'RESPONSE',
+  5: 'ERROR',
+  6: 'CANCEL',
+  7: 'PING',
+  8: 'PONG',
+  9: 'GOAWAY',
+  10: 'NACK',
+  11: 'CREDIT',
+};
+
+/** Receives decoded frames. `body` is a view that is valid only during the call. */
+export interface FrameSink {
+  onFrame(type: number, flags: number, id: number, body: Buffer): void;
+}

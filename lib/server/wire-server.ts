@@ -1,0 +1,189 @@
+import { Logger } from '@nestjs/common';
+import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { finalize, type Observable } from 'rxjs';
+import type { ConnectionOptions } from '../connection/connection.js';
+import { WireConnectionError, type WireError } from '../errors.js';
+import { resolveServerOptions, type ResolvedCommonOptions, type WireServerOptions } from '../options.js';
+import type { ServerCall } from './server-call.js';
+import { ServerSession, type SessionHost } from './server-session.js';
+import type { WireContext } from './wire-context.js';
+
+export type WireServerStatus = 'listening' | 'connected' | 'disconnected';
+
+/** Events `WireServer#on` accepts. */
+export type WireServerEvents = {
+  /** The listening socket failed. */
+  error: (err: Error) => void;
+  /** A client connection closed with an error (protocol violation, reset, handshake). */
+  connectionError: (err: WireError) => void;
+};
+
+/** Distinct patterns remembered by the handler cache; beyond it lookups still work, uncached. */
+const MAX_CACHED_ROUTES = 4096;
+
+/** Nest's answer for an exception that no exception filter turned into an RPC error. */
+const UNKNOWN_EXCEPTION = { status: 'error', message: 'Internal server error' };
+
+/**
+ * A Nest microservice transport speaking nest-wire:
+ * `NestFactory.createMicroservice(AppModule, { strategy: new WireServer({ port }) })`.
+ *
+ * Each accepted socket becomes a `ServerSession`; requests are dispatched through
+ * Nest's handler machinery (`runWithProcessingHooks`, so Nest's processing hooks
+ * run), events through `handleEvent`.
+ */
+export class WireServer
+  extends Server<WireServerEvents, WireServerStatus>
+  implements CustomTransportStrategy, SessionHost
+{
+  protected override readonly logger = new Logger(WireServer.name);
+  protected readonly wireOptions: ResolvedCommonOptions;
+  private server: NetServer | null = null;
+  private readonly sessions = new Set<ServerSession>();
+  private readonly routeCache = new Map<string, MessageHandler>();
+  private readonly emitter = new EventEmitter();
+  private readonly connectionOptions: ConnectionOptions;
+
+  constructor(options: WireServerOptions = {}) {
+    super();
+    this.wireOptions = resolveServerOptions(options);
+    this.connectionOptions = {
+      role: 'server',
+      codec: this.wireOptions.codec,
+      maxFrameSize: this.wireOptions.maxFrameSize,
+      handshakeTimeoutMs: this.wireOptions.handshakeTimeoutMs,
+    };
+    this.initializeSerializer(options as never);
+    this.initializeDeserializer(options as never);
+  }
+
+  listen(callback: (err?: unknown, ...info: unknown[]) => void): void {
+    const server = createServer(this.onConnection);
+    this.server = server;
+    const onListenError = (err: Error) => {
+      this._status$.next('disconnected');
+      callback(err);
+    };
+    server.once('error', onListenError);
+    server.listen(this.wireOptions.port, this.wireOptions.host, () => {
+      server.off('error', onListenError);
+      server.on('error', (err) => this.emitOrLog('error', err));
+      this._status$.next('listening');
+      callback();
+    });
+  }
+
+  /** Stops accepting connections and closes every open one; running calls are cancelled. */
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    for (const session of [...this.sessions]) session.close(null);
+    this.sessions.clear();
+    if (server !== null) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      this._status$.next('disconnected');
+    }
+  }
+
+  on<K extends keyof WireServerEvents>(event: K, callback: WireServerEvents[K]): void {
+    this.emitter.on(event, callback);
+  }
+
+  /** The `net.Server` listening for nest-wire connections. */
+  unwrap<T>(): T {
+    if (this.server === null) {
+      throw new Error('Not initialized. Call app.listen() before accessing the server.');
+    }
+    return this.server as T;
+  }
+
+  /** The port actually bound (useful with `port: 0`). */
+  get port(): number {
+    const address = this.server?.address();
+    return address !== null && typeof address === 'object' ? address.port : this.wireOptions.port;
+  }
+
+  get connectionCount(): number {
+    return this.sessions.size;
+  }
+
+  override addHandler(pattern: any, callback: MessageHandler, isEventHandler = false, extras: Record<string, any> = {}): void {
+    this.routeCache.clear();
+    super.addHandler(pattern, callback, isEventHandler, extras);
+  }
+
+  /**
+   * Nest's lookup JSON-parses every incoming pattern (and throws and catches for a
+   * plain string); resolve each distinct pattern once and reuse the handler.
+   */
+  override getHandlerByPattern(pattern: string): MessageHandler | null {
+    const cached = this.routeCache.get(pattern);
+    if (cached !== undefined) return cached;
+    const handler = super.getHandlerByPattern(pattern);
+    // Only hits are cached, and only so many: unknown patterns from the network must not grow it.
+    if (handler !== null && this.routeCache.size < MAX_CACHED_ROUTES) this.routeCache.set(pattern, handler);
+    return handler;
+  }
+
+  findHandler(pattern: string): MessageHandler | null {
+    const handler = this.getHandlerByPattern(pattern);
+    // An event handler does not answer requests (as with Nest's built-in transports).
+    return handler !== null && handler.isEventHandler ? null : handler;
+  }
+
+  runRequest(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void {
+    const started: unknown = this.runWithProcessingHooks(ctx, async (runEndHook) => {
+      let stream$: Observable<unknown>;
+      try {
+        stream$ = this.transformToObservable(await handler(data, ctx));
+      } catch (err) {
+        // Nest's exception filters turn handler errors into an error stream; this is what slips past them.
+        runEndHook();
+        this.failUnhandled(call, err);
+        return;
+      }
+      if (call.done) {
+        runEndHook();
+        return;
+      }
+      call.run(this.onProcessingEndHook === undefined ? stream$ : stream$.pipe(finalize(runEndHook)));
+    });
+    // A processing start hook that throws must fail the call, not the process.
+    if (started instanceof Promise) started.catch((err: unknown) => this.failUnhandled(call, err));
+  }
+
+  private failUnhandled(call: ServerCall, err: unknown): void {
+    this.logger.error(err);
+    call.error(UNKNOWN_EXCEPTION);
+  }
+
+  runEvent(pattern: string, data: unknown, ctx: WireContext): void {
+    this.handleEvent(pattern, { pattern, data, metadata: ctx.getMetadata() }, ctx).catch((err: unknown) =>
+      this.logger.error(err),
+    );
+  }
+
+  onEventDropped(pattern: string, err: unknown): void {
+    this.logger.warn(`event "${pattern}" dropped: ${(err as Error).message}`);
+  }
+
+  onSessionClose(session: ServerSession, err: WireError | null): void {
+    this.sessions.delete(session);
+    if (err !== null && !(err instanceof WireConnectionError)) this.emitOrLog('connectionError', err);
+  }
+
+  private readonly onConnection = (socket: Socket): void => {
+    if (this.server === null) {
+      socket.destroy();
+      return;
+    }
+    this.sessions.add(new ServerSession(socket, this.connectionOptions, this.wireOptions.codec, this));
+  };
+
+  private emitOrLog(event: keyof WireServerEvents, err: Error): void {
+    if (this.emitter.listenerCount(event) > 0) this.emitter.emit(event, err);
+    else this.logger.warn(`${event === 'error' ? 'server' : 'connection'} error: ${err.message}`);
+  }
+}
