@@ -164,8 +164,10 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
   }
 
   private write(call: PendingCall, conn: ClientConnection): void {
+    // The server gets the time left, not a timestamp: clocks of two hosts need not agree.
+    const budgetMs = call.timeoutMs > 0 ? Math.max(0, Math.ceil(call.deadline - performance.now())) : -1;
     try {
-      conn.write(call, -1);
+      conn.write(call, budgetMs);
     } catch (err) {
       this.failUnwritten(call, err);
     }

@@ -1,0 +1,174 @@
+import 'reflect-metadata';
+import {
+  CallHandler,
+  CanActivate,
+  Controller,
+  ExecutionContext,
+  Injectable,
+  Module,
+  NestInterceptor,
+  ParseIntPipe,
+  UseGuards,
+  UseInterceptors,
+} from '@nestjs/common';
+import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
+import { interval, map, Observable, of, range, take, throwError } from 'rxjs';
+import { WireContext } from '../../lib/index.js';
+
+/** What the test app's event handlers and slow handlers record, for assertions. */
+export class Recorder {
+  events: { pattern: string; data: unknown; metadata?: Record<string, string> }[] = [];
+  started = 0;
+  finished = 0;
+  aborted = 0;
+  lastContext: WireContext | null = null;
+}
+
+export const recorder = new Recorder();
+
+@Injectable()
+class TokenGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const data = context.switchToRpc().getData() as { token?: string };
+    return data?.token === 'let-me-in';
+  }
+}
+
+@Injectable()
+class DoubleInterceptor implements NestInterceptor {
+  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    return next.handle().pipe(map((v) => (v as number) * 2));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+@Controller()
+export class TestController {
+  @MessagePattern('sum')
+  sum(@Payload() data: number[]): number {
+    return data.reduce((a, b) => a + b, 0);
+  }
+
+  @MessagePattern({ cmd: 'sum', version: 2 })
+  sumObject(@Payload() data: number[]): number {
+    return data.reduce((a, b) => a + b, 0) + 1000;
+  }
+
+  @MessagePattern('echo')
+  echo(@Payload() data: unknown): unknown {
+    return data;
+  }
+
+  @MessagePattern('nothing')
+  nothing(): void {}
+
+  @MessagePattern('delayed')
+  async delayed(@Payload() data: { id: number; ms: number }): Promise<number> {
+    await sleep(data.ms);
+    return data.id;
+  }
+
+  @MessagePattern('stream')
+  stream(@Payload() count: number): Observable<number> {
+    return range(1, count);
+  }
+
+  @MessagePattern('ticks')
+  ticks(@Payload() count: number): Observable<number> {
+    return interval(5).pipe(take(count));
+  }
+
+  @MessagePattern('stream.fails')
+  streamFails(): Observable<number> {
+    return new Observable<number>((s) => {
+      s.next(1);
+      s.next(2);
+      s.error(new RpcException('stream broke'));
+    });
+  }
+
+  @MessagePattern('rpc.error')
+  rpcError(@Payload() kind: string): never {
+    if (kind === 'object') throw new RpcException({ status: 418, message: 'teapot', details: { a: 1 } });
+    throw new RpcException('plain failure');
+  }
+
+  @MessagePattern('plain.error')
+  plainError(): never {
+    throw new Error('not an RpcException');
+  }
+
+  @MessagePattern('observable.error')
+  observableError(): Observable<never> {
+    return throwError(() => new RpcException('from observable'));
+  }
+
+  @MessagePattern('ctx')
+  context(@Payload() _data: unknown, @Ctx() ctx: WireContext) {
+    recorder.lastContext = ctx;
+    return {
+      pattern: ctx.getPattern(),
+      metadata: ctx.getMetadata() ?? null,
+      requestId: ctx.getRequestId(),
+      deadline: ctx.getDeadline() ?? null,
+      remote: ctx.getRemoteAddress(),
+      aborted: ctx.getSignal().aborted,
+    };
+  }
+
+  @MessagePattern('pipe')
+  pipe(@Payload(ParseIntPipe) n: number): number {
+    return n + 1;
+  }
+
+  @UseGuards(TokenGuard)
+  @MessagePattern('guarded')
+  guarded(): string {
+    return 'secret';
+  }
+
+  @UseInterceptors(DoubleInterceptor)
+  @MessagePattern('intercepted')
+  intercepted(@Payload() n: number): number {
+    return n;
+  }
+
+  @MessagePattern('slow')
+  async slow(@Payload() ms: number, @Ctx() ctx: WireContext): Promise<string> {
+    recorder.started++;
+    const signal = ctx.getSignal();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        recorder.aborted++;
+        resolve();
+      });
+    });
+    recorder.finished++;
+    return 'slow done';
+  }
+
+  @EventPattern('user.created')
+  userCreated(@Payload() data: unknown, @Ctx() ctx: WireContext): void {
+    recorder.events.push({ pattern: ctx.getPattern(), data, metadata: ctx.getMetadata() });
+  }
+
+  @EventPattern('event.throws')
+  eventThrows(): void {
+    throw new Error('event handler failure');
+  }
+}
+
+@Module({ controllers: [TestController] })
+export class TestAppModule {}
+
+/** Resolves when `predicate` holds, polling; rejects after `ms`. */
+export async function waitFor(predicate: () => boolean, ms = 2000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > until) throw new Error('condition not reached in time');
+    await sleep(5);
+  }
+}

@@ -1,0 +1,71 @@
+import { decode as referenceDecode } from 'msgpackr';
+import { WireCodecError } from '../../lib/errors.js';
+import { MsgpackCodec } from '../../lib/protocol/codec.js';
+import { decodeHelloBody, encodeHelloBody } from '../../lib/protocol/hello.js';
+
+describe('MsgpackCodec', () => {
+  const codec = new MsgpackCodec();
+
+  it('round-trips JSON-like values', () => {
+    const value = { a: 1, b: 'two', c: [1.5, null, true], d: { e: -3 }, big: 2 ** 40 };
+    expect(codec.decode(codec.encode(value))).toEqual(value);
+  });
+
+  it('writes standard msgpack maps, not msgpackr records', () => {
+    const bytes = codec.encode({ x: 1, y: 2 });
+    expect(bytes[0]).toBe(0x82); // fixmap of 2 entries
+    expect(referenceDecode(bytes)).toEqual({ x: 1, y: 2 });
+  });
+
+  it('treats undefined as JSON does', () => {
+    expect(codec.decode(codec.encode({ a: undefined, b: 1 }))).toEqual({ b: 1 });
+    expect(codec.decode(codec.encode([undefined, 1]))).toEqual([null, 1]);
+  });
+
+  it('does not let a payload pollute Object.prototype', () => {
+    // {"__proto__": {"polluted": true}, "constructor": {"prototype": {"polluted": true}}}
+    const evil = Buffer.from(
+      '82a95f5f70726f746f5f5f81a8706f6c6c75746564c3ab636f6e7374727563746f7281a970726f746f7479706581a8706f6c6c75746564c3',
+      'hex',
+    );
+    const value = codec.decode(evil) as Record<string, unknown>;
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
+  });
+
+  it('reports undecodable bytes as WireCodecError', () => {
+    expect(() => codec.decode(Buffer.from([0xc7, 1, 5, 0]))).toThrow(WireCodecError); // unknown extension
+    expect(() => codec.decode(Buffer.from([0x92, 1]))).toThrow(WireCodecError); // truncated
+    expect(() => codec.decode(Buffer.from([1, 2]))).toThrow(WireCodecError); // trailing bytes
+  });
+
+  it('reports unencodable values as WireCodecError', () => {
+    expect(() => codec.encode(2n ** 70n)).toThrow(WireCodecError);
+  });
+
+  it('does not alias the input buffer in decoded binary values', () => {
+    const input = Buffer.from(codec.encode({ bin: Buffer.from([1, 2, 3]) }));
+    const out = codec.decode(input) as { bin: Uint8Array };
+    input.fill(0);
+    expect([...out.bin]).toEqual([1, 2, 3]);
+  });
+});
+
+describe('HELLO body', () => {
+  it('round-trips', () => {
+    const hello = {
+      version: 1,
+      codec: 1,
+      features: 0,
+      maxFrameSize: 16 << 20,
+      maxInFlight: 1024,
+      heartbeatMs: 5000,
+      extension: Buffer.from([0x80]),
+    };
+    expect(decodeHelloBody(encodeHelloBody(hello))).toEqual(hello);
+  });
+
+  it('refuses a short body', () => {
+    expect(() => decodeHelloBody(Buffer.alloc(3))).toThrow('shorter');
+  });
+});
