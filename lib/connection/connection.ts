@@ -12,6 +12,7 @@ import { ERROR_TRANSPORT, FrameType, HEADER_SIZE, LENGTH_SIZE, MAGIC, PROTOCOL_V
 import { FrameDecoder } from '../protocol/frame-decoder.js';
 import { FrameEncoder } from '../protocol/frame-encoder.js';
 import { decodeHelloBody, encodeHelloBody, HANDSHAKE_MAX_FRAME_BYTES, type Hello } from '../protocol/hello.js';
+import { decodeTransportError, encodeTransportError } from '../protocol/transport-error.js';
 import { WriteCoalescer } from './write-coalescer.js';
 
 export enum ConnectionState {
@@ -119,7 +120,7 @@ export class WireConnection {
   /** ERROR frame carrying a transport error `{ code, message }`. */
   sendTransportError(id: number, code: string, message: string): void {
     if (this.state === ConnectionState.CLOSED) return;
-    this.encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, id, this.options.codec.encode({ code, message }));
+    this.encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, id, encodeTransportError(code, message));
     this.coalescer.schedule();
   }
 
@@ -209,14 +210,14 @@ export class WireConnection {
 
   /** Rebuilds the error carried by an ERROR frame with the transport flag. */
   decodeRemoteError(flags: number, body: Buffer): WireError {
+    if ((flags & ERROR_TRANSPORT) === 0) {
+      return new WireProtocolError('connection-level ERROR without the TRANSPORT flag');
+    }
     try {
-      const value = this.options.codec.decode(body) as { code?: unknown; message?: unknown };
-      if ((flags & ERROR_TRANSPORT) !== 0 && value !== null && typeof value === 'object') {
-        return errorFromRemote(String(value.code), String(value.message));
-      }
-      return new WireProtocolError('connection-level ERROR without a transport error body');
+      const { code, message } = decodeTransportError(body);
+      return errorFromRemote(code, message);
     } catch (err) {
-      return new WireProtocolError('undecodable ERROR frame', { cause: err });
+      return err as WireError;
     }
   }
 

@@ -41,7 +41,16 @@ class DoubleInterceptor implements NestInterceptor {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Waits `ms`, or less if `signal` aborts first (so cancelled calls leave no timers behind). */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 
 @Controller()
 export class TestController {
@@ -64,8 +73,8 @@ export class TestController {
   nothing(): void {}
 
   @MessagePattern('delayed')
-  async delayed(@Payload() data: { id: number; ms: number }): Promise<number> {
-    await sleep(data.ms);
+  async delayed(@Payload() data: { id: number; ms: number }, @Ctx() ctx: WireContext): Promise<number> {
+    await sleep(data.ms, ctx.getSignal());
     return data.id;
   }
 
