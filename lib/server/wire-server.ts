@@ -109,6 +109,19 @@ export class WireServer
     return this.sessions.size;
   }
 
+  /** Socket writes and frames across open connections, and calls running now. */
+  counters(): { writes: number; frames: number; inFlight: number; connections: number } {
+    let writes = 0;
+    let frames = 0;
+    let inFlight = 0;
+    for (const s of this.sessions) {
+      writes += s.wire.coalescer.writes;
+      frames += s.wire.encoder.frames;
+      inFlight += s.inFlight;
+    }
+    return { writes, frames, inFlight, connections: this.sessions.size };
+  }
+
   override addHandler(pattern: any, callback: MessageHandler, isEventHandler = false, extras: Record<string, any> = {}): void {
     this.routeCache.clear();
     super.addHandler(pattern, callback, isEventHandler, extras);

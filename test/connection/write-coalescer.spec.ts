@@ -1,0 +1,80 @@
+import { WriteCoalescer } from '../../lib/connection/write-coalescer.js';
+import { FrameType, RESPONSE_END } from '../../lib/protocol/frame.js';
+import { FrameEncoder } from '../../lib/protocol/frame-encoder.js';
+import { collectingDecoder } from '../helpers/frames.js';
+import { socketPair } from '../helpers/socket-pair.js';
+
+describe('WriteCoalescer (real loopback sockets)', () => {
+  it('writes every frame encoded in one tick with a single socket write', async () => {
+    const pair = await socketPair();
+    const encoder = new FrameEncoder();
+    const coalescer = new WriteCoalescer(pair.a, encoder);
+    const { decoder, frames } = collectingDecoder({ maxFrameSize: 1 << 20, expectMagic: false });
+    pair.b.on('data', (c) => decoder.push(c));
+    for (let i = 1; i <= 500; i++) {
+      encoder.encodeResponse(i, RESPONSE_END, Buffer.from([i & 0x7f]));
+      coalescer.schedule();
+    }
+    expect(coalescer.writes).toBe(0); // nothing leaves before the flush
+    await new Promise((r) => setImmediate(r));
+    expect(coalescer.writes).toBe(1);
+    await waitUntil(() => frames.length === 500);
+    expect(frames.map((f) => f.id)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+    await pair.close();
+  });
+
+  it('queues while the socket is full and writes everything on drain, in order', async () => {
+    const pair = await socketPair();
+    pair.b.pause(); // the reader stops
+    // Fill the kernel's buffers (and Node's) with 32 MiB of filler frames (id 0).
+    const filler = new FrameEncoder();
+    for (let i = 0; i < 32; i++) filler.encodeResponse(0, 0, Buffer.alloc(1 << 20));
+    for (const chunk of filler.take()!) pair.a.write(chunk);
+
+    const encoder = new FrameEncoder();
+    const coalescer = new WriteCoalescer(pair.a, encoder);
+    const payload = Buffer.alloc(1024, 1);
+    let id = 0;
+    encoder.encodeResponse(++id, 0, payload);
+    coalescer.flush();
+    expect(coalescer.isBlocked).toBe(true);
+    expect(coalescer.writes).toBe(1);
+    for (let i = 0; i < 500; i++) {
+      encoder.encodeResponse(++id, 0, payload);
+      coalescer.schedule();
+    }
+    await new Promise((r) => setTimeout(r, 20));
+    expect(coalescer.writes).toBe(1); // nothing written while blocked
+    expect(encoder.pendingBytes).toBeGreaterThan(500 * 1024);
+
+    const { decoder, frames } = collectingDecoder({ maxFrameSize: 2 << 20, expectMagic: false });
+    pair.b.on('data', (c) => decoder.push(c));
+    pair.b.resume();
+    await waitUntil(() => frames.filter((f) => f.id > 0).length === id, 10_000);
+    expect(coalescer.writes).toBe(2); // the backlog left in one write, on drain
+    const ids = frames.filter((f) => f.id > 0).map((f) => f.id);
+    expect(ids).toEqual(Array.from({ length: id }, (_, i) => i + 1));
+    await pair.close();
+  });
+
+  it('tells waiters once their frames were handed to the OS, and fails them after close', async () => {
+    const pair = await socketPair();
+    const encoder = new FrameEncoder();
+    const coalescer = new WriteCoalescer(pair.a, encoder);
+    encoder.encodeResponse(1, RESPONSE_END, Buffer.from([1]));
+    const written = await new Promise<Error | null | undefined>((r) => coalescer.whenWritten(r));
+    expect(written).toBeFalsy();
+    coalescer.close();
+    const failed = await new Promise<Error | null | undefined>((r) => coalescer.whenWritten(r));
+    expect(failed).toBeInstanceOf(Error);
+    await pair.close();
+  });
+});
+
+async function waitUntil(predicate: () => boolean, ms = 2000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > until) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
