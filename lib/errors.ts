@@ -50,8 +50,18 @@ export class WireConnectionError extends WireError {
 
 /** The call's deadline passed before it settled. */
 export class WireTimeoutError extends WireError {
-  constructor(readonly timeoutMs: number) {
-    super(`call timed out after ${timeoutMs} ms`, 'WIRE_TIMEOUT');
+  constructor(
+    readonly timeoutMs: number,
+    message = `call timed out after ${timeoutMs} ms`,
+  ) {
+    super(message, 'WIRE_TIMEOUT');
+  }
+}
+
+/** The call was cancelled: by its caller, or because the call it was made for ended. */
+export class WireCancelledError extends WireError {
+  constructor(message = 'call cancelled') {
+    super(message, 'WIRE_CANCELLED');
   }
 }
 
@@ -102,6 +112,10 @@ export function errorFromRemote(code: string, message: string): WireError {
       return new WireHandshakeError(message);
     case 'WIRE_OVERLOADED':
       return new WireOverloadedError(message);
+    case 'WIRE_TIMEOUT':
+      return new WireTimeoutError(0, message);
+    case 'WIRE_CANCELLED':
+      return new WireCancelledError(message);
     case 'WIRE_FRAME_TOO_LARGE':
       return new WireError(message, code);
     default:

@@ -8,6 +8,11 @@ export const DEFAULT_POOL_SIZE = 1;
 export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION = 1024;
+export const DEFAULT_MAX_PENDING_CALLS = 10_000;
+export const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_STREAM_CREDIT = 256;
+export const DEFAULT_MAX_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
 /** Largest timeout Node's timers accept (2^31 - 1 ms, about 24.8 days). */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
@@ -25,7 +30,23 @@ export interface WireCommonOptions {
   codec?: WireCodec;
 }
 
-export interface WireServerOptions extends WireCommonOptions {}
+export interface WireServerOptions extends WireCommonOptions {
+  /**
+   * Calls run at once per connection. Past it the server stops reading that socket, so
+   * TCP's own backpressure slows the sender; announced to clients, which queue instead. Default 1 024.
+   */
+  maxInFlightPerConnection?: number;
+  /**
+   * Bytes of stream values a call may hold while the client has granted no credit; past it
+   * the stream fails with `WIRE_OVERLOADED`. Default 4 MiB.
+   */
+  maxStreamBufferBytes?: number;
+  /**
+   * Bytes of responses waiting for a socket that does not drain; past it new requests on
+   * that connection are refused with `WIRE_OVERLOADED`. Default 64 MiB.
+   */
+  maxQueuedBytes?: number;
+}
 
 export interface WireClientOptions extends WireCommonOptions {
   /** Default time a call may take before it fails with `WireTimeoutError`, in ms; 0 disables. Default 30 000. */
@@ -34,6 +55,19 @@ export interface WireClientOptions extends WireCommonOptions {
   poolSize?: number;
   /** Time allowed to open the TCP connection, in ms. Default 10 000. */
   connectTimeoutMs?: number;
+  /** Calls outstanding at once (written or queued). Default 10 000. */
+  maxPendingCalls?: number;
+  /** Past `maxPendingCalls`: `'fail'` errors the call with `WireOverloadedError` (default), `'wait'` holds it until a slot frees. */
+  overflow?: 'fail' | 'wait';
+  /** Bytes queued on a connection that cannot drain; past it calls fail with `WireOverloadedError`. Default 64 MiB. */
+  maxQueuedBytes?: number;
+  /** Stream values the server may send ahead of consumption (renewed as values are delivered). Default 256. */
+  streamCredit?: number;
+  /**
+   * Calls made while handling a nest-wire call inherit its remaining deadline and are
+   * cancelled with it. Default true; per call: `send(p, d, { propagate: false })`.
+   */
+  propagate?: boolean;
 }
 
 /** Per-call options: the optional third argument of `WireClient#send`. */
@@ -42,6 +76,8 @@ export interface WireCallOptions {
   timeout?: number;
   /** Merged over any metadata the dispatch hook set; arrives in `ctx.getMetadata()`. */
   metadata?: Record<string, string>;
+  /** Set false to not inherit the deadline and cancellation of the call being handled. */
+  propagate?: boolean;
 }
 
 export interface ResolvedCommonOptions {
@@ -52,14 +88,46 @@ export interface ResolvedCommonOptions {
   codec: WireCodec;
 }
 
+export interface ResolvedServerOptions extends ResolvedCommonOptions {
+  maxInFlightPerConnection: number;
+  maxStreamBufferBytes: number;
+  maxQueuedBytes: number;
+}
+
 export interface ResolvedClientOptions extends ResolvedCommonOptions {
   timeout: number;
   poolSize: number;
   connectTimeoutMs: number;
+  maxPendingCalls: number;
+  overflow: 'fail' | 'wait';
+  maxQueuedBytes: number;
+  streamCredit: number;
+  propagate: boolean;
 }
 
-export function resolveServerOptions(options: WireServerOptions = {}): ResolvedCommonOptions {
-  return resolveCommon(options, 'WireServer');
+export function resolveServerOptions(options: WireServerOptions = {}): ResolvedServerOptions {
+  const where = 'WireServer';
+  return {
+    ...resolveCommon(options, where),
+    maxInFlightPerConnection: checkInteger(
+      options.maxInFlightPerConnection ?? DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+      1,
+      0xffffffff,
+      `${where} option maxInFlightPerConnection`,
+    ),
+    maxStreamBufferBytes: checkInteger(
+      options.maxStreamBufferBytes ?? DEFAULT_MAX_STREAM_BUFFER_BYTES,
+      0,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxStreamBufferBytes`,
+    ),
+    maxQueuedBytes: checkInteger(
+      options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxQueuedBytes`,
+    ),
+  };
 }
 
 export function resolveClientOptions(options: WireClientOptions = {}): ResolvedClientOptions {
@@ -74,7 +142,34 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
       MAX_TIMEOUT_MS,
       `${where} option connectTimeoutMs`,
     ),
+    maxPendingCalls: checkInteger(
+      options.maxPendingCalls ?? DEFAULT_MAX_PENDING_CALLS,
+      1,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxPendingCalls`,
+    ),
+    overflow: checkOneOf(options.overflow ?? 'fail', ['fail', 'wait'] as const, `${where} option overflow`),
+    maxQueuedBytes: checkInteger(
+      options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxQueuedBytes`,
+    ),
+    streamCredit: checkInteger(options.streamCredit ?? DEFAULT_STREAM_CREDIT, 1, 0xffffffff, `${where} option streamCredit`),
+    propagate: checkBoolean(options.propagate ?? true, `${where} option propagate`),
   };
+}
+
+function checkOneOf<T extends string>(value: T, allowed: readonly T[], what: string): T {
+  if (!allowed.includes(value)) {
+    throw new WireOptionsError(`${what} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${String(value)}`);
+  }
+  return value;
+}
+
+function checkBoolean(value: boolean, what: string): boolean {
+  if (typeof value !== 'boolean') throw new WireOptionsError(`${what} must be true or false, got ${String(value)}`);
+  return value;
 }
 
 function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommonOptions {

@@ -10,7 +10,7 @@ import {
   RESPONSE_NO_VALUE,
 } from '../protocol/frame.js';
 import type { CallOwner, PendingCall } from './pending-call.js';
-import type { TimeoutWheel } from './timeout-wheel.js';
+import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 
 /** What a client connection tells the pool about its life. */
 export interface ClientConnectionEvents {
@@ -29,14 +29,19 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   private nextId = 1;
   private wrapped = false;
 
+  /** Values delivered on a stream before its credit is renewed: half the grant. */
+  private readonly creditRenewal: number;
+
   constructor(
     socket: Socket,
     options: ConnectionOptions,
     private readonly codec: WireCodec,
     private readonly wheel: TimeoutWheel<PendingCall>,
     private readonly events: ClientConnectionEvents,
+    private readonly streamCredit: number,
   ) {
     this.wire = new WireConnection(socket, options, this);
+    this.creditRenewal = Math.max(1, streamCredit >>> 1);
   }
 
   /** Calls written on this connection and not yet settled. */
@@ -46,6 +51,12 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
 
   get isOpen(): boolean {
     return this.wire.isOpen;
+  }
+
+  /** True when the server's announced `maxInFlight` is reached: more calls would only queue there. */
+  get isFull(): boolean {
+    const limit = this.wire.peer?.maxInFlight ?? 0;
+    return limit > 0 && this.calls.size >= limit;
   }
 
   /**
@@ -58,7 +69,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     const metadata = call.metadata === undefined ? null : codec.encode(call.metadata);
     const id = this.allocateId();
     this.wire.encoder.encodeCall(
-      FrameType.REQUEST, id, call.pattern, budgetMs, metadata, payload, this.wire.peerMaxFrameSize,
+      FrameType.REQUEST, id, call.pattern, budgetMs, metadata, payload, this.wire.peerMaxFrameSize, this.streamCredit,
     );
     this.wire.coalescer.schedule();
     call.id = id;
@@ -90,8 +101,8 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   /** Called by the client's timeout wheel. */
   expire(call: PendingCall): void {
     this.remove(call);
-    call.settled = true;
     this.wire.sendEmpty(FrameType.CANCEL, call.id);
+    call.finish();
     call.observer.error(new WireTimeoutError(call.timeoutMs));
   }
 
@@ -104,7 +115,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
       call.owner = null;
       this.wheel.remove(call);
       if (call.settled) continue;
-      call.settled = true;
+      call.finish();
       call.observer.error(err);
     }
   }
@@ -153,18 +164,24 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
         value = this.codec.decode(body);
       } catch (err) {
         this.remove(call);
-        call.settled = true;
         this.wire.sendEmpty(FrameType.CANCEL, id);
+        call.finish();
         call.observer.error(err);
         return;
       }
     }
     if ((flags & RESPONSE_END) === 0) {
+      // Renew the server's credit once half of it has been consumed.
+      if (++call.delivered >= this.creditRenewal) {
+        this.wire.encoder.encodeU32(FrameType.CREDIT, 0, id, call.delivered);
+        this.wire.coalescer.schedule();
+        call.delivered = 0;
+      }
       call.observer.next(value);
       return;
     }
     this.remove(call);
-    call.settled = true;
+    call.finish();
     if ((flags & RESPONSE_NO_VALUE) === 0) call.observer.next(value);
     call.observer.complete();
   }
@@ -173,7 +190,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     const call = this.calls.get(id);
     if (call === undefined) return;
     this.remove(call);
-    call.settled = true;
+    call.finish();
     let err: unknown;
     if ((flags & ERROR_TRANSPORT) !== 0) {
       err = this.wire.decodeRemoteError(flags, body);

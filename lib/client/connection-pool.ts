@@ -4,13 +4,15 @@ import { WireConnectionError, type WireError } from '../errors.js';
 import type { ResolvedClientOptions } from '../options.js';
 import { ClientConnection, type ClientConnectionEvents } from './client-connection.js';
 import type { PendingCall } from './pending-call.js';
-import type { TimeoutWheel } from './timeout-wheel.js';
+import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 
 export type WireClientStatus = 'connected' | 'disconnected';
 
 /** What the pool reports to the client that owns it. */
 export interface PoolListener {
   onStatus(status: WireClientStatus): void;
+  /** A connection completed its handshake: queued calls can go. */
+  onConnectionOpen(): void;
   onConnectionError(err: WireError): void;
 }
 
@@ -98,6 +100,7 @@ export class ConnectionPool implements ClientConnectionEvents {
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.resolve();
+    this.listener.onConnectionOpen();
   }
 
   onClose(conn: ClientConnection, err: WireError | null): void {
@@ -130,7 +133,14 @@ export class ConnectionPool implements ClientConnectionEvents {
   private dial(): ClientConnection {
     const { host, port, connectTimeoutMs } = this.options;
     const socket = netConnect({ host, port });
-    const conn = new ClientConnection(socket, this.connectionOptions, this.options.codec, this.wheel, this);
+    const conn = new ClientConnection(
+      socket,
+      this.connectionOptions,
+      this.options.codec,
+      this.wheel,
+      this,
+      this.options.streamCredit,
+    );
     if (socket.connecting) {
       const timer = setTimeout(() => {
         if (socket.connecting) {

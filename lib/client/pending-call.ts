@@ -1,33 +1,56 @@
 import type { Observer, Unsubscribable } from 'rxjs';
-import type { WheelEntry } from './timeout-wheel.js';
+import type { WheelEntry } from '../connection/timeout-wheel.js';
+import { WireCancelledError } from '../errors.js';
 
-/** What a call needs from the connection it was written on. */
+/** The connection a call was written on. */
 export interface CallOwner {
-  /** The caller unsubscribed before the call settled. */
+  /** The caller gave up on a written call: forget it and tell the server. */
   abandon(call: PendingCall): void;
 }
 
+/** Whoever accounts for calls (the client): told exactly once when a call ends. */
+export interface CallTracker {
+  onSettled(call: PendingCall): void;
+  /** The caller gave up on a call that was not written yet. */
+  withdraw(call: PendingCall): void;
+}
+
 /**
- * One outstanding call: its observer, its deadline and its place in the timeout wheel.
+ * One outstanding call: its observer, its deadline (timeout wheel links), its place in
+ * a queue while it waits for a connection (queue links), and its id once written.
  * It is also the teardown rxjs calls on unsubscribe, so a call costs one object and
- * no closures.
+ * no closures (except the abort listener of a call made inside another call).
  *
- * Invariant: `owner` is non-null exactly while the call is in its connection's table.
+ * Invariants: `owner` is non-null exactly while the call is in its connection's table;
+ * `finish()` runs exactly once, on whichever path ends the call.
  */
 export class PendingCall implements WheelEntry, Unsubscribable {
   /** Request id on its connection; 0 until written. */
   id = 0;
   owner: CallOwner | null = null;
   settled = false;
+  /** Counted against `maxPendingCalls` (false while held by `overflow: 'wait'`). */
+  accepted = false;
+  /** Stream values delivered since the last CREDIT grant. */
+  delivered = 0;
+
   deadline = 0;
   wheelPrev: WheelEntry | null = null;
   wheelNext: WheelEntry | null = null;
   wheelSlot = -1;
 
+  queuePrev: PendingCall | null = null;
+  queueNext: PendingCall | null = null;
+  queued = false;
+
+  private parentSignal: AbortSignal | null = null;
+  private onParentAbort: (() => void) | null = null;
+
   constructor(
     readonly observer: Observer<unknown>,
+    readonly tracker: CallTracker,
     /** Effective timeout in ms; 0 means none. */
-    readonly timeoutMs: number,
+    public timeoutMs: number,
     /** What to send; dropped once written. */
     public pattern: string,
     public data: unknown,
@@ -37,8 +60,70 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   /** rxjs teardown: called on unsubscribe, and after the call completed or failed. */
   unsubscribe(): void {
     if (this.settled) return;
+    if (this.owner !== null) this.owner.abandon(this);
+    else this.tracker.withdraw(this);
+    this.finish();
+  }
+
+  /** Cancels this call when `signal` (the call it was made for) aborts. */
+  followParent(signal: AbortSignal): void {
+    this.parentSignal = signal;
+    this.onParentAbort = () => {
+      if (this.settled) return;
+      this.unsubscribe();
+      this.observer.error(new WireCancelledError('cancelled because the call it was made for ended'));
+    };
+    signal.addEventListener('abort', this.onParentAbort, { once: true });
+  }
+
+  /** Marks the call ended and tells the tracker. Every path that ends a call calls it once. */
+  finish(): void {
+    if (this.settled) return;
     this.settled = true;
-    const owner = this.owner;
-    if (owner !== null) owner.abandon(this);
+    if (this.onParentAbort !== null) {
+      this.parentSignal!.removeEventListener('abort', this.onParentAbort);
+      this.onParentAbort = null;
+      this.parentSignal = null;
+    }
+    this.tracker.onSettled(this);
+  }
+}
+
+/** FIFO of calls waiting to be written, linked through the calls themselves: O(1) removal. */
+export class CallQueue {
+  private head: PendingCall | null = null;
+  private tail: PendingCall | null = null;
+  length = 0;
+
+  push(call: PendingCall): void {
+    call.queued = true;
+    call.queuePrev = this.tail;
+    call.queueNext = null;
+    if (this.tail === null) this.head = call;
+    else this.tail.queueNext = call;
+    this.tail = call;
+    this.length++;
+  }
+
+  peek(): PendingCall | null {
+    return this.head;
+  }
+
+  shift(): PendingCall | null {
+    const call = this.head;
+    if (call !== null) this.remove(call);
+    return call;
+  }
+
+  remove(call: PendingCall): void {
+    if (!call.queued) return;
+    const { queuePrev: prev, queueNext: next } = call;
+    if (prev === null) this.head = next;
+    else prev.queueNext = next;
+    if (next === null) this.tail = prev;
+    else next.queuePrev = prev;
+    call.queuePrev = call.queueNext = null;
+    call.queued = false;
+    this.length--;
   }
 }

@@ -4,7 +4,14 @@ import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-me
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { Observable, throwError, type Observer, type Subscriber } from 'rxjs';
-import { WireConnectionError, WireError, WireTimeoutError } from '../errors.js';
+import { callContext, propagation } from '../call-context.js';
+import {
+  WireCancelledError,
+  WireConnectionError,
+  WireError,
+  WireOverloadedError,
+  WireTimeoutError,
+} from '../errors.js';
 import {
   checkTimeout,
   resolveClientOptions,
@@ -14,8 +21,8 @@ import {
 } from '../options.js';
 import type { ClientConnection } from './client-connection.js';
 import { ConnectionPool, type WireClientStatus } from './connection-pool.js';
-import { PendingCall } from './pending-call.js';
-import { TimeoutWheel } from './timeout-wheel.js';
+import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
+import { TimeoutWheel } from '../connection/timeout-wheel.js';
 
 export type { WireClientStatus } from './connection-pool.js';
 
@@ -31,7 +38,12 @@ export interface WireClientCounters {
   writes: number;
   /** Frames encoded across all connections. */
   frames: number;
+  /** Calls written and not yet answered. */
   inFlight: number;
+  /** Calls counted against `maxPendingCalls` (written or queued). */
+  pending: number;
+  /** Calls not yet written (waiting for a connection, room, or a pending slot). */
+  queued: number;
   openConnections: number;
 }
 
@@ -43,17 +55,25 @@ export interface WireClientCounters {
  * `send(pattern, data, { timeout, metadata })` returns a cold Observable: each
  * subscription is one call, multiplexed with every other on the pooled connections.
  */
-export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> {
+export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> implements CallTracker {
   protected readonly logger = new Logger(WireClient.name);
   protected readonly wireOptions: ResolvedClientOptions;
   private readonly wheel: TimeoutWheel<PendingCall>;
   private pool: ConnectionPool;
   private readonly emitter = new EventEmitter();
   private closed = false;
+  /** Calls counted against `maxPendingCalls`: written, or queued for a connection. */
+  private pending = 0;
+  /** Accepted calls waiting for a connection (or for room on one), in order. */
+  private readonly queue = new CallQueue();
+  /** Calls held by `overflow: 'wait'` until `pending` drops below `maxPendingCalls`. */
+  private readonly held = new CallQueue();
+  private connecting = false;
 
   constructor(options: WireClientOptions = {}) {
     super();
     this.wireOptions = resolveClientOptions(options);
+    propagation.clients++;
     this.wheel = new TimeoutWheel<PendingCall>((call) => this.onCallTimeout(call));
     this.pool = this.createPool();
     this.initializeSerializer(options as never);
@@ -70,7 +90,10 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.pool.close(new WireConnectionError('client closed'));
+    const err = new WireConnectionError('client closed');
+    for (let call = this.held.shift(); call !== null; call = this.held.shift()) this.failUnwritten(call, err);
+    for (let call = this.queue.shift(); call !== null; call = this.queue.shift()) this.failUnwritten(call, err);
+    this.pool.close(err);
     this.wheel.clear();
     this._status$.next('disconnected');
   }
@@ -93,7 +116,7 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
       frames += c.wire.encoder.frames;
       inFlight += c.inFlight;
     }
-    return { writes, frames, inFlight, openConnections: this.pool.openCount };
+    return { writes, frames, inFlight, pending: this.pending, queued: this.queue.length + this.held.length, openConnections: this.pool.openCount };
   }
 
   /**
@@ -137,33 +160,66 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
   private startCall(packet: ReadPacket, options: WireCallOptions | undefined, observer: Observer<unknown>): PendingCall {
     let timeoutMs = this.wireOptions.timeout;
     let metadata = packet.metadata;
+    let propagate = this.wireOptions.propagate;
     if (options !== undefined) {
       if (options.timeout !== undefined) timeoutMs = checkTimeout(options.timeout, 'send() option timeout');
       if (options.metadata !== undefined) metadata = { ...metadata, ...options.metadata };
+      if (options.propagate === false) propagate = false;
     }
-    const call = new PendingCall(observer, timeoutMs, this.routeOf(packet.pattern), packet.data, metadata);
-    if (timeoutMs > 0) this.wheel.add(call, performance.now() + timeoutMs);
+    const call = new PendingCall(observer, this, timeoutMs, this.routeOf(packet.pattern), packet.data, metadata);
+    const parent = propagate ? callContext.getStore() : undefined;
+    if (parent !== undefined) {
+      // A call made while handling a call: same deadline at the latest, cancelled with it.
+      if (parent.deadline > 0) {
+        const left = Math.floor(parent.deadline - performance.now());
+        if (left <= 0) return this.failAtOnce(call, new WireTimeoutError(0, 'the deadline of the call being handled has passed'));
+        call.timeoutMs = timeoutMs > 0 ? Math.min(timeoutMs, left) : left;
+      }
+      if (parent.signal.aborted) return this.failAtOnce(call, new WireCancelledError('the call being handled was cancelled'));
+      call.followParent(parent.signal);
+    }
+    if (call.timeoutMs > 0) this.wheel.add(call, performance.now() + call.timeoutMs);
     if (this.closed) this.reopen();
-    const conn = this.pool.pick();
-    if (conn !== null) {
-      this.write(call, conn);
-    } else {
-      this.pool.connect().then(
-        () => this.writeWhenOpen(call),
-        (err) => this.failUnwritten(call, err),
-      );
+    if (this.pending >= this.wireOptions.maxPendingCalls) {
+      if (this.wireOptions.overflow === 'fail') {
+        this.failUnwritten(
+          call,
+          new WireOverloadedError(
+            `${this.pending} calls are already pending (maxPendingCalls ${this.wireOptions.maxPendingCalls}); ` +
+              "slow down, raise maxPendingCalls, or use overflow: 'wait'",
+          ),
+        );
+      } else {
+        this.held.push(call);
+      }
+      return call;
     }
+    this.accept(call);
     return call;
   }
 
-  private writeWhenOpen(call: PendingCall): void {
-    if (call.settled) return;
-    const conn = this.pool.pick();
-    if (conn === null) return this.failUnwritten(call, new WireConnectionError('connection closed before the call was sent'));
-    this.write(call, conn);
+  /** Counts the call against `maxPendingCalls` and writes it, or queues it until it can be. */
+  private accept(call: PendingCall): void {
+    call.accepted = true;
+    this.pending++;
+    if (this.queue.length === 0 && this.tryWrite(call)) return;
+    this.queue.push(call);
+    if (this.pool.openCount === 0) this.connectAndDrain();
   }
 
-  private write(call: PendingCall, conn: ClientConnection): void {
+  /** Writes the call if an open connection has room; false if it must wait. */
+  private tryWrite(call: PendingCall): boolean {
+    const conn = this.pool.pick();
+    if (conn === null || conn.isFull) return false;
+    if (conn.wire.queuedBytes > this.wireOptions.maxQueuedBytes) {
+      this.failUnwritten(
+        call,
+        new WireOverloadedError(
+          `more than ${this.wireOptions.maxQueuedBytes} bytes are queued on a connection that does not drain (maxQueuedBytes)`,
+        ),
+      );
+      return true;
+    }
     // The server gets the time left, not a timestamp: clocks of two hosts need not agree.
     const budgetMs = call.timeoutMs > 0 ? Math.max(0, Math.ceil(call.deadline - performance.now())) : -1;
     try {
@@ -171,14 +227,72 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
     } catch (err) {
       this.failUnwritten(call, err);
     }
+    return true;
+  }
+
+  /** Writes queued calls while connections have room. */
+  private drain(): void {
+    const queue = this.queue;
+    for (let call = queue.peek(); call !== null; call = queue.peek()) {
+      if (call.settled) {
+        queue.shift();
+        continue;
+      }
+      const conn = this.pool.pick();
+      if (conn === null || conn.isFull) return;
+      queue.shift();
+      this.tryWrite(call);
+    }
+  }
+
+  private connectAndDrain(): void {
+    if (this.connecting) return;
+    this.connecting = true;
+    this.pool.connect().then(
+      () => {
+        this.connecting = false;
+        this.drain();
+      },
+      (err: Error) => {
+        this.connecting = false;
+        // Nothing is reachable: every call waiting for a connection fails now, not at its timeout.
+        for (let call = this.queue.shift(); call !== null; call = this.queue.shift()) this.failUnwritten(call, err);
+      },
+    );
+  }
+
+  /** CallTracker: a call ended, by whatever path. Frees its slot for the next one. */
+  onSettled(call: PendingCall): void {
+    if (!call.accepted) return;
+    call.accepted = false;
+    this.pending--;
+    if (this.held.length > 0 && this.pending < this.wireOptions.maxPendingCalls) {
+      const next = this.held.shift();
+      if (next !== null) this.accept(next);
+    }
+    if (this.queue.length > 0) this.drain();
+  }
+
+  /** CallTracker: the caller unsubscribed from a call that was never written. */
+  withdraw(call: PendingCall): void {
+    this.queue.remove(call);
+    this.held.remove(call);
+    this.wheel.remove(call);
   }
 
   /** Fails a call that is in no connection's table. */
   private failUnwritten(call: PendingCall, err: unknown): void {
     if (call.settled) return;
-    call.settled = true;
-    this.wheel.remove(call);
+    this.withdraw(call);
+    call.finish();
     call.observer.error(err);
+  }
+
+  /** Fails a call before it was counted anywhere (from inside the Observable's subscribe). */
+  private failAtOnce(call: PendingCall, err: unknown): PendingCall {
+    call.finish();
+    call.observer.error(err);
+    return call;
   }
 
   private onCallTimeout(call: PendingCall): void {
@@ -193,7 +307,12 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
 
   private createPool(): ConnectionPool {
     return new ConnectionPool(this.wireOptions, this.wheel, {
-      onStatus: (status) => this._status$.next(status),
+      onStatus: (status) => {
+        this._status$.next(status);
+        // Calls queued for room on a connection that just went away now need a new one.
+        if (status === 'disconnected' && this.queue.length > 0 && !this.closed) this.connectAndDrain();
+      },
+      onConnectionOpen: () => this.drain(),
       onConnectionError: (err) => {
         if (this.emitter.listenerCount('error') > 0) this.emitter.emit('error', err);
         else this.logger.warn(`connection to ${this.wireOptions.host}:${this.wireOptions.port} failed: ${err.message}`);

@@ -95,6 +95,32 @@ export class WireConnection {
     return this.peer === null ? HANDSHAKE_MAX_FRAME_BYTES : this.peer.maxFrameSize;
   }
 
+  /** Bytes written or encoded but not yet accepted by the OS (a slow reader's backlog). */
+  get queuedBytes(): number {
+    return this.encoder.pendingBytes + this.socket.writableLength;
+  }
+
+  /**
+   * Stops reading at the current frame boundary. The socket is paused too, so the
+   * kernel's buffers fill and TCP slows the sender: nothing queues without bound here.
+   */
+  pauseReading(): void {
+    this.decoder.pause();
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (this.state === ConnectionState.CLOSED) return;
+    try {
+      this.decoder.resume();
+    } catch (err) {
+      this.refuse(toWireError(err));
+      return;
+    }
+    // Decoding what was held may have reached the limit again.
+    if (!this.decoder.isPaused) this.socket.resume();
+  }
+
   /** Throws if a frame of `bodyBytes` would exceed what the peer accepts. */
   checkFrameFits(bodyBytes: number): void {
     const length = HEADER_SIZE - LENGTH_SIZE + bodyBytes;
@@ -240,9 +266,7 @@ export class WireConnection {
     try {
       this.decoder.push(chunk);
     } catch (err) {
-      const e =
-        err instanceof WireError ? err : new WireProtocolError(`unexpected failure reading a frame: ${String(err)}`, { cause: err });
-      this.refuse(e);
+      this.refuse(toWireError(err));
     }
   };
 
@@ -280,4 +304,10 @@ export class WireConnection {
     this.coalescer.close();
     this.handler.onClose(this, this.closeError);
   }
+}
+
+function toWireError(err: unknown): WireError {
+  return err instanceof WireError
+    ? err
+    : new WireProtocolError(`unexpected failure reading a frame: ${String(err)}`, { cause: err });
 }

@@ -1,5 +1,5 @@
 import { WireProtocolError } from '../errors.js';
-import { REQUEST_HAS_DEADLINE, REQUEST_HAS_METADATA } from './frame.js';
+import { REQUEST_HAS_CREDIT, REQUEST_HAS_DEADLINE, REQUEST_HAS_METADATA } from './frame.js';
 
 /**
  * The fields of a REQUEST or EVENT body. One instance is reused for every frame a
@@ -9,6 +9,8 @@ import { REQUEST_HAS_DEADLINE, REQUEST_HAS_METADATA } from './frame.js';
 export class CallBody {
   /** Remaining time budget in ms, or -1 if the frame carries none. */
   budgetMs = -1;
+  /** Initial stream credit, or 0 if the frame carries none (no flow control asked). */
+  credit = 0;
   pattern = '';
   /** Codec-encoded metadata, or null. A view: valid only while the frame is. */
   metadata: Buffer | null = null;
@@ -19,7 +21,7 @@ export class CallBody {
 const EMPTY = Buffer.alloc(0);
 
 /**
- * Layout: [u32 budgetMs if HAS_DEADLINE] u16 patternLength, pattern (UTF-8),
+ * Layout: [u32 budgetMs if HAS_DEADLINE] [u32 credit if HAS_CREDIT] u16 patternLength, pattern (UTF-8),
  * [u32 metadataLength, metadata if HAS_METADATA], payload (the rest, never empty).
  */
 export function readCallBody(body: Buffer, flags: number, out: CallBody): void {
@@ -31,6 +33,14 @@ export function readCallBody(body: Buffer, flags: number, out: CallBody): void {
     p = 4;
   } else {
     out.budgetMs = -1;
+  }
+  if ((flags & REQUEST_HAS_CREDIT) !== 0) {
+    if (end - p < 4) throw truncated('credit');
+    out.credit = body.readUInt32BE(p);
+    if (out.credit === 0) throw new WireProtocolError('initial stream credit must be at least 1');
+    p += 4;
+  } else {
+    out.credit = 0;
   }
   if (end - p < 2) throw truncated('pattern length');
   const patternLength = body.readUInt16BE(p);

@@ -28,6 +28,12 @@ export class FrameDecoder {
   /** Total size (length field included) of the partial frame, or 0 while its length is unknown. */
   private partialTarget = 0;
   private failed = false;
+  /** While true, no frame is emitted; unread input waits in `held`. */
+  private paused = false;
+  /** Input received (or left over) while paused, in order. Views, not copies. */
+  private held: Buffer[] = [];
+  /** True while `consume` is on the stack (guards re-entrant resume). */
+  private decoding = false;
 
   constructor(
     private readonly sink: FrameSink,
@@ -42,18 +48,62 @@ export class FrameDecoder {
     return this.partialLength;
   }
 
+  /** True while paused. */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Bytes received but not yet decoded because the decoder is paused. */
+  get heldBytes(): number {
+    let n = 0;
+    for (const b of this.held) n += b.length;
+    return n;
+  }
+
   /**
    * Feeds the next chunk. Throws `WireProtocolError` (or a subclass) on malformed
    * input; the sink must not throw.
    */
   push(chunk: Buffer): void {
     if (this.failed) return;
+    if (this.paused) {
+      this.held.push(chunk);
+      return;
+    }
+    this.guarded(chunk);
+  }
+
+  /**
+   * Stops emitting frames after the current one: the rest of the chunk being decoded
+   * is kept (as a view) until `resume()`. Lets a server stop at an exact frame boundary
+   * when it has as many calls running as it allows.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Decodes what was held while paused, then accepts input again. */
+  resume(): void {
+    if (!this.paused || this.failed) return;
+    this.paused = false;
+    // Called from inside a sink callback: the decoding loop below us carries on by itself.
+    if (this.decoding) return;
+    while (this.held.length > 0 && !this.paused && !this.failed) {
+      this.guarded(this.held.shift()!);
+    }
+  }
+
+  private guarded(chunk: Buffer): void {
+    this.decoding = true;
     try {
       this.consume(chunk);
+      this.decoding = false;
     } catch (err) {
+      this.decoding = false;
       this.failed = true;
       this.partial = null;
       this.partialLength = 0;
+      this.held = [];
       throw err;
     }
   }
@@ -65,6 +115,11 @@ export class FrameDecoder {
     if (this.partialLength > 0 && offset < end) offset = this.fillPartial(chunk, offset);
 
     while (offset < end) {
+      if (this.paused) {
+        // Keep the unread rest for resume(); it goes before anything pushed meanwhile.
+        this.held.unshift(chunk.subarray(offset));
+        return;
+      }
       const remaining = end - offset;
       if (remaining < LENGTH_SIZE) {
         this.startPartial(chunk, offset, end);

@@ -4,6 +4,7 @@ import {
   HEADER_SIZE,
   LENGTH_SIZE,
   MAX_PATTERN_BYTES,
+  REQUEST_HAS_CREDIT,
   REQUEST_HAS_DEADLINE,
   REQUEST_HAS_METADATA,
   RESPONSE_END,
@@ -58,6 +59,7 @@ export class FrameEncoder {
    * REQUEST or EVENT. `budgetMs < 0` means no deadline. `metadata` is already
    * encoded by the codec, or null. Throws `WireFrameTooLargeError`, encoding nothing,
    * if the frame's length field would exceed `maxLength` (the peer's limit).
+   * `credit > 0` announces the stream credit (REQUEST only).
    */
   encodeCall(
     type: FrameType.REQUEST | FrameType.EVENT,
@@ -67,6 +69,7 @@ export class FrameEncoder {
     metadata: Uint8Array | null,
     payload: Uint8Array,
     maxLength: number,
+    credit = 0,
   ): void {
     // Worst case 3 bytes per UTF-16 unit; the exact count is only needed when that is too long.
     const patternMax = pattern.length * 3;
@@ -79,6 +82,10 @@ export class FrameEncoder {
       flags |= REQUEST_HAS_DEADLINE;
       fixed += 4;
     }
+    if (credit > 0) {
+      flags |= REQUEST_HAS_CREDIT;
+      fixed += 4;
+    }
     if (metadata !== null) {
       flags |= REQUEST_HAS_METADATA;
       fixed += 4 + metadata.length;
@@ -89,6 +96,10 @@ export class FrameEncoder {
     let p = frameStart + HEADER_SIZE;
     if (budgetMs >= 0) {
       buf.writeUInt32BE(Math.min(budgetMs, 0xffffffff), p);
+      p += 4;
+    }
+    if (credit > 0) {
+      buf.writeUInt32BE(Math.min(credit, 0xffffffff), p);
       p += 4;
     }
     const patternBytes = buf.write(pattern, p + 2, 'utf8');

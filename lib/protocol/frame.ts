@@ -52,6 +52,8 @@ export const MAX_FRAME_TYPE = FrameType.CREDIT;
 /** REQUEST flags. */
 export const REQUEST_HAS_DEADLINE = 0x01;
 export const REQUEST_HAS_METADATA = 0x02;
+/** The body carries the initial stream credit (values the server may send before a CREDIT). */
+export const REQUEST_HAS_CREDIT = 0x04;
 
 /** RESPONSE flags. */
 export const RESPONSE_END = 0x01;

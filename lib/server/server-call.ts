@@ -1,31 +1,66 @@
 import type { Observable, Observer, Subscription } from 'rxjs';
+import type { InboundCall } from '../call-context.js';
+import type { WheelEntry } from '../connection/timeout-wheel.js';
+import { WireOverloadedError } from '../errors.js';
 import type { SignalSource } from './wire-context.js';
 
 /** How a running call reaches its connection. */
 export interface CallSink {
-  sendValue(call: ServerCall, value: unknown): void;
-  sendEnd(call: ServerCall): void;
-  sendFailure(call: ServerCall, err: unknown): void;
-  /** The call settled (completed, failed or was cancelled): forget it. */
+  /** Encodes a value (null for `undefined`); throws a `WireError` if it cannot travel. */
+  encodeValue(value: unknown): Uint8Array | null;
+  writeValue(call: ServerCall, bytes: Uint8Array | null): void;
+  writeEnd(call: ServerCall): void;
+  /** Sends the error that ends the call (application value or `WireError`). */
+  writeFailure(call: ServerCall, err: unknown): void;
+  /** Maps an error thrown outside Nest's exception filters (an async iterable) to what is sent. */
+  mapUncaughtError(err: unknown): unknown;
+  /** The call settled: forget it (frees its slot and its timer). */
   release(call: ServerCall): void;
+  /** The call's deadline passed. */
+  expire(call: ServerCall): void;
 }
 
+type Terminal = { err: unknown } | null;
+
 /**
- * One request being handled. It is the observer of the handler's stream (so no
- * closure per call), owns the abort signal handed to `ctx.getSignal()` (created only
- * if a handler asks for it), and is what CANCEL and connection loss act on.
+ * One request being handled. It is the observer of the handler's stream (no closure
+ * per call), owns the abort signal handed to `ctx.getSignal()` (created only when
+ * asked for), and is what CANCEL, the deadline and connection loss act on.
+ *
+ * Stream flow control: the client grants `credit` values; past it, encoded values wait
+ * in `buffer` (at most `maxBufferBytes`, else the stream fails with `WIRE_OVERLOADED`)
+ * until a CREDIT frame arrives. A handler that returns an AsyncIterable is pulled only
+ * while credit lasts, so it is paced by the consumer without any buffer.
+ *
+ * Invariant: `done` becomes true exactly once, when the call leaves the session's table.
  */
-export class ServerCall implements Observer<unknown>, SignalSource {
+export class ServerCall implements Observer<unknown>, SignalSource, InboundCall, WheelEntry {
   done = false;
+  /** Deadline on the `performance.now()` clock (0: none); the timeout wheel reads it. */
+  deadline = 0;
+  wheelPrev: WheelEntry | null = null;
+  wheelNext: WheelEntry | null = null;
+  wheelSlot = -1;
+
+  private credit: number;
+  private buffer: (Uint8Array | null)[] | null = null;
+  private bufferedBytes = 0;
+  /** How the stream ended while values were still buffered. */
+  private terminal: Terminal | undefined = undefined;
   private subscription: Subscription | null = null;
   private controller: AbortController | null = null;
+  private iterator: AsyncIterator<unknown> | null = null;
+  private pumping = false;
 
   constructor(
     readonly id: number,
     private readonly sink: CallSink,
-    /** Absolute deadline (`Date.now()` ms), 0 if none. */
-    readonly deadline: number,
-  ) {}
+    /** Initial credit; 0 means the client asked for no flow control. */
+    credit: number,
+    private readonly maxBufferBytes: number,
+  ) {
+    this.credit = credit === 0 ? Infinity : credit;
+  }
 
   get signal(): AbortSignal {
     if (this.controller === null) this.controller = new AbortController();
@@ -37,36 +72,151 @@ export class ServerCall implements Observer<unknown>, SignalSource {
     if (this.done) return;
     const subscription = stream$.subscribe(this);
     // A synchronous stream may have finished, or been cancelled, during subscribe().
-    if (this.done) subscription.unsubscribe();
+    if (this.done || this.terminal !== undefined || this.iterator !== null) subscription.unsubscribe();
     else this.subscription = subscription;
   }
 
   next(value: unknown): void {
-    if (!this.done) this.sink.sendValue(this, value);
+    if (this.done || this.terminal !== undefined || this.iterator !== null) return;
+    if (this.buffer === null && isAsyncIterable(value)) {
+      // A handler returned an AsyncIterable: pull it at the consumer's pace.
+      this.iterator = value[Symbol.asyncIterator]();
+      this.subscription?.unsubscribe();
+      this.pump();
+      return;
+    }
+    let bytes: Uint8Array | null;
+    try {
+      bytes = this.sink.encodeValue(value);
+    } catch (err) {
+      return this.fail(err);
+    }
+    if (this.credit > 0 && this.buffer === null) {
+      this.credit--;
+      this.sink.writeValue(this, bytes);
+      return;
+    }
+    this.hold(bytes);
   }
 
   complete(): void {
-    if (this.done) return;
-    this.settle();
-    this.sink.sendEnd(this);
+    if (this.done || this.terminal !== undefined || this.iterator !== null) return;
+    this.end(null);
   }
 
   error(err: unknown): void {
-    if (this.done) return;
-    this.settle();
-    this.sink.sendFailure(this, err);
+    if (this.done || this.terminal !== undefined || this.iterator !== null) return;
+    this.end({ err });
   }
 
-  /** Stops the handler: unsubscribes its stream and aborts its signal. Sends nothing. */
+  /** The client granted `n` more values. */
+  addCredit(n: number): void {
+    if (this.done) return;
+    this.credit += n;
+    const buffer = this.buffer;
+    if (buffer !== null) {
+      let i = 0;
+      while (i < buffer.length && this.credit > 0) {
+        const bytes = buffer[i++];
+        this.bufferedBytes -= bytes === null ? 0 : bytes.length;
+        this.credit--;
+        this.sink.writeValue(this, bytes);
+      }
+      buffer.splice(0, i);
+      if (buffer.length > 0) return;
+      this.buffer = null;
+      if (this.terminal !== undefined) return this.finish(this.terminal);
+    }
+    if (this.iterator !== null) this.pump();
+  }
+
+  /** Called by the deadline wheel. */
+  expire(): void {
+    if (!this.done) this.sink.expire(this);
+  }
+
+  /** Stops the handler: unsubscribes its stream, ends its iterator, aborts its signal. Sends nothing. */
   cancel(reason: unknown): void {
     if (this.done) return;
     this.settle();
-    if (this.subscription !== null) this.subscription.unsubscribe();
-    if (this.controller !== null) this.controller.abort(reason);
+    this.subscription?.unsubscribe();
+    this.iterator?.return?.().catch(() => {});
+    this.controller?.abort(reason);
+  }
+
+  private end(terminal: Terminal): void {
+    if (this.buffer !== null) {
+      this.terminal = terminal; // sent once the buffered values have gone out
+      return;
+    }
+    this.finish(terminal);
+  }
+
+  private finish(terminal: Terminal): void {
+    this.settle();
+    if (terminal === null) this.sink.writeEnd(this);
+    else this.sink.writeFailure(this, terminal.err);
+  }
+
+  private hold(bytes: Uint8Array | null): void {
+    this.bufferedBytes += bytes === null ? 0 : bytes.length;
+    if (this.bufferedBytes > this.maxBufferBytes) {
+      this.buffer = null;
+      return this.fail(
+        new WireOverloadedError(
+          `stream produced more than ${this.maxBufferBytes} bytes beyond the consumer's credit; ` +
+            'the consumer is too slow for this producer (return an AsyncIterable to be paced by the consumer, or raise maxStreamBufferBytes)',
+        ),
+      );
+    }
+    (this.buffer ??= []).push(bytes);
+  }
+
+  /** Fails the call at once (buffered values are dropped) and stops the handler. */
+  private fail(err: unknown): void {
+    if (this.done) return;
+    this.buffer = null;
+    this.subscription?.unsubscribe();
+    this.iterator?.return?.().catch(() => {});
+    this.controller?.abort(err);
+    this.finish({ err });
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    const iterator = this.iterator!;
+    try {
+      while (!this.done && this.credit > 0) {
+        const result = await iterator.next();
+        if (this.done) return;
+        if (result.done) return this.finish(null);
+        let bytes: Uint8Array | null;
+        try {
+          bytes = this.sink.encodeValue(result.value);
+        } catch (err) {
+          return this.fail(err);
+        }
+        this.credit--;
+        this.sink.writeValue(this, bytes);
+      }
+    } catch (err) {
+      if (!this.done) this.fail(this.sink.mapUncaughtError(err));
+    } finally {
+      this.pumping = false;
+    }
   }
 
   private settle(): void {
     this.done = true;
     this.sink.release(this);
   }
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
+  );
 }

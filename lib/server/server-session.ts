@@ -1,7 +1,16 @@
 import type { MessageHandler } from '@nestjs/microservices';
 import type { Socket } from 'node:net';
 import { WireConnection, type ConnectionHandler, type ConnectionOptions } from '../connection/connection.js';
-import { WireConnectionError, WireError, WireNoHandlerError, WireProtocolError } from '../errors.js';
+import { performance } from 'node:perf_hooks';
+import type { TimeoutWheel } from '../connection/timeout-wheel.js';
+import {
+  WireCancelledError,
+  WireConnectionError,
+  WireError,
+  WireNoHandlerError,
+  WireProtocolError,
+  WireTimeoutError,
+} from '../errors.js';
 import { CallBody, readCallBody } from '../protocol/call-body.js';
 import type { WireCodec } from '../protocol/codec.js';
 import { FrameType, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
@@ -10,7 +19,11 @@ import { WireContext } from './wire-context.js';
 
 /** What a session needs from the server that accepted it. */
 export interface SessionHost {
+  readonly limits: SessionLimits;
+  /** Tracks call deadlines; calls it expires are failed with `WIRE_TIMEOUT`. */
+  readonly deadlines: TimeoutWheel<ServerCall>;
   findHandler(pattern: string): MessageHandler | null;
+  mapUncaughtError(err: unknown): unknown;
   runRequest(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void;
   runEvent(pattern: string, data: unknown, ctx: WireContext): void;
   onEventDropped(pattern: string, err: unknown): void;
@@ -23,11 +36,19 @@ export interface SessionHost {
  * Calls running for this connection are kept by id so CANCEL and connection loss
  * can stop them.
  */
+export interface SessionLimits {
+  maxInFlight: number;
+  maxStreamBufferBytes: number;
+  maxQueuedBytes: number;
+}
+
 export class ServerSession implements ConnectionHandler, CallSink {
   readonly wire: WireConnection;
   private readonly calls = new Map<number, ServerCall>();
   /** Reused for every call frame read on this connection. */
   private readonly body = new CallBody();
+  /** True while reading is stopped because `maxInFlight` calls are running. */
+  private readingPaused = false;
 
   constructor(
     socket: Socket,
@@ -56,11 +77,15 @@ export class ServerSession implements ConnectionHandler, CallSink {
         return this.onEvent(flags, body);
       case FrameType.CANCEL: {
         const call = this.calls.get(id);
-        if (call !== undefined) call.cancel(new WireError('call cancelled by the client', 'WIRE_CANCELLED'));
+        if (call !== undefined) call.cancel(new WireCancelledError('call cancelled by the client'));
+        return;
+      }
+      case FrameType.CREDIT: {
+        if (body.length < 4) throw new WireProtocolError('CREDIT frame without its 32-bit count');
+        this.calls.get(id)?.addCredit(body.readUInt32BE(0));
         return;
       }
       case FrameType.GOAWAY:
-      case FrameType.CREDIT:
         return;
       default:
         throw new WireProtocolError(`a client does not send frame type ${type} to a server`);
@@ -75,38 +100,49 @@ export class ServerSession implements ConnectionHandler, CallSink {
     this.host.onSessionClose(this, err);
   }
 
-  sendValue(call: ServerCall, value: unknown): void {
-    let payload: Uint8Array | null = null;
-    try {
-      if (value !== undefined) {
-        payload = this.codec.encode(value);
-        this.wire.checkFrameFits(payload.length);
-      }
-    } catch (err) {
-      // The value cannot travel: fail the call rather than the connection.
-      call.cancel(err);
-      const e = err as WireError;
-      this.wire.sendTransportError(call.id, e.code ?? 'WIRE_CODEC', e.message);
-      return;
-    }
-    this.wire.encoder.encodeResponse(call.id, payload === null ? RESPONSE_NO_VALUE : 0, payload);
+  encodeValue(value: unknown): Uint8Array | null {
+    if (value === undefined) return null;
+    const payload = this.codec.encode(value);
+    this.wire.checkFrameFits(payload.length);
+    return payload;
+  }
+
+  writeValue(call: ServerCall, bytes: Uint8Array | null): void {
+    this.wire.encoder.encodeResponse(call.id, bytes === null ? RESPONSE_NO_VALUE : 0, bytes);
     this.wire.coalescer.schedule();
   }
 
-  sendEnd(call: ServerCall): void {
+  writeEnd(call: ServerCall): void {
     // `of(value)` completes right after its value: flag that frame instead of sending another.
     if (this.wire.encoder.tryMarkLastResponseEnd(call.id)) return;
     this.wire.encoder.encodeResponse(call.id, RESPONSE_END | RESPONSE_NO_VALUE, null);
     this.wire.coalescer.schedule();
   }
 
-  sendFailure(call: ServerCall, err: unknown): void {
+  writeFailure(call: ServerCall, err: unknown): void {
     if (err instanceof WireError) this.wire.sendTransportError(call.id, err.code, err.message);
     else this.wire.sendError(call.id, err);
   }
 
+  mapUncaughtError(err: unknown): unknown {
+    return this.host.mapUncaughtError(err);
+  }
+
   release(call: ServerCall): void {
     this.calls.delete(call.id);
+    this.host.deadlines.remove(call);
+    // A slot freed: read again if we had stopped at the limit.
+    if (this.readingPaused && this.calls.size < this.host.limits.maxInFlight) {
+      this.readingPaused = false;
+      this.wire.resumeReading();
+    }
+  }
+
+  /** Called by the deadline wheel: the caller's budget is spent. */
+  expire(call: ServerCall): void {
+    const err = new WireTimeoutError(0, 'deadline exceeded before the handler finished');
+    call.cancel(err);
+    this.wire.sendTransportError(call.id, err.code, err.message);
   }
 
   private onRequest(flags: number, id: number, frameBody: Buffer): void {
@@ -131,10 +167,29 @@ export class ServerSession implements ConnectionHandler, CallSink {
       this.wire.sendTransportError(id, 'WIRE_NO_HANDLER', new WireNoHandlerError().message);
       return;
     }
-    const deadline = body.budgetMs >= 0 ? Date.now() + body.budgetMs : 0;
-    const call = new ServerCall(id, this, deadline);
+    if (body.budgetMs === 0) {
+      // The caller has already given up: do not start work nobody waits for.
+      this.wire.sendTransportError(id, 'WIRE_TIMEOUT', 'deadline already passed when the request arrived');
+      return;
+    }
+    const limits = this.host.limits;
+    if (this.wire.queuedBytes > limits.maxQueuedBytes) {
+      this.wire.sendTransportError(id, 'WIRE_OVERLOADED', `more than ${limits.maxQueuedBytes} bytes of responses are waiting for this client to read`);
+      return;
+    }
+    const call = new ServerCall(id, this, body.credit, limits.maxStreamBufferBytes);
+    let deadlineAt = 0;
+    if (body.budgetMs > 0) {
+      deadlineAt = Date.now() + body.budgetMs;
+      this.host.deadlines.add(call, performance.now() + body.budgetMs);
+    }
     this.calls.set(id, call);
-    const ctx = new WireContext([pattern, metadata, id, deadline, call, this.wire.remoteAddress]);
+    if (this.calls.size >= limits.maxInFlight && !this.readingPaused) {
+      // Stop at this frame boundary; TCP backpressure does the rest.
+      this.readingPaused = true;
+      this.wire.pauseReading();
+    }
+    const ctx = new WireContext([pattern, metadata, id, deadlineAt, call, this.wire.remoteAddress]);
     this.host.runRequest(handler, data, ctx, call);
   }
 

@@ -5,9 +5,12 @@ import { EventEmitter } from 'node:events';
 import { finalize, type Observable } from 'rxjs';
 import type { ConnectionOptions } from '../connection/connection.js';
 import { WireConnectionError, type WireError } from '../errors.js';
-import { resolveServerOptions, type ResolvedCommonOptions, type WireServerOptions } from '../options.js';
+import { RpcException } from '@nestjs/microservices';
+import { callContext, propagation } from '../call-context.js';
+import { TimeoutWheel } from '../connection/timeout-wheel.js';
+import { resolveServerOptions, type ResolvedServerOptions, type WireServerOptions } from '../options.js';
 import type { ServerCall } from './server-call.js';
-import { ServerSession, type SessionHost } from './server-session.js';
+import { ServerSession, type SessionHost, type SessionLimits } from './server-session.js';
 import type { WireContext } from './wire-context.js';
 
 export type WireServerStatus = 'listening' | 'connected' | 'disconnected';
@@ -39,7 +42,9 @@ export class WireServer
   implements CustomTransportStrategy, SessionHost
 {
   protected override readonly logger = new Logger(WireServer.name);
-  protected readonly wireOptions: ResolvedCommonOptions;
+  protected readonly wireOptions: ResolvedServerOptions;
+  readonly limits: SessionLimits;
+  readonly deadlines = new TimeoutWheel<ServerCall>((call) => call.expire());
   private server: NetServer | null = null;
   private readonly sessions = new Set<ServerSession>();
   private readonly routeCache = new Map<string, MessageHandler>();
@@ -54,6 +59,12 @@ export class WireServer
       codec: this.wireOptions.codec,
       maxFrameSize: this.wireOptions.maxFrameSize,
       handshakeTimeoutMs: this.wireOptions.handshakeTimeoutMs,
+      maxInFlight: this.wireOptions.maxInFlightPerConnection,
+    };
+    this.limits = {
+      maxInFlight: this.wireOptions.maxInFlightPerConnection,
+      maxStreamBufferBytes: this.wireOptions.maxStreamBufferBytes,
+      maxQueuedBytes: this.wireOptions.maxQueuedBytes,
     };
     this.initializeSerializer(options as never);
     this.initializeDeserializer(options as never);
@@ -81,6 +92,7 @@ export class WireServer
     this.server = null;
     for (const session of [...this.sessions]) session.close(null);
     this.sessions.clear();
+    this.deadlines.clear();
     if (server !== null) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       this._status$.next('disconnected');
@@ -147,6 +159,24 @@ export class WireServer
   }
 
   runRequest(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void {
+    if (propagation.clients > 0) callContext.run(call, () => this.dispatch(handler, data, ctx, call));
+    else this.dispatch(handler, data, ctx, call);
+  }
+
+  /**
+   * Maps an error that escaped Nest's exception filters (thrown by an AsyncIterable the
+   * handler returned) the way Nest's `BaseRpcExceptionFilter` would.
+   */
+  mapUncaughtError(err: unknown): unknown {
+    if (err instanceof RpcException) {
+      const error = err.getError();
+      return error !== null && typeof error === 'object' ? error : { status: 'error', message: error };
+    }
+    this.logger.error(err);
+    return UNKNOWN_EXCEPTION;
+  }
+
+  private dispatch(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void {
     const started: unknown = this.runWithProcessingHooks(ctx, async (runEndHook) => {
       let stream$: Observable<unknown>;
       try {
