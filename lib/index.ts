@@ -1,5 +1,5 @@
 export { WireClient, type WireClientEvents, type WireClientStatus, type WireClientCounters } from './client/wire-client.js';
-export { WireServer, type WireServerEvents, type WireServerStatus } from './server/wire-server.js';
+export { WireServer, type WireServerEvents, type WireServerStatus, type WireServerCounters } from './server/wire-server.js';
 export { WireContext } from './server/wire-context.js';
 export {
   WireError,
@@ -8,6 +8,7 @@ export {
   WireHandshakeError,
   WireConnectionError,
   WireTimeoutError,
+  WireCancelledError,
   WireNoHandlerError,
   WireCodecError,
   WireOverloadedError,
@@ -20,6 +21,11 @@ export {
   DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+  DEFAULT_MAX_PENDING_CALLS,
+  DEFAULT_MAX_QUEUED_BYTES,
+  DEFAULT_STREAM_CREDIT,
+  DEFAULT_MAX_STREAM_BUFFER_BYTES,
   type WireCommonOptions,
   type WireServerOptions,
   type WireClientOptions,

@@ -41,7 +41,8 @@ export class PendingCall implements WheelEntry, Unsubscribable {
 
   queuePrev: PendingCall | null = null;
   queueNext: PendingCall | null = null;
-  queued = false;
+  /** The queue holding this call, if any. */
+  queue: CallQueue | null = null;
 
   private parentSignal: AbortSignal | null = null;
   private onParentAbort: (() => void) | null = null;
@@ -96,7 +97,7 @@ export class CallQueue {
   length = 0;
 
   push(call: PendingCall): void {
-    call.queued = true;
+    call.queue = this;
     call.queuePrev = this.tail;
     call.queueNext = null;
     if (this.tail === null) this.head = call;
@@ -115,15 +116,16 @@ export class CallQueue {
     return call;
   }
 
+  /** Unlinks `call` if it is in this queue; a no-op otherwise. */
   remove(call: PendingCall): void {
-    if (!call.queued) return;
+    if (call.queue !== this) return;
     const { queuePrev: prev, queueNext: next } = call;
     if (prev === null) this.head = next;
     else prev.queueNext = next;
     if (next === null) this.tail = prev;
     else next.queuePrev = prev;
     call.queuePrev = call.queueNext = null;
-    call.queued = false;
+    call.queue = null;
     this.length--;
   }
 }

@@ -275,8 +275,7 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
 
   /** CallTracker: the caller unsubscribed from a call that was never written. */
   withdraw(call: PendingCall): void {
-    this.queue.remove(call);
-    this.held.remove(call);
+    call.queue?.remove(call);
     this.wheel.remove(call);
   }
 

@@ -95,6 +95,11 @@ export class WireConnection {
     return this.peer === null ? HANDSHAKE_MAX_FRAME_BYTES : this.peer.maxFrameSize;
   }
 
+  /** Bytes read and not yet decoded: a partial frame, or input held while reading is paused. */
+  get bufferedBytes(): number {
+    return this.decoder.bufferedBytes + this.decoder.heldBytes;
+  }
+
   /** Bytes written or encoded but not yet accepted by the OS (a slow reader's backlog). */
   get queuedBytes(): number {
     return this.encoder.pendingBytes + this.socket.writableLength;

@@ -23,6 +23,19 @@ export type WireServerEvents = {
   connectionError: (err: WireError) => void;
 };
 
+/** Counters for tests and diagnostics. */
+export interface WireServerCounters {
+  /** Socket writes across open connections. */
+  writes: number;
+  /** Frames encoded across open connections. */
+  frames: number;
+  /** Calls running now. */
+  inFlight: number;
+  /** Bytes read but not yet dispatched (partial frames, input held while at the call limit). */
+  bufferedBytes: number;
+  connections: number;
+}
+
 /** Distinct patterns remembered by the handler cache; beyond it lookups still work, uncached. */
 const MAX_CACHED_ROUTES = 4096;
 
@@ -122,16 +135,18 @@ export class WireServer
   }
 
   /** Socket writes and frames across open connections, and calls running now. */
-  counters(): { writes: number; frames: number; inFlight: number; connections: number } {
+  counters(): WireServerCounters {
     let writes = 0;
     let frames = 0;
     let inFlight = 0;
+    let bufferedBytes = 0;
     for (const s of this.sessions) {
       writes += s.wire.coalescer.writes;
       frames += s.wire.encoder.frames;
       inFlight += s.inFlight;
+      bufferedBytes += s.wire.bufferedBytes;
     }
-    return { writes, frames, inFlight, connections: this.sessions.size };
+    return { writes, frames, inFlight, bufferedBytes, connections: this.sessions.size };
   }
 
   override addHandler(pattern: any, callback: MessageHandler, isEventHandler = false, extras: Record<string, any> = {}): void {

@@ -12,7 +12,7 @@ import {
   UseInterceptors,
 } from '@nestjs/common';
 import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
-import { interval, map, Observable, of, range, take, throwError } from 'rxjs';
+import { finalize, interval, map, Observable, range, take, throwError } from 'rxjs';
 import { WireContext } from '../../lib/index.js';
 
 /** What the test app's event handlers and slow handlers record, for assertions. */
@@ -21,7 +21,21 @@ export class Recorder {
   started = 0;
   finished = 0;
   aborted = 0;
+  /** When the last `slow` handler saw its signal abort (performance.now()). */
+  abortedAt = 0;
+  /** Teardowns of the `infinite` stream. */
+  teardowns = 0;
+  /** Values the `generate` iterable has produced. */
+  generated = 0;
+  generatorFinalized = 0;
   lastContext: WireContext | null = null;
+
+  reset(): void {
+    this.events = [];
+    this.started = this.finished = this.aborted = this.abortedAt = 0;
+    this.teardowns = this.generated = this.generatorFinalized = 0;
+    this.lastContext = null;
+  }
 }
 
 export const recorder = new Recorder();
@@ -152,11 +166,38 @@ export class TestController {
       signal.addEventListener('abort', () => {
         clearTimeout(timer);
         recorder.aborted++;
+        recorder.abortedAt = performance.now();
         resolve();
       });
     });
     recorder.finished++;
     return 'slow done';
+  }
+
+  @MessagePattern('infinite')
+  infinite(): Observable<number> {
+    return interval(1).pipe(finalize(() => recorder.teardowns++));
+  }
+
+  /** Pull-based stream: produces only as fast as the client grants credit. */
+  @MessagePattern('generate')
+  generate(@Payload() count: number): AsyncIterable<number> {
+    return (async function* () {
+      try {
+        for (let i = 0; i < count; i++) {
+          recorder.generated++;
+          yield i;
+        }
+      } finally {
+        recorder.generatorFinalized++;
+      }
+    })();
+  }
+
+  /** Push-based stream that ignores backpressure: a million values at once. */
+  @MessagePattern('firehose')
+  firehose(@Payload() count: number): Observable<string> {
+    return range(0, count).pipe(map((i) => `value-${i}-${'x'.repeat(100)}`));
   }
 
   @EventPattern('user.created')

@@ -1,0 +1,231 @@
+import 'reflect-metadata';
+import { Controller, Module } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { firstValueFrom, lastValueFrom, Observable } from 'rxjs';
+import { WireClient, WireOverloadedError, WireTimeoutError } from '../../lib/index.js';
+import { FrameType } from '../../lib/protocol/frame.js';
+import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
+import { rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
+import { settledHeap } from '../helpers/gc.js';
+import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
+
+/** A handler that yields to the event loop: `ms` 0 means one turn, not a 1 ms timer. */
+const sleep = (ms: number) => new Promise((r) => (ms === 0 ? setImmediate(r) : setTimeout(r, ms)));
+
+/** Counts running handlers to check the server's per-connection limit. */
+const gate = { running: 0, maxRunning: 0 };
+
+@Controller()
+class GateController {
+  @MessagePattern('gate')
+  async gate(@Payload() ms: number): Promise<number> {
+    gate.running++;
+    gate.maxRunning = Math.max(gate.maxRunning, gate.running);
+    await sleep(ms);
+    gate.running--;
+    return ms;
+  }
+}
+
+@Module({ controllers: [GateController] })
+class GateModule {}
+
+const MiB = 1024 * 1024;
+
+describe('flow control', () => {
+  describe('server: maxInFlightPerConnection', () => {
+    let running: RunningServer;
+    beforeAll(async () => {
+      running = await startWireApp(GateModule, { maxInFlightPerConnection: 8 });
+    });
+    afterAll(() => running.app.close());
+    beforeEach(() => {
+      gate.running = 0;
+      gate.maxRunning = 0;
+    });
+
+    it('runs at most the limit at once for a client that ignores the announced limit', async () => {
+      const peer = await RawPeer.connect(running.port);
+      peer.handshake();
+      const frames = Array.from({ length: 100 }, (_, i) => rawFrame(FrameType.REQUEST, 0, i + 1, requestBody('gate', 5)));
+      peer.write(Buffer.concat(frames)); // all 100 arrive in one or a few chunks
+      await waitFor(() => peer.received.filter((f) => f.type === FrameType.RESPONSE).length === 100, 5000);
+      expect(gate.maxRunning).toBe(8);
+      peer.destroy();
+    });
+
+    it('a WireClient keeps itself under the announced limit and queues the rest', async () => {
+      const client = clientFor(running);
+      const results = await Promise.all(Array.from({ length: 50 }, () => firstValueFrom(client.send('gate', 3))));
+      expect(results).toHaveLength(50);
+      expect(gate.maxRunning).toBeLessThanOrEqual(8);
+      client.close();
+    });
+  });
+
+  describe('flood', () => {
+    it('200 000 sends against maxInFlightPerConnection 64: the server holds a bounded amount, every call ends', async () => {
+      const running = await startWireApp(GateModule, { maxInFlightPerConnection: 64 });
+      const client = clientFor(running, { maxPendingCalls: 200_000, timeout: 30_000 });
+      try {
+        await client.connect();
+        const heapBefore = await settledHeap();
+        let ok = 0;
+        let failed = 0;
+        let peakRunning = 0;
+        let peakBuffered = 0;
+        const probe = setInterval(() => {
+          const c = running.server.counters();
+          peakRunning = Math.max(peakRunning, c.inFlight);
+          peakBuffered = Math.max(peakBuffered, c.bufferedBytes);
+        }, 2);
+        const calls: Promise<void>[] = [];
+        for (let i = 0; i < 200_000; i++) {
+          calls.push(firstValueFrom(client.send('gate', 0)).then(() => void ok++, () => void failed++));
+        }
+        await Promise.all(calls);
+        clearInterval(probe);
+        expect(ok + failed).toBe(200_000);
+        expect(ok).toBe(200_000);
+        // What the server holds is bounded by its limits, whatever the client queued:
+        // at most 64 calls, and at most a few socket reads of undecoded input.
+        expect(peakRunning).toBeLessThanOrEqual(64);
+        expect(gate.maxRunning).toBeLessThanOrEqual(64);
+        expect(peakBuffered).toBeLessThan(MiB);
+        // And nothing is left behind once it is over.
+        expect(running.server.counters()).toMatchObject({ inFlight: 0, bufferedBytes: 0 });
+        expect(client.counters()).toMatchObject({ inFlight: 0, pending: 0, queued: 0 });
+        calls.length = 0;
+        expect((await settledHeap()) - heapBefore).toBeLessThan(16 * MiB);
+      } finally {
+        client.close();
+        await running.app.close();
+      }
+    }, 60_000);
+  });
+
+  describe('client: maxPendingCalls', () => {
+    let running: RunningServer;
+    beforeAll(async () => {
+      running = await startWireApp(GateModule);
+    });
+    afterAll(() => running.app.close());
+
+    it("overflow: 'fail' errors the calls past the limit at once", async () => {
+      const client = clientFor(running, { maxPendingCalls: 10 });
+      const outcomes = await Promise.all(
+        Array.from({ length: 15 }, () => firstValueFrom(client.send('gate', 30)).then(() => 'ok', (e) => e)),
+      );
+      expect(outcomes.filter((o) => o === 'ok')).toHaveLength(10);
+      const errors = outcomes.filter((o) => o !== 'ok');
+      expect(errors).toHaveLength(5);
+      for (const e of errors) {
+        expect(e).toBeInstanceOf(WireOverloadedError);
+        expect(e.code).toBe('WIRE_OVERLOADED');
+      }
+      expect(client.counters().pending).toBe(0);
+      client.close();
+    });
+
+    it("overflow: 'wait' holds the calls past the limit until a slot frees", async () => {
+      gate.maxRunning = 0;
+      const client = clientFor(running, { maxPendingCalls: 4, overflow: 'wait' });
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => firstValueFrom(client.send('gate', i % 3))));
+      expect(results).toEqual(Array.from({ length: 20 }, (_, i) => i % 3));
+      expect(gate.maxRunning).toBeLessThanOrEqual(4);
+      expect(client.counters()).toMatchObject({ pending: 0, queued: 0 });
+      client.close();
+    });
+
+    it('a held call still times out', async () => {
+      const client = clientFor(running, { maxPendingCalls: 1, overflow: 'wait' });
+      const first = firstValueFrom(client.send('gate', 200));
+      const second = await firstValueFrom(client.send('gate', 1, { timeout: 50 })).catch((e) => e);
+      expect(second).toBeInstanceOf(WireTimeoutError);
+      await first;
+      expect(client.counters()).toMatchObject({ pending: 0, queued: 0 });
+      client.close();
+    });
+  });
+
+  describe('streams', () => {
+    let running: RunningServer;
+    let client: WireClient;
+    beforeAll(async () => {
+      running = await startWireApp(TestAppModule, { maxStreamBufferBytes: MiB });
+      client = clientFor(running, { timeout: 60_000 });
+    });
+    afterAll(async () => {
+      client.close();
+      await running.app.close();
+    });
+    beforeEach(() => recorder.reset());
+
+    it('paces an AsyncIterable handler by the consumer: 1 000 000 values, in order, bounded buffering', async () => {
+      const total = 1_000_000;
+      let received = 0;
+      let inOrder = true;
+      let maxAhead = 0;
+      await new Promise<void>((resolve, reject) => {
+        client.send<number>('generate', total).subscribe({
+          next: (v) => {
+            if (v !== received) inOrder = false;
+            received++;
+            // How far the producer ran ahead of this consumer: bounded by the stream credit.
+            maxAhead = Math.max(maxAhead, recorder.generated - received);
+            if (received % 50_000 === 0) {
+              // A slow consumer: block the client's event loop for a moment now and then.
+              const until = performance.now() + 2;
+              while (performance.now() < until);
+            }
+          },
+          error: reject,
+          complete: resolve,
+        });
+      });
+      expect(received).toBe(total);
+      expect(inOrder).toBe(true);
+      expect(maxAhead).toBeLessThanOrEqual(256 + 1);
+      expect(recorder.generatorFinalized).toBe(1);
+    }, 60_000);
+
+    it('stops pulling the iterable when the consumer unsubscribes', async () => {
+      const values: number[] = [];
+      await new Promise<void>((resolve) => {
+        const sub = client.send<number>('generate', 1_000_000).subscribe((v) => {
+          values.push(v);
+          if (values.length === 10) {
+            sub.unsubscribe();
+            resolve();
+          }
+        });
+      });
+      await waitFor(() => recorder.generatorFinalized === 1);
+      expect(recorder.generated).toBeLessThan(1000);
+    });
+
+    it('fails a push stream that outruns its credit by more than maxStreamBufferBytes', async () => {
+      const heapBefore = process.memoryUsage().heapUsed;
+      const received: string[] = [];
+      const err = await new Promise<unknown>((resolve) =>
+        client.send<string>('firehose', 1_000_000).subscribe({ next: (v) => received.push(v), error: resolve }),
+      );
+      expect(err).toBeInstanceOf(WireOverloadedError);
+      expect((err as Error).message).toMatch(/beyond the consumer's credit/);
+      expect(received.length).toBeGreaterThanOrEqual(256); // the credit's worth arrived first
+      expect(received.length).toBeLessThan(20_000);
+      expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(128 * MiB);
+      expect(await firstValueFrom(client.send('sum', [1]))).toBe(1);
+    });
+
+    it('delivers a push stream within its credit completely', async () => {
+      const values = await lastValueFrom(
+        new Observable<number>((s) => {
+          const sub = client.send<number>('stream', 2000).subscribe(s);
+          return sub;
+        }),
+      );
+      expect(values).toBe(2000);
+    });
+  });
+});
