@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { TICK_MS, TimeoutWheel, type WheelEntry } from '../../lib/client/timeout-wheel.js';
+import { TICK_MS, TimeoutWheel, type WheelEntry } from '../../lib/connection/timeout-wheel.js';
 
 class Entry implements WheelEntry {
   deadline = 0;
