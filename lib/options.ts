@@ -13,6 +13,18 @@ export const DEFAULT_MAX_PENDING_CALLS = 10_000;
 export const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_STREAM_CREDIT = 256;
 export const DEFAULT_MAX_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
+export const DEFAULT_RESOLVE_INTERVAL_MS = 30_000;
+export const DEFAULT_RECONNECT_INITIAL_DELAY_MS = 100;
+export const DEFAULT_RECONNECT_MAX_DELAY_MS = 5_000;
+export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
+export const DEFAULT_NACK_RETRIES = 3;
+
+/** A server to connect to: `'host:port'`, `'[::1]:port'`, `{ host, port }` or a Unix socket `{ path }`. */
+export type WireEndpoint = string | { host: string; port: number } | { path: string };
+
+/** A resolved place to dial. */
+export type EndpointAddress = { host: string; port: number } | { path: string };
 /** Largest timeout Node's timers accept (2^31 - 1 ms, about 24.8 days). */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
@@ -28,9 +40,18 @@ export interface WireCommonOptions {
   handshakeTimeoutMs?: number;
   /** Payload codec; both sides must use the same one. Default msgpack (standard form). */
   codec?: WireCodec;
+  /** Unix domain socket path, instead of host/port (same-host deployments). */
+  path?: string;
+  /**
+   * A connection that has read nothing for this long is sent a PING; one silent for twice
+   * as long is closed and its calls failed. In ms; 0 disables. Default 5 000.
+   */
+  heartbeatIntervalMs?: number;
 }
 
 export interface WireServerOptions extends WireCommonOptions {
+  /** `close()` waits this long for calls in flight to finish after sending GOAWAY, in ms. Default 10 000. */
+  drainTimeoutMs?: number;
   /**
    * Calls run at once per connection. Past it the server stops reading that socket, so
    * TCP's own backpressure slows the sender; announced to clients, which queue instead. Default 1 024.
@@ -49,6 +70,17 @@ export interface WireServerOptions extends WireCommonOptions {
 }
 
 export interface WireClientOptions extends WireCommonOptions {
+  /**
+   * Servers to spread calls over, instead of `host`/`port`/`path`. Hostnames are resolved
+   * with DNS (every address is used) and re-resolved every `resolveIntervalMs`.
+   */
+  servers?: WireEndpoint[];
+  /** How often hostnames are resolved again, in ms; 0 resolves once. Default 30 000. */
+  resolveIntervalMs?: number;
+  /** Reconnect backoff after a connection fails: exponential with jitter. Default `{ initialDelayMs: 100, maxDelayMs: 5 000 }`. */
+  reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
+  /** Times a call refused with NACK ("not processed") is re-sent to another connection. Default 3. */
+  nackRetries?: number;
   /** Default time a call may take before it fails with `WireTimeoutError`, in ms; 0 disables. Default 30 000. */
   timeout?: number;
   /** Connections kept to the server; calls go to the one with the fewest in flight. Default 1. */
@@ -83,18 +115,27 @@ export interface WireCallOptions {
 export interface ResolvedCommonOptions {
   host: string;
   port: number;
+  path: string | null;
+  heartbeatIntervalMs: number;
   maxFrameSize: number;
   handshakeTimeoutMs: number;
   codec: WireCodec;
 }
 
 export interface ResolvedServerOptions extends ResolvedCommonOptions {
+  drainTimeoutMs: number;
   maxInFlightPerConnection: number;
   maxStreamBufferBytes: number;
   maxQueuedBytes: number;
 }
 
 export interface ResolvedClientOptions extends ResolvedCommonOptions {
+  servers: EndpointAddress[];
+  /** True when `servers` was given: hostnames there are resolved to all their addresses. */
+  lookupHostnames: boolean;
+  resolveIntervalMs: number;
+  reconnect: { initialDelayMs: number; maxDelayMs: number };
+  nackRetries: number;
   timeout: number;
   poolSize: number;
   connectTimeoutMs: number;
@@ -109,6 +150,7 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
   const where = 'WireServer';
   return {
     ...resolveCommon(options, where),
+    drainTimeoutMs: checkTimeout(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, `${where} option drainTimeoutMs`),
     maxInFlightPerConnection: checkInteger(
       options.maxInFlightPerConnection ?? DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
       1,
@@ -132,8 +174,27 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
 
 export function resolveClientOptions(options: WireClientOptions = {}): ResolvedClientOptions {
   const where = 'WireClient';
+  const common = resolveCommon(options, where);
+  const reconnect = options.reconnect ?? {};
+  const initialDelayMs = checkInteger(
+    reconnect.initialDelayMs ?? DEFAULT_RECONNECT_INITIAL_DELAY_MS,
+    1,
+    MAX_TIMEOUT_MS,
+    `${where} option reconnect.initialDelayMs`,
+  );
+  const maxDelayMs = checkInteger(
+    reconnect.maxDelayMs ?? Math.max(DEFAULT_RECONNECT_MAX_DELAY_MS, initialDelayMs),
+    initialDelayMs,
+    MAX_TIMEOUT_MS,
+    `${where} option reconnect.maxDelayMs (at least initialDelayMs)`,
+  );
   return {
-    ...resolveCommon(options, where),
+    ...common,
+    servers: resolveServers(options, common, where),
+    lookupHostnames: options.servers !== undefined,
+    resolveIntervalMs: checkTimeout(options.resolveIntervalMs ?? DEFAULT_RESOLVE_INTERVAL_MS, `${where} option resolveIntervalMs`),
+    reconnect: { initialDelayMs, maxDelayMs },
+    nackRetries: checkInteger(options.nackRetries ?? DEFAULT_NACK_RETRIES, 0, 100, `${where} option nackRetries`),
     timeout: checkTimeout(options.timeout ?? DEFAULT_TIMEOUT_MS, `${where} option timeout`),
     poolSize: checkInteger(options.poolSize ?? DEFAULT_POOL_SIZE, 1, 1024, `${where} option poolSize`),
     connectTimeoutMs: checkInteger(
@@ -184,8 +245,17 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
   if (typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
     throw new WireOptionsError(`${where} option codec must implement encode(value) and decode(bytes)`);
   }
+  const path = options.path ?? null;
+  if (path !== null && (typeof path !== 'string' || path.length === 0)) {
+    throw new WireOptionsError(`${where} option path must be a non-empty string (a Unix socket path)`);
+  }
   return {
     host,
+    path,
+    heartbeatIntervalMs: checkTimeout(
+      options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+      `${where} option heartbeatIntervalMs`,
+    ),
     port: checkInteger(options.port ?? DEFAULT_PORT, 0, 65535, `${where} option port`),
     maxFrameSize: checkInteger(
       options.maxFrameSize ?? DEFAULT_MAX_FRAME_BYTES,
@@ -213,4 +283,39 @@ function checkInteger(value: number, min: number, max: number, what: string): nu
     throw new WireOptionsError(`${what} must be an integer from ${min} to ${max}, got ${String(value)}`);
   }
   return value;
+}
+
+/** The client's endpoints: `servers` if given, else the single host/port or path. */
+function resolveServers(options: WireClientOptions, common: ResolvedCommonOptions, where: string): EndpointAddress[] {
+  if (options.servers === undefined) {
+    return [common.path !== null ? { path: common.path } : { host: common.host, port: common.port }];
+  }
+  if (options.host !== undefined || options.port !== undefined || options.path !== undefined) {
+    throw new WireOptionsError(`${where}: give either servers or host/port/path, not both`);
+  }
+  if (!Array.isArray(options.servers) || options.servers.length === 0) {
+    throw new WireOptionsError(`${where} option servers must be a non-empty array of 'host:port', { host, port } or { path }`);
+  }
+  return options.servers.map((s, i) => parseEndpoint(s, `${where} option servers[${i}]`));
+}
+
+export function parseEndpoint(endpoint: WireEndpoint, what: string): EndpointAddress {
+  if (typeof endpoint === 'string') {
+    const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(endpoint);
+    if (match === null) throw new WireOptionsError(`${what} must look like 'host:port' or '[ipv6]:port', got '${endpoint}'`);
+    return { host: match[1] ?? match[2], port: checkInteger(Number(match[3]), 1, 65535, `${what} port`) };
+  }
+  if (endpoint !== null && typeof endpoint === 'object') {
+    if ('path' in endpoint && typeof endpoint.path === 'string' && endpoint.path.length > 0) return { path: endpoint.path };
+    if ('host' in endpoint && typeof endpoint.host === 'string' && endpoint.host.length > 0) {
+      return { host: endpoint.host, port: checkInteger(endpoint.port, 1, 65535, `${what} port`) };
+    }
+  }
+  throw new WireOptionsError(`${what} must be 'host:port', { host, port } or { path }, got ${JSON.stringify(endpoint)}`);
+}
+
+/** `host:port`, `[v6]:port` or `unix:path`, for logs and keys. */
+export function formatAddress(address: EndpointAddress): string {
+  if ('path' in address) return `unix:${address.path}`;
+  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }

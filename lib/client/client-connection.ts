@@ -12,10 +12,12 @@ import {
 import type { CallOwner, PendingCall } from './pending-call.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 
-/** What a client connection tells the pool about its life. */
+/** What a client connection tells its endpoint about its life. */
 export interface ClientConnectionEvents {
   onOpen(conn: ClientConnection): void;
-  onClose(conn: ClientConnection, err: WireError | null): void;
+  /** The server sent GOAWAY: no new calls here; the connection closes once its calls end. */
+  onGoAway(conn: ClientConnection): void;
+  onClose(conn: ClientConnection, err: WireError | null, wasOpen: boolean): void;
 }
 
 /**
@@ -28,6 +30,9 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   private readonly calls = new Map<number, PendingCall>();
   private nextId = 1;
   private wrapped = false;
+  private wasOpen = false;
+  /** No new calls: GOAWAY received, or the endpoint is being removed. Closes when idle. */
+  draining = false;
 
   /** Values delivered on a stream before its credit is renewed: half the grant. */
   private readonly creditRenewal: number;
@@ -39,6 +44,8 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     private readonly wheel: TimeoutWheel<PendingCall>,
     private readonly events: ClientConnectionEvents,
     private readonly streamCredit: number,
+    /** The endpoint this connection belongs to (`host:port`). */
+    readonly endpointKey: string,
   ) {
     this.wire = new WireConnection(socket, options, this);
     this.creditRenewal = Math.max(1, streamCredit >>> 1);
@@ -50,7 +57,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   }
 
   get isOpen(): boolean {
-    return this.wire.isOpen;
+    return this.wire.isOpen && !this.draining;
   }
 
   /** True when the server's announced `maxInFlight` is reached: more calls would only queue there. */
@@ -74,8 +81,8 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     this.wire.coalescer.schedule();
     call.id = id;
     call.owner = this;
-    call.data = undefined;
-    call.metadata = undefined;
+    // Until this generation has been taken, the frame can still be abandoned unsent.
+    call.generation = this.wire.encoder.generation;
     this.calls.set(id, call);
   }
 
@@ -124,7 +131,14 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     this.wire.close(err);
   }
 
+  /** Takes no new calls and closes once the calls in flight have ended. */
+  drain(): void {
+    this.draining = true;
+    if (this.calls.size === 0) this.close(null);
+  }
+
   onOpen(): void {
+    this.wasOpen = true;
     this.events.onOpen(this);
   }
 
@@ -134,11 +148,10 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
         return this.onResponse(flags, id, body);
       case FrameType.ERROR:
         return this.onError(flags, id, body);
-      case FrameType.GOAWAY:
       case FrameType.NACK:
-      case FrameType.CREDIT:
-        // Understood, acted on by later protocol features; harmless to ignore here.
-        return;
+        return this.onNack(id, body);
+      case FrameType.GOAWAY:
+        return this.onGoAway();
       default:
         throw new WireProtocolError(`a server does not send frame type ${type} to a client`);
     }
@@ -151,8 +164,38 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
         : new WireConnectionError(err === null ? 'connection closed' : `connection closed: ${err.message}`, {
             cause: err ?? undefined,
           });
+    // Calls whose frame never left the encoder cannot have reached the server: send them
+    // elsewhere. Any other call may have been processed, so it fails (at most once).
+    const generation = this.wire.encoder.generation;
+    for (const call of [...this.calls.values()]) {
+      if (call.generation !== generation || call.settled) continue;
+      this.remove(call);
+      call.tracker.resend(call, reason);
+    }
     this.failAll(reason);
-    this.events.onClose(this, err);
+    this.events.onClose(this, err, this.wasOpen);
+  }
+
+  /** The server did not process this call (draining, overloaded): it may go elsewhere. */
+  private onNack(id: number, body: Buffer): void {
+    const call = this.calls.get(id);
+    if (call === undefined) return;
+    this.remove(call);
+    call.tracker.resend(call, this.wire.decodeRemoteError(ERROR_TRANSPORT, body));
+    this.closeIfDrained();
+  }
+
+  private onGoAway(): void {
+    if (this.draining) return;
+    this.draining = true;
+    // Acknowledge: nothing more will be sent here, so the server may close once idle.
+    this.wire.sendGoAway('WIRE_GOAWAY_ACK', 'client will send no more requests on this connection');
+    this.events.onGoAway(this);
+    this.closeIfDrained();
+  }
+
+  private closeIfDrained(): void {
+    if (this.draining && this.calls.size === 0) this.close(null);
   }
 
   private onResponse(flags: number, id: number, body: Buffer): void {
@@ -208,6 +251,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     this.calls.delete(call.id);
     call.owner = null;
     this.wheel.remove(call);
+    if (this.draining && this.calls.size === 0) queueMicrotask(() => this.closeIfDrained());
   }
 
   /** Next free request id, skipping 0 and ids still pending after a wrap-around. */

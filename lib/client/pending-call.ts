@@ -13,6 +13,8 @@ export interface CallTracker {
   onSettled(call: PendingCall): void;
   /** The caller gave up on a call that was not written yet. */
   withdraw(call: PendingCall): void;
+  /** The call was certainly not processed (NACK, or never sent): send it again elsewhere. */
+  resend(call: PendingCall, reason: Error): void;
 }
 
 /**
@@ -33,6 +35,10 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   accepted = false;
   /** Stream values delivered since the last CREDIT grant. */
   delivered = 0;
+  /** Encoder generation when written: tells whether the frame has left the process. */
+  generation = -1;
+  /** Times the call was re-sent after a NACK or an unsent frame. */
+  resends = 0;
 
   deadline = 0;
   wheelPrev: WheelEntry | null = null;
@@ -81,6 +87,8 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   finish(): void {
     if (this.settled) return;
     this.settled = true;
+    this.data = undefined;
+    this.metadata = undefined;
     if (this.onParentAbort !== null) {
       this.parentSignal!.removeEventListener('abort', this.onParentAbort);
       this.onParentAbort = null;
@@ -103,6 +111,17 @@ export class CallQueue {
     if (this.tail === null) this.head = call;
     else this.tail.queueNext = call;
     this.tail = call;
+    this.length++;
+  }
+
+  /** Puts a call back at the head (a re-sent call keeps its place in line). */
+  unshift(call: PendingCall): void {
+    call.queue = this;
+    call.queuePrev = null;
+    call.queueNext = this.head;
+    if (this.head === null) this.tail = call;
+    else this.head.queuePrev = call;
+    this.head = call;
     this.length++;
   }
 

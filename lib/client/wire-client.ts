@@ -20,11 +20,11 @@ import {
   type WireClientOptions,
 } from '../options.js';
 import type { ClientConnection } from './client-connection.js';
-import { ConnectionPool, type WireClientStatus } from './connection-pool.js';
+import { Balancer, type WireClientStatus } from './balancer.js';
 import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 
-export type { WireClientStatus } from './connection-pool.js';
+export type { WireClientStatus } from './balancer.js';
 
 /** Events `WireClient#on` accepts. */
 export type WireClientEvents = {
@@ -59,7 +59,7 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
   protected readonly logger = new Logger(WireClient.name);
   protected readonly wireOptions: ResolvedClientOptions;
   private readonly wheel: TimeoutWheel<PendingCall>;
-  private pool: ConnectionPool;
+  private balancer: Balancer;
   private readonly emitter = new EventEmitter();
   private closed = false;
   /** Calls counted against `maxPendingCalls`: written, or queued for a connection. */
@@ -68,22 +68,21 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
   private readonly queue = new CallQueue();
   /** Calls held by `overflow: 'wait'` until `pending` drops below `maxPendingCalls`. */
   private readonly held = new CallQueue();
-  private connecting = false;
 
   constructor(options: WireClientOptions = {}) {
     super();
     this.wireOptions = resolveClientOptions(options);
     propagation.clients++;
     this.wheel = new TimeoutWheel<PendingCall>((call) => this.onCallTimeout(call));
-    this.pool = this.createPool();
+    this.balancer = this.createBalancer();
     this.initializeSerializer(options as never);
     this.initializeDeserializer(options as never);
   }
 
-  /** Opens the pool; resolves once a connection has completed its handshake. */
+  /** Opens connections; resolves once one has completed its handshake. */
   connect(): Promise<void> {
     if (this.closed) this.reopen();
-    return this.pool.connect();
+    return this.balancer.connect();
   }
 
   /** Closes every connection; calls in flight fail at once with `WireConnectionError`. */
@@ -93,7 +92,7 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
     const err = new WireConnectionError('client closed');
     for (let call = this.held.shift(); call !== null; call = this.held.shift()) this.failUnwritten(call, err);
     for (let call = this.queue.shift(); call !== null; call = this.queue.shift()) this.failUnwritten(call, err);
-    this.pool.close(err);
+    this.balancer.close();
     this.wheel.clear();
     this._status$.next('disconnected');
   }
@@ -102,21 +101,26 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
     this.emitter.on(event, callback);
   }
 
-  /** The sockets of the pool. */
+  /** The sockets of the open connections. */
   unwrap<T>(): T {
-    return this.pool.sockets as T;
+    return this.balancer.sockets as T;
+  }
+
+  /** Each endpoint (`host:port`, `unix:path`) and its state. */
+  endpoints(): Record<string, string> {
+    return this.balancer.endpointStates;
   }
 
   counters(): WireClientCounters {
     let writes = 0;
     let frames = 0;
     let inFlight = 0;
-    for (const c of this.pool.connections) {
+    for (const c of this.balancer.connections) {
       writes += c.wire.coalescer.writes;
       frames += c.wire.encoder.frames;
       inFlight += c.inFlight;
     }
-    return { writes, frames, inFlight, pending: this.pending, queued: this.queue.length + this.held.length, openConnections: this.pool.openCount };
+    return { writes, frames, inFlight, pending: this.pending, queued: this.queue.length + this.held.length, openConnections: this.balancer.readyCount };
   }
 
   /**
@@ -147,11 +151,11 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
   }
 
   protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
-    let conn = this.pool.pick();
+    let conn = this.balancer.pick();
     if (conn === null) {
       await this.connect();
-      conn = this.pool.pick();
-      if (conn === null) throw new WireConnectionError('no connection is open');
+      conn = this.balancer.pick();
+      if (conn === null) throw this.balancer.unreachableError();
     }
     await conn.writeEvent(this.routeOf(packet.pattern), packet.data, packet.metadata);
     return undefined as T;
@@ -203,13 +207,17 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
     call.accepted = true;
     this.pending++;
     if (this.queue.length === 0 && this.tryWrite(call)) return;
+    if (this.balancer.readyCount === 0 && !this.balancer.isConnecting) {
+      // Nothing open and nothing being attempted: fail now rather than at the timeout.
+      this.failUnwritten(call, this.balancer.unreachableError());
+      return;
+    }
     this.queue.push(call);
-    if (this.pool.openCount === 0) this.connectAndDrain();
   }
 
   /** Writes the call if an open connection has room; false if it must wait. */
   private tryWrite(call: PendingCall): boolean {
-    const conn = this.pool.pick();
+    const conn = this.balancer.pick();
     if (conn === null || conn.isFull) return false;
     if (conn.wire.queuedBytes > this.wireOptions.maxQueuedBytes) {
       this.failUnwritten(
@@ -238,27 +246,28 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
         queue.shift();
         continue;
       }
-      const conn = this.pool.pick();
+      const conn = this.balancer.pick();
       if (conn === null || conn.isFull) return;
       queue.shift();
       this.tryWrite(call);
     }
   }
 
-  private connectAndDrain(): void {
-    if (this.connecting) return;
-    this.connecting = true;
-    this.pool.connect().then(
-      () => {
-        this.connecting = false;
-        this.drain();
-      },
-      (err: Error) => {
-        this.connecting = false;
-        // Nothing is reachable: every call waiting for a connection fails now, not at its timeout.
-        for (let call = this.queue.shift(); call !== null; call = this.queue.shift()) this.failUnwritten(call, err);
-      },
-    );
+  /** Balancer: nothing can be reached; calls waiting for a connection fail now. */
+  private failQueued(err: Error): void {
+    for (let call = this.queue.shift(); call !== null; call = this.queue.shift()) this.failUnwritten(call, err);
+  }
+
+  /** CallTracker: the call was not processed (NACK, or its frame never left): try another connection. */
+  resend(call: PendingCall, reason: Error): void {
+    if (call.settled) return;
+    if (++call.resends > this.wireOptions.nackRetries) {
+      this.failUnwritten(call, reason);
+      return;
+    }
+    this.queue.unshift(call);
+    if (this.balancer.readyCount > 0) this.drain();
+    else if (!this.balancer.isConnecting) this.failQueued(this.balancer.unreachableError());
   }
 
   /** CallTracker: a call ended, by whatever path. Frees its slot for the next one. */
@@ -304,17 +313,16 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
     return typeof pattern === 'string' ? pattern : String(this.normalizePattern(pattern as never));
   }
 
-  private createPool(): ConnectionPool {
-    return new ConnectionPool(this.wireOptions, this.wheel, {
-      onStatus: (status) => {
-        this._status$.next(status);
-        // Calls queued for room on a connection that just went away now need a new one.
-        if (status === 'disconnected' && this.queue.length > 0 && !this.closed) this.connectAndDrain();
-      },
-      onConnectionOpen: () => this.drain(),
-      onConnectionError: (err) => {
+  private createBalancer(): Balancer {
+    return new Balancer(this.wireOptions, this.wheel, {
+      onStatus: (status) => this._status$.next(status),
+      onReady: () => this.drain(),
+      onUnreachable: (err) => this.failQueued(err),
+      onConnectionError: (endpoint, err, firstInARow) => {
         if (this.emitter.listenerCount('error') > 0) this.emitter.emit('error', err);
-        else this.logger.warn(`connection to ${this.wireOptions.host}:${this.wireOptions.port} failed: ${err.message}`);
+        // One warning per outage, not one per reconnect attempt.
+        else if (firstInARow) this.logger.warn(`connection to ${endpoint} failed: ${err.message}`);
+        else this.logger.debug?.(`connection to ${endpoint} failed again: ${err.message}`);
       },
     });
   }
@@ -322,6 +330,6 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
   /** After `close()`, a new call or `connect()` starts a fresh pool (as Nest's clients do). */
   private reopen(): void {
     this.closed = false;
-    this.pool = this.createPool();
+    this.balancer = this.createBalancer();
   }
 }

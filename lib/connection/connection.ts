@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import {
   errorFromRemote,
   WireConnectionError,
@@ -63,6 +64,9 @@ export class WireConnection {
   readonly remoteAddress: string;
   bytesRead = 0;
   framesRead = 0;
+  /** When bytes were last read (`performance.now()`), for heartbeats. */
+  lastReadAt = performance.now();
+  private pingSentAt = 0;
 
   private readonly decoder: FrameDecoder;
   private handshakeTimer: NodeJS.Timeout | null = null;
@@ -124,6 +128,31 @@ export class WireConnection {
     }
     // Decoding what was held may have reached the limit again.
     if (!this.decoder.isPaused) this.socket.resume();
+  }
+
+  /**
+   * Heartbeat check, called periodically by a `HeartbeatMonitor`: pings a connection
+   * that has been quiet for `intervalMs`, closes one that has been silent for twice that.
+   */
+  checkLiveness(now: number, intervalMs: number): void {
+    if (this.state !== ConnectionState.OPEN) return;
+    const silentMs = now - this.lastReadAt;
+    if (silentMs >= 2 * intervalMs) {
+      this.close(new WireConnectionError(`peer silent for ${Math.round(silentMs)} ms: no answer to heartbeat PING`));
+      return;
+    }
+    if (silentMs >= intervalMs && this.pingSentAt <= this.lastReadAt) {
+      this.pingSentAt = now;
+      this.encoder.encodeU32(FrameType.PING, 0, 0, 0);
+      this.coalescer.schedule();
+    }
+  }
+
+  /** GOAWAY: this side will take no new requests (server) or send none (client) on this connection. */
+  sendGoAway(code: string, message: string): void {
+    if (this.state === ConnectionState.CLOSED) return;
+    this.encoder.encodeSimple(FrameType.GOAWAY, 0, 0, encodeTransportError(code, message));
+    this.coalescer.schedule();
   }
 
   /** Throws if a frame of `bodyBytes` would exceed what the peer accepts. */
@@ -268,6 +297,7 @@ export class WireConnection {
 
   private readonly onData = (chunk: Buffer): void => {
     this.bytesRead += chunk.length;
+    this.lastReadAt = performance.now();
     try {
       this.decoder.push(chunk);
     } catch (err) {

@@ -42,6 +42,11 @@ export class FrameEncoder {
 
   /** Frames encoded since construction. */
   frames = 0;
+  /**
+   * Number of `take()` calls that handed bytes out. A frame encoded while this was N has
+   * left the encoder once it is greater than N: until then it can still be abandoned.
+   */
+  generation = 0;
 
   /** Bytes encoded and not yet taken. */
   get pendingBytes(): number {
@@ -169,6 +174,7 @@ export class FrameEncoder {
     const out = this.sealed;
     this.sealed = [];
     this.sealedBytes = 0;
+    this.generation++;
     if (this.arena !== null && this.arena.length - this.pos < MIN_ARENA_TAIL_BYTES) this.arena = null;
     return out;
   }

@@ -1,0 +1,148 @@
+import { connect as netConnect, type Socket } from 'node:net';
+import type { ConnectionOptions } from '../connection/connection.js';
+import { backoffDelay } from '../connection/backoff.js';
+import type { HeartbeatMonitor } from '../connection/heartbeat.js';
+import type { TimeoutWheel } from '../connection/timeout-wheel.js';
+import { WireConnectionError, type WireError } from '../errors.js';
+import { formatAddress, type EndpointAddress, type ResolvedClientOptions } from '../options.js';
+import { ClientConnection, type ClientConnectionEvents } from './client-connection.js';
+import type { PendingCall } from './pending-call.js';
+
+export enum EndpointState {
+  /** Dialling, and no connection open yet. */
+  CONNECTING = 'connecting',
+  /** At least one connection is open. */
+  READY = 'ready',
+  /** The last attempt failed; the next one waits for its backoff delay. */
+  BACKOFF = 'backoff',
+  /** Removed (client closed, or DNS no longer lists it): no more dialling. */
+  SHUTDOWN = 'shutdown',
+}
+
+/** What an endpoint reports to the balancer. */
+export interface EndpointEvents {
+  /** A connection completed its handshake: put it in rotation. */
+  onConnectionReady(conn: ClientConnection): void;
+  /** A connection left rotation (GOAWAY) or closed. */
+  onConnectionGone(conn: ClientConnection, err: WireError | null): void;
+  onStateChange(endpoint: Endpoint): void;
+}
+
+/**
+ * One address to dial (an IP and port, or a Unix socket), with `poolSize` connections to
+ * it. A connection that fails or closes is redialled after an exponential backoff with
+ * jitter, which resets once a handshake completes.
+ */
+export class Endpoint implements ClientConnectionEvents {
+  state = EndpointState.CONNECTING;
+  readonly key: string;
+  lastError: WireError | null = null;
+  /** Consecutive attempts that failed before completing a handshake. */
+  private failures = 0;
+  private readonly connections = new Set<ClientConnection>();
+  /** Slots waiting for their reconnect timer. */
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private openCount = 0;
+
+  constructor(
+    readonly address: EndpointAddress,
+    private readonly options: ResolvedClientOptions,
+    private readonly connectionOptions: ConnectionOptions,
+    private readonly wheel: TimeoutWheel<PendingCall>,
+    private readonly heartbeats: HeartbeatMonitor,
+    private readonly events: EndpointEvents,
+  ) {
+    this.key = formatAddress(address);
+  }
+
+  /** Dials every slot that has neither a connection nor a pending reconnect. */
+  start(): void {
+    while (this.connections.size + this.timers.size < this.options.poolSize) this.dial();
+  }
+
+  /** Stops dialling and closes its connections now (`graceful`: once their calls are done). */
+  shutdown(graceful: boolean): void {
+    if (this.state === EndpointState.SHUTDOWN) return;
+    this.setState(EndpointState.SHUTDOWN);
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    for (const conn of [...this.connections]) {
+      if (graceful) conn.drain();
+      else conn.close(null);
+    }
+  }
+
+  onOpen(conn: ClientConnection): void {
+    if (this.state === EndpointState.SHUTDOWN) return conn.close(null);
+    this.failures = 0;
+    this.openCount++;
+    this.heartbeats.add(conn.wire);
+    this.events.onConnectionReady(conn);
+    this.setState(EndpointState.READY);
+  }
+
+  onGoAway(conn: ClientConnection): void {
+    this.events.onConnectionGone(conn, null);
+  }
+
+  onClose(conn: ClientConnection, err: WireError | null, wasOpen: boolean): void {
+    this.connections.delete(conn);
+    this.heartbeats.delete(conn.wire);
+    if (wasOpen) this.openCount--;
+    if (err !== null) this.lastError = err;
+    this.events.onConnectionGone(conn, err);
+    if (this.state === EndpointState.SHUTDOWN) return;
+    if (!wasOpen) this.failures++;
+    this.scheduleRedial();
+    if (this.openCount === 0) {
+      this.setState(this.connections.size > 0 ? EndpointState.CONNECTING : EndpointState.BACKOFF);
+    }
+  }
+
+  private scheduleRedial(): void {
+    const { initialDelayMs, maxDelayMs } = this.options.reconnect;
+    const delay = backoffDelay(Math.max(0, this.failures - 1), initialDelayMs, maxDelayMs);
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (this.state === EndpointState.SHUTDOWN) return;
+      this.dial();
+      if (this.openCount === 0) this.setState(EndpointState.CONNECTING);
+    }, delay).unref();
+    this.timers.add(timer);
+  }
+
+  private dial(): void {
+    const socket = this.connectSocket();
+    const conn = new ClientConnection(
+      socket,
+      this.connectionOptions,
+      this.options.codec,
+      this.wheel,
+      this,
+      this.options.streamCredit,
+      this.key,
+    );
+    this.connections.add(conn);
+    if (socket.connecting) {
+      const { connectTimeoutMs } = this.options;
+      const timer = setTimeout(() => {
+        if (socket.connecting) {
+          conn.close(new WireConnectionError(`connect to ${this.key} timed out after ${connectTimeoutMs} ms`));
+        }
+      }, connectTimeoutMs).unref();
+      socket.once('connect', () => clearTimeout(timer));
+      socket.once('close', () => clearTimeout(timer));
+    }
+  }
+
+  private connectSocket(): Socket {
+    const address = this.address;
+    return 'path' in address ? netConnect({ path: address.path }) : netConnect({ host: address.host, port: address.port });
+  }
+
+  private setState(state: EndpointState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.events.onStateChange(this);
+  }
+}
