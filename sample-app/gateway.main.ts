@@ -1,0 +1,16 @@
+import { startGateway } from './bootstrap.js';
+import { loadConfig } from './config.js';
+import { printCurlExamples } from './curl-examples.js';
+import { closeOnSignals } from './shutdown.js';
+
+/**
+ * The HTTP gateway alone (`HTTP_HOST`, `HTTP_PORT`), calling the math service at
+ * `WIRE_HOST:WIRE_PORT`. It connects on the first call, so either may start first.
+ */
+const config = loadConfig();
+const gateway = await startGateway(config.httpPort, config.wirePort, {
+  host: config.httpHost,
+  wireHost: config.wireHost,
+});
+printCurlExamples(gateway.url);
+closeOnSignals(gateway.app);
