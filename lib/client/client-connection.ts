@@ -71,6 +71,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
    * without side effects if it cannot be sent.
    */
   write(call: PendingCall, budgetMs: number): void {
+    if (!this.wire.isOpen) throw new WireConnectionError(`connection to ${this.endpointKey} is closed`);
     const codec = this.codec;
     const payload = codec.encode(call.data);
     const metadata = call.metadata === undefined ? null : codec.encode(call.metadata);
@@ -134,7 +135,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   /** Takes no new calls and closes once the calls in flight have ended. */
   drain(): void {
     this.draining = true;
-    if (this.calls.size === 0) this.close(null);
+    this.closeIfDrained();
   }
 
   onOpen(): void {
@@ -164,6 +165,8 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
         : new WireConnectionError(err === null ? 'connection closed' : `connection closed: ${err.message}`, {
             cause: err ?? undefined,
           });
+    // Out of rotation first: failing a call frees a slot, and the next call must not come here.
+    this.events.onClose(this, err, this.wasOpen);
     // Calls whose frame never left the encoder cannot have reached the server: send them
     // elsewhere. Any other call may have been processed, so it fails (at most once).
     const generation = this.wire.encoder.generation;
@@ -173,7 +176,6 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
       call.tracker.resend(call, reason);
     }
     this.failAll(reason);
-    this.events.onClose(this, err, this.wasOpen);
   }
 
   /** The server did not process this call (draining, overloaded): it may go elsewhere. */
@@ -195,7 +197,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   }
 
   private closeIfDrained(): void {
-    if (this.draining && this.calls.size === 0) this.close(null);
+    if (this.draining && this.calls.size === 0) this.wire.end();
   }
 
   private onResponse(flags: number, id: number, body: Buffer): void {
@@ -237,6 +239,8 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     let err: unknown;
     if ((flags & ERROR_TRANSPORT) !== 0) {
       err = this.wire.decodeRemoteError(flags, body);
+      // The server's deadline is the caller's timeout: report it as the caller's own.
+      if (err instanceof WireTimeoutError && call.timeoutMs > 0) err = new WireTimeoutError(call.timeoutMs);
     } else {
       try {
         err = this.codec.decode(body);

@@ -44,6 +44,8 @@ export interface WireClientCounters {
   pending: number;
   /** Calls not yet written (waiting for a connection, room, or a pending slot). */
   queued: number;
+  /** Calls re-sent to another connection after a NACK or an unsent frame. */
+  resends: number;
   openConnections: number;
 }
 
@@ -55,7 +57,7 @@ export interface WireClientCounters {
  * `send(pattern, data, { timeout, metadata })` returns a cold Observable: each
  * subscription is one call, multiplexed with every other on the pooled connections.
  */
-export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> implements CallTracker {
+export class WireClient extends ClientProxy<WireClientEvents> implements CallTracker {
   protected readonly logger = new Logger(WireClient.name);
   protected readonly wireOptions: ResolvedClientOptions;
   private readonly wheel: TimeoutWheel<PendingCall>;
@@ -64,6 +66,8 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
   private closed = false;
   /** Calls counted against `maxPendingCalls`: written, or queued for a connection. */
   private pending = 0;
+  /** Calls sent again after a NACK or because their frame never left a closed connection. */
+  private resends = 0;
   /** Accepted calls waiting for a connection (or for room on one), in order. */
   private readonly queue = new CallQueue();
   /** Calls held by `overflow: 'wait'` until `pending` drops below `maxPendingCalls`. */
@@ -120,7 +124,15 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
       frames += c.wire.encoder.frames;
       inFlight += c.inFlight;
     }
-    return { writes, frames, inFlight, pending: this.pending, queued: this.queue.length + this.held.length, openConnections: this.balancer.readyCount };
+    return {
+      writes,
+      frames,
+      inFlight,
+      pending: this.pending,
+      queued: this.queue.length + this.held.length,
+      resends: this.resends,
+      openConnections: this.balancer.readyCount,
+    };
   }
 
   /**
@@ -261,6 +273,7 @@ export class WireClient extends ClientProxy<WireClientEvents, WireClientStatus> 
   /** CallTracker: the call was not processed (NACK, or its frame never left): try another connection. */
   resend(call: PendingCall, reason: Error): void {
     if (call.settled) return;
+    this.resends++;
     if (++call.resends > this.wireOptions.nackRetries) {
       this.failUnwritten(call, reason);
       return;

@@ -206,8 +206,14 @@ export class WireConnection {
   refuse(err: WireError): void {
     if (this.state === ConnectionState.CLOSED) return;
     this.sendTransportError(0, err.code, err.message);
-    this.coalescer.flush();
     this.closeError = err;
+    this.end();
+  }
+
+  /** Orderly close: what is encoded is written first, then the socket is half-closed. */
+  end(): void {
+    if (this.state === ConnectionState.CLOSED) return;
+    this.coalescer.flush();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
     this.finish();

@@ -14,6 +14,7 @@ import {
 import { CallBody, readCallBody } from '../protocol/call-body.js';
 import type { WireCodec } from '../protocol/codec.js';
 import { FrameType, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
+import { encodeTransportError } from '../protocol/transport-error.js';
 import { ServerCall, type CallSink } from './server-call.js';
 import { WireContext } from './wire-context.js';
 
@@ -27,6 +28,7 @@ export interface SessionHost {
   runRequest(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void;
   runEvent(pattern: string, data: unknown, ctx: WireContext): void;
   onEventDropped(pattern: string, err: unknown): void;
+  onSessionOpen(session: ServerSession): void;
   onSessionClose(session: ServerSession, err: WireError | null): void;
 }
 
@@ -49,6 +51,10 @@ export class ServerSession implements ConnectionHandler, CallSink {
   private readonly body = new CallBody();
   /** True while reading is stopped because `maxInFlight` calls are running. */
   private readingPaused = false;
+  /** GOAWAY sent: new requests are refused with NACK; closes once idle and acknowledged. */
+  private draining = false;
+  /** The client sent GOAWAY: it will send no more requests on this connection. */
+  private peerDone = false;
 
   constructor(
     socket: Socket,
@@ -67,7 +73,22 @@ export class ServerSession implements ConnectionHandler, CallSink {
     this.wire.close(err);
   }
 
-  onOpen(): void {}
+  /**
+   * Graceful shutdown of this connection: GOAWAY tells the client to send new calls
+   * elsewhere; the calls running finish; the connection closes once the client has
+   * acknowledged (its GOAWAY, after which TCP order guarantees no request follows) and
+   * nothing is running.
+   */
+  beginDrain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.wire.sendGoAway('WIRE_DRAINING', 'server is shutting down; send new calls elsewhere');
+    this.closeIfDone();
+  }
+
+  onOpen(): void {
+    this.host.onSessionOpen(this);
+  }
 
   onFrame(_wire: WireConnection, type: number, flags: number, id: number, body: Buffer): void {
     switch (type) {
@@ -86,6 +107,8 @@ export class ServerSession implements ConnectionHandler, CallSink {
         return;
       }
       case FrameType.GOAWAY:
+        this.peerDone = true;
+        this.closeIfDone();
         return;
       default:
         throw new WireProtocolError(`a client does not send frame type ${type} to a server`);
@@ -131,6 +154,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
   release(call: ServerCall): void {
     this.calls.delete(call.id);
     this.host.deadlines.remove(call);
+    if (this.draining && this.calls.size === 0) queueMicrotask(() => this.closeIfDone());
     // A slot freed: read again if we had stopped at the limit.
     if (this.readingPaused && this.calls.size < this.host.limits.maxInFlight) {
       this.readingPaused = false;
@@ -145,9 +169,24 @@ export class ServerSession implements ConnectionHandler, CallSink {
     this.wire.sendTransportError(call.id, err.code, err.message);
   }
 
+  private closeIfDone(): void {
+    // end(), not close(): the last responses may still be waiting for their flush.
+    if (this.draining && this.peerDone && this.calls.size === 0) this.wire.end();
+  }
+
+  /** Refuses a request without running it: the client may safely send it elsewhere. */
+  private nack(id: number, code: string, message: string): void {
+    this.wire.encoder.encodeSimple(FrameType.NACK, 0, id, encodeTransportError(code, message));
+    this.wire.coalescer.schedule();
+  }
+
   private onRequest(flags: number, id: number, frameBody: Buffer): void {
     const body = this.body;
     readCallBody(frameBody, flags, body);
+    if (this.draining) {
+      this.nack(id, 'WIRE_DRAINING', 'server is shutting down; the request was not processed');
+      return;
+    }
     if (id === 0 || this.calls.has(id)) {
       this.wire.sendTransportError(id, 'WIRE_PROTOCOL', `request id ${id} is reserved or already in use`);
       return;
@@ -174,7 +213,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
     }
     const limits = this.host.limits;
     if (this.wire.queuedBytes > limits.maxQueuedBytes) {
-      this.wire.sendTransportError(id, 'WIRE_OVERLOADED', `more than ${limits.maxQueuedBytes} bytes of responses are waiting for this client to read`);
+      this.nack(id, 'WIRE_OVERLOADED', `more than ${limits.maxQueuedBytes} bytes of responses are waiting for this client to read`);
       return;
     }
     const call = new ServerCall(id, this, body.credit, limits.maxStreamBufferBytes);

@@ -7,6 +7,7 @@ import type { ConnectionOptions } from '../connection/connection.js';
 import { WireConnectionError, type WireError } from '../errors.js';
 import { RpcException } from '@nestjs/microservices';
 import { callContext, propagation } from '../call-context.js';
+import { HeartbeatMonitor } from '../connection/heartbeat.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { resolveServerOptions, type ResolvedServerOptions, type WireServerOptions } from '../options.js';
 import type { ServerCall } from './server-call.js';
@@ -63,6 +64,10 @@ export class WireServer
   private readonly routeCache = new Map<string, MessageHandler>();
   private readonly emitter = new EventEmitter();
   private readonly connectionOptions: ConnectionOptions;
+  private readonly heartbeats: HeartbeatMonitor;
+  private closing: Promise<void> | null = null;
+  private onDrained: (() => void) | null = null;
+  private drainTimer: NodeJS.Timeout | null = null;
 
   constructor(options: WireServerOptions = {}) {
     super();
@@ -73,7 +78,9 @@ export class WireServer
       maxFrameSize: this.wireOptions.maxFrameSize,
       handshakeTimeoutMs: this.wireOptions.handshakeTimeoutMs,
       maxInFlight: this.wireOptions.maxInFlightPerConnection,
+      heartbeatMs: this.wireOptions.heartbeatIntervalMs,
     };
+    this.heartbeats = new HeartbeatMonitor(this.wireOptions.heartbeatIntervalMs);
     this.limits = {
       maxInFlight: this.wireOptions.maxInFlightPerConnection,
       maxStreamBufferBytes: this.wireOptions.maxStreamBufferBytes,
@@ -86,30 +93,54 @@ export class WireServer
   listen(callback: (err?: unknown, ...info: unknown[]) => void): void {
     const server = createServer(this.onConnection);
     this.server = server;
+    this.closing = null;
     const onListenError = (err: Error) => {
       this._status$.next('disconnected');
       callback(err);
     };
     server.once('error', onListenError);
-    server.listen(this.wireOptions.port, this.wireOptions.host, () => {
+    const onListening = () => {
       server.off('error', onListenError);
       server.on('error', (err) => this.emitOrLog('error', err));
       this._status$.next('listening');
       callback();
-    });
+    };
+    const { path, port, host } = this.wireOptions;
+    if (path !== null) server.listen(path, onListening);
+    else server.listen(port, host, onListening);
   }
 
-  /** Stops accepting connections and closes every open one; running calls are cancelled. */
-  async close(): Promise<void> {
+  /**
+   * Graceful shutdown (what `app.close()` calls): stops accepting connections, sends
+   * GOAWAY on every connection, refuses new requests with NACK (clients re-send them
+   * elsewhere), lets running calls finish, and closes each connection once its client
+   * has acknowledged and it is idle — or everything after `drainTimeoutMs`.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
     const server = this.server;
-    this.server = null;
+    if (server === null) return;
+    const listenerClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const session of this.sessions) session.beginDrain();
+    if (this.sessions.size > 0) {
+      await new Promise<void>((resolve) => {
+        this.onDrained = resolve;
+        this.drainTimer = setTimeout(resolve, this.wireOptions.drainTimeoutMs).unref();
+      });
+      clearTimeout(this.drainTimer!);
+      this.onDrained = null;
+    }
     for (const session of [...this.sessions]) session.close(null);
     this.sessions.clear();
     this.deadlines.clear();
-    if (server !== null) {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      this._status$.next('disconnected');
-    }
+    this.heartbeats.stop();
+    await listenerClosed;
+    this.server = null;
+    this._status$.next('disconnected');
   }
 
   on<K extends keyof WireServerEvents>(event: K, callback: WireServerEvents[K]): void {
@@ -227,13 +258,19 @@ export class WireServer
     this.logger.warn(`event "${pattern}" dropped: ${(err as Error).message}`);
   }
 
+  onSessionOpen(session: ServerSession): void {
+    this.heartbeats.add(session.wire);
+  }
+
   onSessionClose(session: ServerSession, err: WireError | null): void {
     this.sessions.delete(session);
+    this.heartbeats.delete(session.wire);
+    if (this.sessions.size === 0) this.onDrained?.();
     if (err !== null && !(err instanceof WireConnectionError)) this.emitOrLog('connectionError', err);
   }
 
   private readonly onConnection = (socket: Socket): void => {
-    if (this.server === null) {
+    if (this.server === null || this.closing !== null) {
       socket.destroy();
       return;
     }

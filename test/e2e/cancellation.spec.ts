@@ -166,8 +166,9 @@ describe('cancellation and deadlines', () => {
 
     it('a gateway timeout propagates down the chain', async () => {
       const gateway = clientFor(a);
-      const err = await firstValueFrom(gateway.send('a.work', 5000, { timeout: 150 })).catch((e) => e);
-      expect(err).toBeInstanceOf(WireTimeoutError);
+      const result = firstValueFrom(gateway.send('a.work', 5000, { timeout: 400 })).catch((e) => e);
+      await waitFor(() => seenByB.started);
+      expect(await result).toBeInstanceOf(WireTimeoutError);
       await waitFor(() => seenByB.aborted, 1000);
       gateway.close();
     });

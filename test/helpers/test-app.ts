@@ -200,13 +200,15 @@ export class TestController {
     return range(0, count).pipe(map((i) => `value-${i}-${'x'.repeat(100)}`));
   }
 
+  // Nest 12 types event handlers as (data, ...args: unknown[]): the context arrives as unknown.
   @EventPattern('user.created')
-  userCreated(@Payload() data: unknown, @Ctx() ctx: WireContext): void {
+  userCreated(@Payload() data: unknown, @Ctx() context: unknown): void {
+    const ctx = context as WireContext;
     recorder.events.push({ pattern: ctx.getPattern(), data, metadata: ctx.getMetadata() });
   }
 
   @EventPattern('event.throws')
-  eventThrows(): void {
+  eventThrows(_data: unknown): void {
     throw new Error('event handler failure');
   }
 }
