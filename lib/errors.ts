@@ -86,6 +86,20 @@ export class WireOverloadedError extends WireError {
   }
 }
 
+/** The server's `authenticate` refused the client's credentials (or failed). */
+export class WireAuthError extends WireError {
+  constructor(message = 'authentication failed: the server refused these credentials') {
+    super(message, 'WIRE_AUTH');
+  }
+}
+
+/** A request exceeded one of the server's limits (pattern length, metadata size or entries). */
+export class WireLimitError extends WireError {
+  constructor(message: string) {
+    super(message, 'WIRE_LIMIT');
+  }
+}
+
 /** An option has a value nest-wire cannot use. Thrown from constructors. */
 export class WireOptionsError extends WireError {
   constructor(message: string) {
@@ -112,6 +126,10 @@ export function errorFromRemote(code: string, message: string): WireError {
       return new WireHandshakeError(message);
     case 'WIRE_OVERLOADED':
       return new WireOverloadedError(message);
+    case 'WIRE_AUTH':
+      return new WireAuthError(message);
+    case 'WIRE_LIMIT':
+      return new WireLimitError(message);
     case 'WIRE_TIMEOUT':
       return new WireTimeoutError(0, message);
     case 'WIRE_CANCELLED':

@@ -1,3 +1,4 @@
+import type { PeerCertificate, ConnectionOptions as TlsConnectionOptions, TlsOptions } from 'node:tls';
 import { WireOptionsError } from './errors.js';
 import { MsgpackCodec, type WireCodec } from './protocol/codec.js';
 
@@ -19,6 +20,17 @@ export const DEFAULT_RECONNECT_INITIAL_DELAY_MS = 100;
 export const DEFAULT_RECONNECT_MAX_DELAY_MS = 5_000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
 export const DEFAULT_NACK_RETRIES = 3;
+export const DEFAULT_MAX_PATTERN_BYTES = 1024;
+export const DEFAULT_MAX_METADATA_ENTRIES = 64;
+export const DEFAULT_MAX_METADATA_BYTES = 8 * 1024;
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+
+/** What `authenticate` learns about the connection besides the credentials. */
+export interface WireAuthInfo {
+  remoteAddress: string;
+  /** The client's certificate when mutual TLS is on; undefined otherwise. */
+  tlsPeerCertificate?: PeerCertificate;
+}
 
 /** A server to connect to: `'host:port'`, `'[::1]:port'`, `{ host, port }` or a Unix socket `{ path }`. */
 export type WireEndpoint = string | { host: string; port: number } | { path: string };
@@ -50,6 +62,23 @@ export interface WireCommonOptions {
 }
 
 export interface WireServerOptions extends WireCommonOptions {
+  /** Node `tls.createServer` options (`key`, `cert`, `ca`, `requestCert` for mutual TLS...). Default: plaintext. */
+  tls?: TlsOptions;
+  /**
+   * Called with the client's `credentials` before any of its frames is dispatched;
+   * return (or resolve) true to accept. A refused client gets `WireAuthError` and is disconnected.
+   */
+  authenticate?: (credentials: unknown, info: WireAuthInfo) => boolean | Promise<boolean>;
+  /** Longest pattern accepted, in UTF-8 bytes. Default 1 024. */
+  maxPatternBytes?: number;
+  /** Most metadata entries accepted per call. Default 64. */
+  maxMetadataEntries?: number;
+  /** Largest encoded metadata accepted per call, in bytes. Default 8 KiB. */
+  maxMetadataBytes?: number;
+  /** Connections accepted at once; past it new ones are refused with `WIRE_OVERLOADED`. Default 10 000. */
+  maxConnections?: number;
+  /** Close a connection with no call for this long, in ms; 0 (default) keeps pooled connections open. */
+  idleTimeoutMs?: number;
   /** `close()` waits this long for calls in flight to finish after sending GOAWAY, in ms. Default 10 000. */
   drainTimeoutMs?: number;
   /**
@@ -70,6 +99,13 @@ export interface WireServerOptions extends WireCommonOptions {
 }
 
 export interface WireClientOptions extends WireCommonOptions {
+  /** Node `tls.connect` options (`ca`, and `cert`/`key` for mutual TLS...). Default: plaintext. */
+  tls?: TlsConnectionOptions;
+  /**
+   * Sent in the handshake for the server's `authenticate`: any msgpack value, or a function
+   * returning one (or a promise of one), called for every new connection so tokens can rotate.
+   */
+  credentials?: unknown;
   /**
    * Servers to spread calls over, instead of `host`/`port`/`path`. Hostnames are resolved
    * with DNS (every address is used) and re-resolved every `resolveIntervalMs`.
@@ -123,6 +159,13 @@ export interface ResolvedCommonOptions {
 }
 
 export interface ResolvedServerOptions extends ResolvedCommonOptions {
+  tls: TlsOptions | null;
+  authenticate: WireServerOptions['authenticate'] | null;
+  maxPatternBytes: number;
+  maxMetadataEntries: number;
+  maxMetadataBytes: number;
+  maxConnections: number;
+  idleTimeoutMs: number;
   drainTimeoutMs: number;
   maxInFlightPerConnection: number;
   maxStreamBufferBytes: number;
@@ -130,6 +173,8 @@ export interface ResolvedServerOptions extends ResolvedCommonOptions {
 }
 
 export interface ResolvedClientOptions extends ResolvedCommonOptions {
+  tls: TlsConnectionOptions | null;
+  credentials: unknown;
   servers: EndpointAddress[];
   /** True when `servers` was given: hostnames there are resolved to all their addresses. */
   lookupHostnames: boolean;
@@ -151,6 +196,23 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
   return {
     ...resolveCommon(options, where),
     drainTimeoutMs: checkTimeout(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, `${where} option drainTimeoutMs`),
+    tls: checkObject(options.tls, `${where} option tls`),
+    authenticate: checkFunction(options.authenticate, `${where} option authenticate`),
+    maxPatternBytes: checkInteger(options.maxPatternBytes ?? DEFAULT_MAX_PATTERN_BYTES, 1, 0xffff, `${where} option maxPatternBytes`),
+    maxMetadataEntries: checkInteger(
+      options.maxMetadataEntries ?? DEFAULT_MAX_METADATA_ENTRIES,
+      0,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxMetadataEntries`,
+    ),
+    maxMetadataBytes: checkInteger(
+      options.maxMetadataBytes ?? DEFAULT_MAX_METADATA_BYTES,
+      0,
+      0xffffffff,
+      `${where} option maxMetadataBytes`,
+    ),
+    maxConnections: checkInteger(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 1, Number.MAX_SAFE_INTEGER, `${where} option maxConnections`),
+    idleTimeoutMs: checkTimeout(options.idleTimeoutMs ?? 0, `${where} option idleTimeoutMs`),
     maxInFlightPerConnection: checkInteger(
       options.maxInFlightPerConnection ?? DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
       1,
@@ -191,6 +253,8 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
   return {
     ...common,
     servers: resolveServers(options, common, where),
+    tls: checkObject(options.tls, `${where} option tls`),
+    credentials: options.credentials,
     lookupHostnames: options.servers !== undefined,
     resolveIntervalMs: checkTimeout(options.resolveIntervalMs ?? DEFAULT_RESOLVE_INTERVAL_MS, `${where} option resolveIntervalMs`),
     reconnect: { initialDelayMs, maxDelayMs },
@@ -225,6 +289,18 @@ function checkOneOf<T extends string>(value: T, allowed: readonly T[], what: str
   if (!allowed.includes(value)) {
     throw new WireOptionsError(`${what} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${String(value)}`);
   }
+  return value;
+}
+
+function checkObject<T extends object>(value: T | undefined, what: string): T | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'object') throw new WireOptionsError(`${what} must be an object of Node tls options, got ${typeof value}`);
+  return value;
+}
+
+function checkFunction<T>(value: T | undefined, what: string): T | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'function') throw new WireOptionsError(`${what} must be a function, got ${typeof value}`);
   return value;
 }
 

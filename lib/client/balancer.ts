@@ -3,7 +3,7 @@ import { isIP, type Socket } from 'node:net';
 import type { ConnectionOptions } from '../connection/connection.js';
 import { HeartbeatMonitor } from '../connection/heartbeat.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
-import { WireConnectionError, type WireError } from '../errors.js';
+import { WireAuthError, WireConnectionError, type WireError } from '../errors.js';
 import { formatAddress, type EndpointAddress, type ResolvedClientOptions } from '../options.js';
 import type { ClientConnection } from './client-connection.js';
 import { Endpoint, EndpointState, type EndpointEvents } from './endpoint.js';
@@ -17,7 +17,7 @@ export interface BalancerListener {
   /** A connection entered rotation: queued calls can go. */
   onReady(): void;
   /** No connection is open and none is being attempted: calls cannot wait for one. */
-  onUnreachable(err: WireConnectionError): void;
+  onUnreachable(err: WireError): void;
   onConnectionError(endpoint: string, err: WireError, firstInARow: boolean): void;
 }
 
@@ -121,8 +121,9 @@ export class Balancer implements EndpointEvents {
     });
   }
 
-  /** The error calls get when nothing is reachable. */
-  unreachableError(): WireConnectionError {
+  /** The error calls get when nothing is reachable (an authentication refusal as itself). */
+  unreachableError(): WireError {
+    if (this.lastError instanceof WireAuthError) return this.lastError;
     const targets = this.endpoints.size > 0 ? [...this.endpoints.keys()].join(', ') : this.options.servers.map(formatAddress).join(', ');
     return new WireConnectionError(
       `no server reachable (${targets}): ${this.lastError?.message ?? 'no address to connect to'}`,
@@ -162,6 +163,12 @@ export class Balancer implements EndpointEvents {
       this.listener.onConnectionError(endpoint, err, this.lastError === null || i >= 0);
       this.lastError = err;
     }
+  }
+
+  onDialFailed(endpoint: Endpoint, err: WireError): void {
+    if (this.closed) return;
+    this.listener.onConnectionError(endpoint.key, err, this.lastError === null);
+    this.lastError = err;
   }
 
   onStateChange(endpoint: Endpoint): void {

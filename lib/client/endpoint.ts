@@ -1,9 +1,10 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import type { ConnectionOptions } from '../connection/connection.js';
 import { backoffDelay } from '../connection/backoff.js';
 import type { HeartbeatMonitor } from '../connection/heartbeat.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
-import { WireConnectionError, type WireError } from '../errors.js';
+import { WireAuthError, WireConnectionError, type WireError } from '../errors.js';
 import { formatAddress, type EndpointAddress, type ResolvedClientOptions } from '../options.js';
 import { ClientConnection, type ClientConnectionEvents } from './client-connection.js';
 import type { PendingCall } from './pending-call.js';
@@ -26,6 +27,8 @@ export interface EndpointEvents {
   /** A connection left rotation (GOAWAY) or closed. */
   onConnectionGone(conn: ClientConnection, err: WireError | null): void;
   onStateChange(endpoint: Endpoint): void;
+  /** A dial failed before a connection existed. */
+  onDialFailed(endpoint: Endpoint, err: WireError): void;
 }
 
 /**
@@ -43,6 +46,8 @@ export class Endpoint implements ClientConnectionEvents {
   /** Slots waiting for their reconnect timer. */
   private readonly timers = new Set<NodeJS.Timeout>();
   private openCount = 0;
+  /** Dials waiting for the credentials provider. */
+  private dialing = 0;
 
   constructor(
     readonly address: EndpointAddress,
@@ -57,7 +62,7 @@ export class Endpoint implements ClientConnectionEvents {
 
   /** Dials every slot that has neither a connection nor a pending reconnect. */
   start(): void {
-    while (this.connections.size + this.timers.size < this.options.poolSize) this.dial();
+    while (this.connections.size + this.timers.size + this.dialing < this.options.poolSize) this.dial();
   }
 
   /** Stops dialling and closes its connections now (`graceful`: once their calls are done). */
@@ -95,7 +100,7 @@ export class Endpoint implements ClientConnectionEvents {
     if (!wasOpen) this.failures++;
     this.scheduleRedial();
     if (this.openCount === 0) {
-      this.setState(this.connections.size > 0 ? EndpointState.CONNECTING : EndpointState.BACKOFF);
+      this.setState(this.connections.size + this.dialing > 0 ? EndpointState.CONNECTING : EndpointState.BACKOFF);
     }
   }
 
@@ -112,10 +117,34 @@ export class Endpoint implements ClientConnectionEvents {
   }
 
   private dial(): void {
+    const credentials = this.options.credentials;
+    if (typeof credentials !== 'function') return this.dialWith(credentials);
+    // A function is asked for every connection, so rotated tokens are picked up.
+    this.dialing++;
+    let value: unknown;
+    try {
+      value = credentials();
+    } catch (err) {
+      value = Promise.reject(err);
+    }
+    Promise.resolve(value).then(
+      (resolved) => {
+        this.dialing--;
+        if (this.state !== EndpointState.SHUTDOWN) this.dialWith(resolved);
+      },
+      (err: unknown) => {
+        this.dialing--;
+        this.onDialFailed(new WireAuthError(`credentials provider failed: ${(err as Error)?.message ?? String(err)}`));
+      },
+    );
+  }
+
+  private dialWith(credentials: unknown): void {
     const socket = this.connectSocket();
+    const extension = credentials === undefined ? null : this.options.codec.encode({ credentials });
     const conn = new ClientConnection(
       socket,
-      this.connectionOptions,
+      extension === null ? this.connectionOptions : { ...this.connectionOptions, extension },
       this.options.codec,
       this.wheel,
       this,
@@ -137,7 +166,24 @@ export class Endpoint implements ClientConnectionEvents {
 
   private connectSocket(): Socket {
     const address = this.address;
-    return 'path' in address ? netConnect({ path: address.path }) : netConnect({ host: address.host, port: address.port });
+    const tls = this.options.tls;
+    if (tls === null) {
+      return 'path' in address ? netConnect({ path: address.path }) : netConnect({ host: address.host, port: address.port });
+    }
+    if ('path' in address) return tlsConnect({ ...tls, path: address.path });
+    // SNI only for names; an IP is checked against the certificate's IP entries.
+    const servername = tls.servername ?? (isIP(address.host) === 0 ? address.host : undefined);
+    return tlsConnect({ ...tls, host: address.host, port: address.port, servername });
+  }
+
+  /** A dial that failed before any socket existed (the credentials provider threw). */
+  private onDialFailed(err: WireError): void {
+    if (this.state === EndpointState.SHUTDOWN) return;
+    this.lastError = err;
+    this.failures++;
+    this.events.onDialFailed(this, err);
+    this.scheduleRedial();
+    if (this.openCount === 0 && this.connections.size === 0 && this.dialing === 0) this.setState(EndpointState.BACKOFF);
   }
 
   private setState(state: EndpointState): void {

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import {
   errorFromRemote,
+  WireAuthError,
   WireConnectionError,
   WireError,
   WireFrameTooLargeError,
@@ -41,6 +42,13 @@ export interface ConnectionOptions {
   /** Calls this side runs at once per connection, announced to the peer (0: none announced). */
   maxInFlight?: number;
   heartbeatMs?: number;
+  /** Client: the HELLO extension (codec-encoded `{ credentials }`), or null. */
+  extension?: Uint8Array | null;
+  /**
+   * Server: decides whether the peer may proceed, from its HELLO. Until it answers, no
+   * frame of the peer is decoded; false or a throw refuses it with `WireAuthError`.
+   */
+  authenticate?: (hello: Hello, conn: WireConnection) => boolean | Promise<boolean>;
 }
 
 /** Time given to a refused peer to read our ERROR frame before the socket is destroyed. */
@@ -258,6 +266,38 @@ export class WireConnection {
       );
     }
     this.peer = hello;
+    const authenticate = this.options.authenticate;
+    if (authenticate === undefined) return this.open();
+    // Nothing the peer sent after its HELLO is looked at until it is authenticated.
+    this.decoder.pause();
+    let verdict: boolean | Promise<boolean>;
+    try {
+      verdict = authenticate(hello, this);
+    } catch (err) {
+      return this.refuseAuth(err);
+    }
+    if (verdict === true) return this.resumeAfterAuth();
+    if (verdict === false) return this.refuseAuth(null);
+    Promise.resolve(verdict).then(
+      (ok) => (ok === true ? this.resumeAfterAuth() : this.refuseAuth(null)),
+      (err) => this.refuseAuth(err),
+    );
+  }
+
+  private resumeAfterAuth(): void {
+    if (this.state !== ConnectionState.HANDSHAKING) return;
+    this.open();
+    this.resumeReading();
+  }
+
+  private refuseAuth(cause: unknown): void {
+    if (this.state !== ConnectionState.HANDSHAKING) return;
+    const err = new WireAuthError();
+    if (cause !== null) err.cause = cause;
+    this.refuse(err);
+  }
+
+  private open(): void {
     if (this.options.role === 'server') this.sendHello();
     this.decoder.maxFrameSize = this.options.maxFrameSize;
     this.clearHandshakeTimer();
@@ -267,11 +307,14 @@ export class WireConnection {
 
   private onConnectionError(flags: number, body: Buffer): void {
     const err = this.decodeRemoteError(flags, body);
-    const wrapped =
-      this.state === ConnectionState.HANDSHAKING
-        ? new WireHandshakeError(`peer refused the connection: ${err.message}`, { cause: err })
-        : new WireConnectionError(`peer reported a connection error: ${err.message}`, { cause: err });
-    this.close(wrapped);
+    // An authentication refusal is reported as itself: the caller must see WireAuthError.
+    const reported =
+      err instanceof WireAuthError
+        ? err
+        : this.state === ConnectionState.HANDSHAKING
+          ? new WireHandshakeError(`peer refused the connection: ${err.message}`, { cause: err })
+          : new WireConnectionError(`peer reported a connection error: ${err.message}`, { cause: err });
+    this.close(reported);
   }
 
   /** Rebuilds the error carried by an ERROR frame with the transport flag. */
@@ -295,7 +338,7 @@ export class WireConnection {
       maxFrameSize: this.options.maxFrameSize,
       maxInFlight: this.options.maxInFlight ?? 0,
       heartbeatMs: this.options.heartbeatMs ?? 0,
-      extension: null,
+      extension: this.options.extension ?? null,
     });
     this.encoder.encodeSimple(FrameType.HELLO, 0, 0, body);
     this.coalescer.schedule();
@@ -319,7 +362,11 @@ export class WireConnection {
 
   private readonly onSocketClose = (): void => {
     if (this.closeError === null && this.state === ConnectionState.HANDSHAKING) {
-      this.closeError = new WireHandshakeError('connection closed during the handshake');
+      this.closeError = new WireHandshakeError(
+        this.bytesRead === 0
+          ? 'connection closed before the peer sent anything: is it a nest-wire peer, with the same TLS setting?'
+          : 'connection closed during the handshake',
+      );
     }
     this.finish();
   };
@@ -351,4 +398,17 @@ function toWireError(err: unknown): WireError {
   return err instanceof WireError
     ? err
     : new WireProtocolError(`unexpected failure reading a frame: ${String(err)}`, { cause: err });
+}
+
+/**
+ * Turns a socket away before any session exists for it (server at maxConnections):
+ * writes the preface and a connection-level ERROR, then closes.
+ */
+export function refuseSocket(socket: Socket, code: string, message: string): void {
+  const encoder = new FrameEncoder();
+  encoder.writeRaw(MAGIC);
+  encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, 0, encodeTransportError(code, message));
+  socket.on('error', () => {});
+  socket.end(Buffer.concat(encoder.take()!));
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }

@@ -12,6 +12,8 @@ export class CallBody {
   /** Initial stream credit, or 0 if the frame carries none (no flow control asked). */
   credit = 0;
   pattern = '';
+  /** Length of the pattern in UTF-8 bytes, as sent. */
+  patternBytes = 0;
   /** Codec-encoded metadata, or null. A view: valid only while the frame is. */
   metadata: Buffer | null = null;
   /** Codec-encoded payload. A view: valid only while the frame is. */
@@ -46,6 +48,7 @@ export function readCallBody(body: Buffer, flags: number, out: CallBody): void {
   const patternLength = body.readUInt16BE(p);
   p += 2;
   if (end - p < patternLength) throw truncated('pattern');
+  out.patternBytes = patternLength;
   out.pattern = body.toString('utf8', p, p + patternLength);
   p += patternLength;
   if ((flags & REQUEST_HAS_METADATA) !== 0) {

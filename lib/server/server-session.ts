@@ -7,6 +7,7 @@ import {
   WireCancelledError,
   WireConnectionError,
   WireError,
+  WireLimitError,
   WireNoHandlerError,
   WireProtocolError,
   WireTimeoutError,
@@ -39,6 +40,9 @@ export interface SessionHost {
  * can stop them.
  */
 export interface SessionLimits {
+  maxPatternBytes: number;
+  maxMetadataEntries: number;
+  maxMetadataBytes: number;
   maxInFlight: number;
   maxStreamBufferBytes: number;
   maxQueuedBytes: number;
@@ -68,6 +72,9 @@ export class ServerSession implements ConnectionHandler, CallSink {
   get inFlight(): number {
     return this.calls.size;
   }
+
+  /** When the last request or event arrived (`performance.now()`), for the idle timeout. */
+  lastCallAt = performance.now();
 
   close(err: WireError | null = null): void {
     this.wire.close(err);
@@ -169,6 +176,36 @@ export class ServerSession implements ConnectionHandler, CallSink {
     this.wire.sendTransportError(call.id, err.code, err.message);
   }
 
+  /**
+   * Checks the pattern and metadata limits (sizes before decoding anything) and decodes
+   * the metadata: a map of at most `maxMetadataEntries` strings.
+   */
+  private readMetadata(body: CallBody): Record<string, string> | undefined {
+    const limits = this.host.limits;
+    if (body.patternBytes > limits.maxPatternBytes) {
+      throw new WireLimitError(`pattern of ${body.patternBytes} bytes exceeds maxPatternBytes ${limits.maxPatternBytes}`);
+    }
+    const bytes = body.metadata;
+    if (bytes === null) return undefined;
+    if (bytes.length > limits.maxMetadataBytes) {
+      throw new WireLimitError(`metadata of ${bytes.length} bytes exceeds maxMetadataBytes ${limits.maxMetadataBytes}`);
+    }
+    const value = this.codec.decode(bytes);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      throw new WireProtocolError('metadata must be a map of strings');
+    }
+    let entries = 0;
+    for (const key in value) {
+      if (typeof (value as Record<string, unknown>)[key] !== 'string') {
+        throw new WireProtocolError(`metadata value "${key}" is not a string`);
+      }
+      if (++entries > limits.maxMetadataEntries) {
+        throw new WireLimitError(`metadata has more than maxMetadataEntries ${limits.maxMetadataEntries} entries`);
+      }
+    }
+    return value as Record<string, string>;
+  }
+
   private closeIfDone(): void {
     // end(), not close(): the last responses may still be waiting for their flush.
     if (this.draining && this.peerDone && this.calls.size === 0) this.wire.end();
@@ -181,6 +218,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
   }
 
   private onRequest(flags: number, id: number, frameBody: Buffer): void {
+    this.lastCallAt = this.wire.lastReadAt;
     const body = this.body;
     readCallBody(frameBody, flags, body);
     if (this.draining) {
@@ -195,10 +233,11 @@ export class ServerSession implements ConnectionHandler, CallSink {
     let data: unknown;
     let metadata: Record<string, string> | undefined;
     try {
+      metadata = this.readMetadata(body);
       data = this.codec.decode(body.payload);
-      if (body.metadata !== null) metadata = decodeMetadata(this.codec, body.metadata);
     } catch (err) {
-      this.wire.sendTransportError(id, 'WIRE_CODEC', (err as Error).message);
+      const e = err as WireError;
+      this.wire.sendTransportError(id, e.code ?? 'WIRE_CODEC', e.message);
       return;
     }
     const handler = this.host.findHandler(pattern);
@@ -233,13 +272,14 @@ export class ServerSession implements ConnectionHandler, CallSink {
   }
 
   private onEvent(flags: number, frameBody: Buffer): void {
+    this.lastCallAt = this.wire.lastReadAt;
     const body = this.body;
     readCallBody(frameBody, flags, body);
     let data: unknown;
     let metadata: Record<string, string> | undefined;
     try {
+      metadata = this.readMetadata(body);
       data = this.codec.decode(body.payload);
-      if (body.metadata !== null) metadata = decodeMetadata(this.codec, body.metadata);
     } catch (err) {
       // An event has nobody to answer: report it on this side and drop it.
       this.host.onEventDropped(body.pattern, err);
@@ -249,11 +289,4 @@ export class ServerSession implements ConnectionHandler, CallSink {
   }
 }
 
-/** Metadata is a map of strings; anything else is a codec error. */
-function decodeMetadata(codec: WireCodec, bytes: Buffer): Record<string, string> {
-  const value = codec.decode(bytes);
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new WireProtocolError('metadata must be a map of strings');
-  }
-  return value as Record<string, string>;
-}
+

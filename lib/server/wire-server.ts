@@ -1,7 +1,11 @@
 import { Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { refuseSocket, type WireConnection } from '../connection/connection.js';
+import type { Hello } from '../protocol/hello.js';
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { finalize, type Observable } from 'rxjs';
 import type { ConnectionOptions } from '../connection/connection.js';
 import { WireConnectionError, type WireError } from '../errors.js';
@@ -68,6 +72,7 @@ export class WireServer
   private closing: Promise<void> | null = null;
   private onDrained: (() => void) | null = null;
   private drainTimer: NodeJS.Timeout | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
 
   constructor(options: WireServerOptions = {}) {
     super();
@@ -79,9 +84,14 @@ export class WireServer
       handshakeTimeoutMs: this.wireOptions.handshakeTimeoutMs,
       maxInFlight: this.wireOptions.maxInFlightPerConnection,
       heartbeatMs: this.wireOptions.heartbeatIntervalMs,
+      authenticate:
+        this.wireOptions.authenticate === null ? undefined : (hello, conn) => this.authenticateHello(hello, conn),
     };
     this.heartbeats = new HeartbeatMonitor(this.wireOptions.heartbeatIntervalMs);
     this.limits = {
+      maxPatternBytes: this.wireOptions.maxPatternBytes,
+      maxMetadataEntries: this.wireOptions.maxMetadataEntries,
+      maxMetadataBytes: this.wireOptions.maxMetadataBytes,
       maxInFlight: this.wireOptions.maxInFlightPerConnection,
       maxStreamBufferBytes: this.wireOptions.maxStreamBufferBytes,
       maxQueuedBytes: this.wireOptions.maxQueuedBytes,
@@ -91,7 +101,8 @@ export class WireServer
   }
 
   listen(callback: (err?: unknown, ...info: unknown[]) => void): void {
-    const server = createServer(this.onConnection);
+    const tlsOptions = this.wireOptions.tls;
+    const server = tlsOptions === null ? createServer(this.onConnection) : createTlsServer(tlsOptions, this.onConnection);
     this.server = server;
     this.closing = null;
     const onListenError = (err: Error) => {
@@ -105,7 +116,8 @@ export class WireServer
       this._status$.next('listening');
       callback();
     };
-    const { path, port, host } = this.wireOptions;
+    const { path, port, host, idleTimeoutMs } = this.wireOptions;
+    if (idleTimeoutMs > 0) this.idleTimer = setInterval(this.closeIdle, Math.max(1, idleTimeoutMs >> 1)).unref();
     if (path !== null) server.listen(path, onListening);
     else server.listen(port, host, onListening);
   }
@@ -138,6 +150,8 @@ export class WireServer
     this.sessions.clear();
     this.deadlines.clear();
     this.heartbeats.stop();
+    if (this.idleTimer !== null) clearInterval(this.idleTimer);
+    this.idleTimer = null;
     await listenerClosed;
     this.server = null;
     this._status$.next('disconnected');
@@ -274,8 +288,36 @@ export class WireServer
       socket.destroy();
       return;
     }
+    if (this.sessions.size >= this.wireOptions.maxConnections) {
+      refuseSocket(socket, 'WIRE_OVERLOADED', `server is at maxConnections (${this.wireOptions.maxConnections})`);
+      return;
+    }
     this.sessions.add(new ServerSession(socket, this.connectionOptions, this.wireOptions.codec, this));
   };
+
+  /** Drains connections that carried no call for `idleTimeoutMs` (GOAWAY: nothing in transit is lost). */
+  private readonly closeIdle = (): void => {
+    const cutoff = performance.now() - this.wireOptions.idleTimeoutMs;
+    for (const session of this.sessions) {
+      if (session.inFlight === 0 && session.lastCallAt < cutoff) session.beginDrain();
+    }
+  };
+
+  /** Decodes the client's credentials from its HELLO and asks the user's `authenticate`. */
+  private authenticateHello(hello: Hello, conn: WireConnection): boolean | Promise<boolean> {
+    const authenticate = this.wireOptions.authenticate!;
+    let credentials: unknown;
+    if (hello.extension !== null) {
+      const extension = this.wireOptions.codec.decode(hello.extension) as { credentials?: unknown } | null;
+      credentials = extension !== null && typeof extension === 'object' ? extension.credentials : undefined;
+    }
+    const socket = conn.socket as TLSSocket;
+    const certificate = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
+    return authenticate(credentials, {
+      remoteAddress: conn.remoteAddress,
+      tlsPeerCertificate: certificate !== undefined && Object.keys(certificate).length > 0 ? certificate : undefined,
+    });
+  }
 
   private emitOrLog(event: keyof WireServerEvents, err: Error): void {
     if (this.emitter.listenerCount(event) > 0) this.emitter.emit(event, err);
