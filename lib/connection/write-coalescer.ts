@@ -3,6 +3,9 @@ import type { FrameEncoder } from '../protocol/frame-encoder.js';
 
 type WriteCallback = (err?: Error | null) => void;
 
+/** Pending bytes past which frames are written at once instead of at the end of the turn. */
+const FLUSH_EARLY_BYTES = Number(process.env.NEST_WIRE_FLUSH_BYTES ?? 8 * 1024);
+
 /**
  * Turns the frames encoded during one turn of the event loop into one socket write.
  *
@@ -24,7 +27,10 @@ export class WriteCoalescer {
   private blocked = false;
   private closed = false;
   private waiters: WriteCallback[] = [];
-  private readonly flushBound = () => this.flush();
+  private readonly flushBound = () => {
+    this.scheduled = false;
+    this.flush();
+  };
   private readonly onDrainBound = () => {
     this.blocked = false;
     this.flush();
@@ -42,9 +48,21 @@ export class WriteCoalescer {
     return this.blocked;
   }
 
-  /** Called after frames were encoded: makes sure a flush is coming. */
-  schedule(): void {
-    if (this.scheduled || this.closed) return;
+  /**
+   * Called after frames were encoded: makes sure a flush is coming. Past
+   * `FLUSH_EARLY_BYTES` the batch is written at once, so the peer starts working on it
+   * while this side is still producing the rest of the turn's frames (otherwise both
+   * processes take turns, each idle while the other works). `early` is false for a
+   * RESPONSE value whose completion may follow synchronously: the END flag must still be
+   * able to fold into that frame.
+   */
+  schedule(early = true): void {
+    if (this.closed) return;
+    if (early && this.encoder.pendingBytes >= FLUSH_EARLY_BYTES) {
+      this.flush();
+      return;
+    }
+    if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(this.flushBound);
   }
@@ -61,7 +79,6 @@ export class WriteCoalescer {
 
   /** Writes what is pending now, unless the socket is full. */
   flush(): void {
-    this.scheduled = false;
     if (this.blocked || this.closed) return;
     const chunks = this.encoder.take();
     if (chunks === null) {

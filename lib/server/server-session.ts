@@ -139,12 +139,15 @@ export class ServerSession implements ConnectionHandler, CallSink {
 
   writeValue(call: ServerCall, bytes: Uint8Array | null): void {
     this.wire.encoder.encodeResponse(call.id, bytes === null ? RESPONSE_NO_VALUE : 0, bytes);
-    this.wire.coalescer.schedule();
+    this.wire.coalescer.schedule(false);
   }
 
   writeEnd(call: ServerCall): void {
     // `of(value)` completes right after its value: flag that frame instead of sending another.
-    if (this.wire.encoder.tryMarkLastResponseEnd(call.id)) return;
+    if (this.wire.encoder.tryMarkLastResponseEnd(call.id)) {
+      this.wire.coalescer.schedule();
+      return;
+    }
     this.wire.encoder.encodeResponse(call.id, RESPONSE_END | RESPONSE_NO_VALUE, null);
     this.wire.coalescer.schedule();
   }
