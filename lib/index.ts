@@ -1,5 +1,17 @@
-export { WireClient, type WireClientEvents, type WireClientStatus, type WireClientCounters } from './client/wire-client.js';
-export { WireServer, type WireServerEvents, type WireServerStatus, type WireServerCounters } from './server/wire-server.js';
+export {
+  WireClient,
+  type WireClientEvents,
+  type WireClientStatus,
+  type WireClientCounters,
+  type WireClientStats,
+} from './client/wire-client.js';
+export {
+  WireServer,
+  type WireServerEvents,
+  type WireServerStatus,
+  type WireServerCounters,
+  type WireServerStats,
+} from './server/wire-server.js';
 export { WireContext } from './server/wire-context.js';
 export {
   WireError,

@@ -2,6 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP, type Socket } from 'node:net';
 import type { ConnectionOptions } from '../connection/connection.js';
 import { HeartbeatMonitor } from '../connection/heartbeat.js';
+import type { TransportCounters } from '../connection/transport-stats.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { WireAuthError, WireConnectionError, type WireError } from '../errors.js';
 import { formatAddress, type EndpointAddress, type ResolvedClientOptions } from '../options.js';
@@ -52,6 +53,7 @@ export class Balancer implements EndpointEvents {
     private readonly options: ResolvedClientOptions,
     private readonly wheel: TimeoutWheel<PendingCall>,
     private readonly listener: BalancerListener,
+    counters: TransportCounters,
   ) {
     this.heartbeats = new HeartbeatMonitor(options.heartbeatIntervalMs);
     this.connectionOptions = {
@@ -60,6 +62,7 @@ export class Balancer implements EndpointEvents {
       maxFrameSize: options.maxFrameSize,
       handshakeTimeoutMs: options.handshakeTimeoutMs,
       heartbeatMs: options.heartbeatIntervalMs,
+      counters,
     };
   }
 
@@ -73,6 +76,11 @@ export class Balancer implements EndpointEvents {
 
   get sockets(): Socket[] {
     return this.ready.map((c) => c.wire.socket);
+  }
+
+  /** Per endpoint: state, open connections, calls in flight. */
+  endpointSnapshots(): ReturnType<Endpoint['snapshot']>[] {
+    return [...this.endpoints.values()].map((ep) => ep.snapshot());
   }
 
   /** Endpoint keys and states (diagnostics, tests). */

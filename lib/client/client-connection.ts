@@ -110,8 +110,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   expire(call: PendingCall): void {
     this.remove(call);
     this.wire.sendEmpty(FrameType.CANCEL, call.id);
-    call.finish();
-    call.observer.error(new WireTimeoutError(call.timeoutMs));
+    call.fail(new WireTimeoutError(call.timeoutMs));
   }
 
   /** Fails every pending call with `err` (used by close). */
@@ -122,9 +121,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     for (const call of calls) {
       call.owner = null;
       this.wheel.remove(call);
-      if (call.settled) continue;
-      call.finish();
-      call.observer.error(err);
+      call.fail(err);
     }
   }
 
@@ -210,8 +207,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
       } catch (err) {
         this.remove(call);
         this.wire.sendEmpty(FrameType.CANCEL, id);
-        call.finish();
-        call.observer.error(err);
+        call.fail(err);
         return;
       }
     }
@@ -226,16 +222,13 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
       return;
     }
     this.remove(call);
-    call.finish();
-    if ((flags & RESPONSE_NO_VALUE) === 0) call.observer.next(value);
-    call.observer.complete();
+    call.complete((flags & RESPONSE_NO_VALUE) === 0, value);
   }
 
   private onError(flags: number, id: number, body: Buffer): void {
     const call = this.calls.get(id);
     if (call === undefined) return;
     this.remove(call);
-    call.finish();
     let err: unknown;
     if ((flags & ERROR_TRANSPORT) !== 0) {
       err = this.wire.decodeRemoteError(flags, body);
@@ -248,7 +241,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
         err = e;
       }
     }
-    call.observer.error(err);
+    call.fail(err);
   }
 
   private remove(call: PendingCall): void {

@@ -60,6 +60,13 @@ export class Endpoint implements ClientConnectionEvents {
     this.key = formatAddress(address);
   }
 
+  /** Open connections and the calls in flight on them. */
+  snapshot(): { endpoint: string; state: EndpointState; connections: number; inFlight: number } {
+    let inFlight = 0;
+    for (const c of this.connections) inFlight += c.inFlight;
+    return { endpoint: this.key, state: this.state, connections: this.openCount, inFlight };
+  }
+
   /** Dials every slot that has neither a connection nor a pending reconnect. */
   start(): void {
     while (this.connections.size + this.timers.size + this.dialing < this.options.poolSize) this.dial();

@@ -1,5 +1,6 @@
 import type { Observer, Unsubscribable } from 'rxjs';
 import type { WheelEntry } from '../connection/timeout-wheel.js';
+import { CALL_CANCELLED as CANCELLED, type Outcome as CallOutcome } from '../connection/transport-stats.js';
 import { WireCancelledError } from '../errors.js';
 
 /** The connection a call was written on. */
@@ -10,7 +11,8 @@ export interface CallOwner {
 
 /** Whoever accounts for calls (the client): told exactly once when a call ends. */
 export interface CallTracker {
-  onSettled(call: PendingCall): void;
+  /** `outcome`: null for success, CANCELLED when the caller unsubscribed, else the error. */
+  onSettled(call: PendingCall, outcome: CallOutcome): void;
   /** The caller gave up on a call that was not written yet. */
   withdraw(call: PendingCall): void;
   /** The call was certainly not processed (NACK, or never sent): send it again elsewhere. */
@@ -24,7 +26,7 @@ export interface CallTracker {
  * no closures (except the abort listener of a call made inside another call).
  *
  * Invariants: `owner` is non-null exactly while the call is in its connection's table;
- * `finish()` runs exactly once, on whichever path ends the call.
+ * exactly one of `complete`, `fail` or `unsubscribe` ends it, through `finish`.
  */
 export class PendingCall implements WheelEntry, Unsubscribable {
   /** Request id on its connection; 0 until written. */
@@ -39,6 +41,8 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   generation = -1;
   /** Times the call was re-sent after a NACK or an unsent frame. */
   resends = 0;
+  /** When the call started (`performance.now()`), for latency statistics. */
+  startedAt = 0;
 
   deadline = 0;
   wheelPrev: WheelEntry | null = null;
@@ -69,7 +73,22 @@ export class PendingCall implements WheelEntry, Unsubscribable {
     if (this.settled) return;
     if (this.owner !== null) this.owner.abandon(this);
     else this.tracker.withdraw(this);
-    this.finish();
+    this.finish(CANCELLED);
+  }
+
+  /** Ends the call successfully; `value` (if any) is delivered first. */
+  complete(hasValue: boolean, value?: unknown): void {
+    if (this.settled) return;
+    this.finish(null);
+    if (hasValue) this.observer.next(value);
+    this.observer.complete();
+  }
+
+  /** Ends the call with `err`. */
+  fail(err: unknown): void {
+    if (this.settled) return;
+    this.finish({ error: err });
+    this.observer.error(err);
   }
 
   /** Cancels this call when `signal` (the call it was made for) aborts. */
@@ -77,15 +96,15 @@ export class PendingCall implements WheelEntry, Unsubscribable {
     this.parentSignal = signal;
     this.onParentAbort = () => {
       if (this.settled) return;
-      this.unsubscribe();
-      this.observer.error(new WireCancelledError('cancelled because the call it was made for ended'));
+      if (this.owner !== null) this.owner.abandon(this);
+      else this.tracker.withdraw(this);
+      this.fail(new WireCancelledError('cancelled because the call it was made for ended'));
     };
     signal.addEventListener('abort', this.onParentAbort, { once: true });
   }
 
-  /** Marks the call ended and tells the tracker. Every path that ends a call calls it once. */
-  finish(): void {
-    if (this.settled) return;
+  /** Marks the call ended and tells the tracker. Every path that ends a call goes through it once. */
+  private finish(outcome: CallOutcome): void {
     this.settled = true;
     this.data = undefined;
     this.metadata = undefined;
@@ -94,7 +113,7 @@ export class PendingCall implements WheelEntry, Unsubscribable {
       this.onParentAbort = null;
       this.parentSignal = null;
     }
-    this.tracker.onSettled(this);
+    this.tracker.onSettled(this, outcome);
   }
 }
 

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { Observable, throwError, type Observer, type Subscriber } from 'rxjs';
 import { callContext, propagation } from '../call-context.js';
+import { CallStats, TransportCounters, type CallStatsSnapshot, type Outcome } from '../connection/transport-stats.js';
 import {
   WireCancelledError,
   WireConnectionError,
@@ -31,6 +32,13 @@ export type WireClientEvents = {
   /** A connection failed (refused, reset, protocol error, handshake failure). */
   error: (err: WireError) => void;
 };
+
+/** What `WireClient#stats()` returns. */
+export interface WireClientStats {
+  calls: CallStatsSnapshot & { inFlight: number; pending: number; queued: number; resends: number };
+  transport: { bytesIn: number; bytesOut: number; framesIn: number; framesOut: number; writes: number };
+  endpoints: { endpoint: string; state: string; connections: number; inFlight: number }[];
+}
 
 /** Counters for tests and diagnostics. */
 export interface WireClientCounters {
@@ -68,6 +76,8 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   private pending = 0;
   /** Calls sent again after a NACK or because their frame never left a closed connection. */
   private resends = 0;
+  private readonly callStats = new CallStats();
+  private readonly transport = new TransportCounters();
   /** Accepted calls waiting for a connection (or for room on one), in order. */
   private readonly queue = new CallQueue();
   /** Calls held by `overflow: 'wait'` until `pending` drops below `maxPendingCalls`. */
@@ -113,6 +123,48 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   /** Each endpoint (`host:port`, `unix:path`) and its state. */
   endpoints(): Record<string, string> {
     return this.balancer.endpointStates;
+  }
+
+  /**
+   * Measures a round trip to the server over a pooled connection (PING / PONG, not just
+   * an open socket): resolves with the time in ms, rejects with `WireConnectionError`
+   * if no server answers, or `WireTimeoutError` after `timeoutMs`.
+   */
+  async ping(timeoutMs = 5000): Promise<number> {
+    let conn = this.balancer.pick();
+    if (conn === null) {
+      await this.connect();
+      conn = this.balancer.pick();
+      if (conn === null) throw this.balancer.unreachableError();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new WireTimeoutError(timeoutMs, `no PONG within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([conn.wire.ping(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Calls (started, succeeded, cancelled, failed by code, latency percentiles from a
+   * histogram), frames and socket writes (the coalescing ratio), bytes, and each endpoint's
+   * state and connections. Always on: a few counters per call.
+   */
+  stats(): WireClientStats {
+    return {
+      calls: {
+        ...this.callStats.snapshot(),
+        inFlight: this.counters().inFlight,
+        pending: this.pending,
+        queued: this.queue.length + this.held.length,
+        resends: this.resends,
+      },
+      transport: { ...this.transport },
+      endpoints: this.balancer.endpointSnapshots(),
+    };
   }
 
   counters(): WireClientCounters {
@@ -183,6 +235,9 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
       if (options.propagate === false) propagate = false;
     }
     const call = new PendingCall(observer, this, timeoutMs, this.routeOf(packet.pattern), packet.data, metadata);
+    const now = performance.now();
+    call.startedAt = now;
+    this.callStats.started++;
     const parent = propagate ? callContext.getStore() : undefined;
     if (parent !== undefined) {
       // A call made while handling a call: same deadline at the latest, cancelled with it.
@@ -194,7 +249,7 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
       if (parent.signal.aborted) return this.failAtOnce(call, new WireCancelledError('the call being handled was cancelled'));
       call.followParent(parent.signal);
     }
-    if (call.timeoutMs > 0) this.wheel.add(call, performance.now() + call.timeoutMs);
+    if (call.timeoutMs > 0) this.wheel.add(call, now + call.timeoutMs);
     if (this.closed) this.reopen();
     if (this.pending >= this.wireOptions.maxPendingCalls) {
       if (this.wireOptions.overflow === 'fail') {
@@ -284,7 +339,8 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   }
 
   /** CallTracker: a call ended, by whatever path. Frees its slot for the next one. */
-  onSettled(call: PendingCall): void {
+  onSettled(call: PendingCall, outcome: Outcome): void {
+    this.callStats.settled(call.startedAt, outcome);
     if (!call.accepted) return;
     call.accepted = false;
     this.pending--;
@@ -305,14 +361,12 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   private failUnwritten(call: PendingCall, err: unknown): void {
     if (call.settled) return;
     this.withdraw(call);
-    call.finish();
-    call.observer.error(err);
+    call.fail(err);
   }
 
   /** Fails a call before it was counted anywhere (from inside the Observable's subscribe). */
   private failAtOnce(call: PendingCall, err: unknown): PendingCall {
-    call.finish();
-    call.observer.error(err);
+    call.fail(err);
     return call;
   }
 
@@ -327,7 +381,10 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   }
 
   private createBalancer(): Balancer {
-    return new Balancer(this.wireOptions, this.wheel, {
+    return new Balancer(
+      this.wireOptions,
+      this.wheel,
+      {
       onStatus: (status) => this._status$.next(status),
       onReady: () => this.drain(),
       onUnreachable: (err) => this.failQueued(err),
@@ -337,7 +394,9 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
         else if (firstInARow) this.logger.warn(`connection to ${endpoint} failed: ${err.message}`);
         else this.logger.debug?.(`connection to ${endpoint} failed again: ${err.message}`);
       },
-    });
+      },
+      this.transport,
+    );
   }
 
   /** After `close()`, a new call or `connect()` starts a fresh pool (as Nest's clients do). */

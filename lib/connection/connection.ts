@@ -15,6 +15,7 @@ import { FrameDecoder } from '../protocol/frame-decoder.js';
 import { FrameEncoder } from '../protocol/frame-encoder.js';
 import { decodeHelloBody, encodeHelloBody, HANDSHAKE_MAX_FRAME_BYTES, type Hello } from '../protocol/hello.js';
 import { decodeTransportError, encodeTransportError } from '../protocol/transport-error.js';
+import { TransportCounters } from './transport-stats.js';
 import { WriteCoalescer } from './write-coalescer.js';
 
 export enum ConnectionState {
@@ -44,6 +45,8 @@ export interface ConnectionOptions {
   heartbeatMs?: number;
   /** Client: the HELLO extension (codec-encoded `{ credentials }`), or null. */
   extension?: Uint8Array | null;
+  /** Shared counters of the client or server this connection belongs to. */
+  counters?: TransportCounters;
   /**
    * Server: decides whether the peer may proceed, from its HELLO. Until it answers, no
    * frame of the peer is decoded; false or a throw refuses it with `WireAuthError`.
@@ -75,8 +78,11 @@ export class WireConnection {
   /** When bytes were last read (`performance.now()`), for heartbeats. */
   lastReadAt = performance.now();
   private pingSentAt = 0;
+  private pingSeq = 0;
+  private readonly pings = new Map<number, { sentAt: number; resolve(ms: number): void; reject(err: Error): void }>();
 
   private readonly decoder: FrameDecoder;
+  private readonly counters: TransportCounters;
   private handshakeTimer: NodeJS.Timeout | null = null;
   private closeError: WireError | null = null;
 
@@ -87,7 +93,8 @@ export class WireConnection {
   ) {
     this.remoteAddress = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
     this.decoder = new FrameDecoder(this, { maxFrameSize: HANDSHAKE_MAX_FRAME_BYTES });
-    this.coalescer = new WriteCoalescer(socket, this.encoder);
+    this.counters = options.counters ?? new TransportCounters();
+    this.coalescer = new WriteCoalescer(socket, this.encoder, this.counters);
     socket.setNoDelay(true);
     socket.on('data', this.onData);
     socket.on('error', this.onSocketError);
@@ -154,6 +161,29 @@ export class WireConnection {
       this.encoder.encodeU32(FrameType.PING, 0, 0, 0);
       this.coalescer.schedule();
     }
+  }
+
+  /**
+   * Round trip to the peer: a PING whose id is not 0 (0 is the heartbeat's) answered by a
+   * PONG with the same id. Resolves with the time it took in ms; rejects if the
+   * connection closes first.
+   */
+  ping(): Promise<number> {
+    if (this.state !== ConnectionState.OPEN) return Promise.reject(new WireConnectionError('connection is not open'));
+    const id = (this.pingSeq = this.pingSeq >= 0x7fffffff ? 1 : this.pingSeq + 1);
+    const sentAt = performance.now();
+    return new Promise((resolve, reject) => {
+      this.pings.set(id, { sentAt, resolve, reject });
+      this.encoder.encodeU32(FrameType.PING, 0, id, 0);
+      this.coalescer.schedule();
+    });
+  }
+
+  private onPong(id: number): void {
+    const waiter = this.pings.get(id);
+    if (waiter === undefined) return;
+    this.pings.delete(id);
+    waiter.resolve(performance.now() - waiter.sentAt);
   }
 
   /** GOAWAY: this side will take no new requests (server) or send none (client) on this connection. */
@@ -230,6 +260,7 @@ export class WireConnection {
   /** FrameSink: called by the decoder for each frame. */
   onFrame(type: number, flags: number, id: number, body: Buffer): void {
     this.framesRead++;
+    this.counters.framesIn++;
     if (this.state === ConnectionState.OPEN) {
       switch (type) {
         case FrameType.PING:
@@ -237,6 +268,7 @@ export class WireConnection {
           this.coalescer.schedule();
           return;
         case FrameType.PONG:
+          if (id !== 0) this.onPong(id);
           return;
         case FrameType.HELLO:
           throw new WireProtocolError('HELLO received twice');
@@ -346,6 +378,7 @@ export class WireConnection {
 
   private readonly onData = (chunk: Buffer): void => {
     this.bytesRead += chunk.length;
+    this.counters.bytesIn += chunk.length;
     this.lastReadAt = performance.now();
     try {
       this.decoder.push(chunk);
@@ -388,6 +421,11 @@ export class WireConnection {
   private finish(): void {
     if (this.state === ConnectionState.CLOSED) return;
     this.state = ConnectionState.CLOSED;
+    if (this.pings.size > 0) {
+      const err = new WireConnectionError('connection closed before the PONG arrived', { cause: this.closeError ?? undefined });
+      for (const waiter of this.pings.values()) waiter.reject(err);
+      this.pings.clear();
+    }
     this.clearHandshakeTimer();
     this.coalescer.close();
     this.handler.onClose(this, this.closeError);

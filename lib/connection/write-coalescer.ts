@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { FrameEncoder } from '../protocol/frame-encoder.js';
+import { TransportCounters } from './transport-stats.js';
 
 type WriteCallback = (err?: Error | null) => void;
 
@@ -36,9 +37,13 @@ export class WriteCoalescer {
     this.flush();
   };
 
+  /** Frames of the encoder already counted into `counters`. */
+  private framesCounted = 0;
+
   constructor(
     private readonly socket: Socket,
     private readonly encoder: FrameEncoder,
+    private readonly counters: TransportCounters = new TransportCounters(),
   ) {
     socket.on('drain', this.onDrainBound);
   }
@@ -95,22 +100,29 @@ export class WriteCoalescer {
     }
     const socket = this.socket;
     let ok: boolean;
+    let bytes = 0;
     if (chunks.length === 1) {
-      this.bytesWritten += chunks[0].length;
+      bytes = chunks[0].length;
       ok = socket.write(chunks[0], callback);
     } else {
       // cork/uncork hands the chunks to libuv as one writev: one syscall.
       socket.cork();
       const last = chunks.length - 1;
       for (let i = 0; i < last; i++) {
-        this.bytesWritten += chunks[i].length;
+        bytes += chunks[i].length;
         socket.write(chunks[i]);
       }
-      this.bytesWritten += chunks[last].length;
+      bytes += chunks[last].length;
       ok = socket.write(chunks[last], callback);
       socket.uncork();
     }
+    this.bytesWritten += bytes;
     this.writes++;
+    const counters = this.counters;
+    counters.writes++;
+    counters.bytesOut += bytes;
+    counters.framesOut += this.encoder.frames - this.framesCounted;
+    this.framesCounted = this.encoder.frames;
     if (!ok) this.blocked = true;
   }
 

@@ -1,6 +1,8 @@
 import type { Observable, Observer, Subscription } from 'rxjs';
 import type { InboundCall } from '../call-context.js';
 import type { WheelEntry } from '../connection/timeout-wheel.js';
+import { performance } from 'node:perf_hooks';
+import { CALL_CANCELLED, type Outcome } from '../connection/transport-stats.js';
 import { WireOverloadedError } from '../errors.js';
 import type { SignalSource } from './wire-context.js';
 
@@ -14,8 +16,8 @@ export interface CallSink {
   writeFailure(call: ServerCall, err: unknown): void;
   /** Maps an error thrown outside Nest's exception filters (an async iterable) to what is sent. */
   mapUncaughtError(err: unknown): unknown;
-  /** The call settled: forget it (frees its slot and its timer). */
-  release(call: ServerCall): void;
+  /** The call settled: forget it (frees its slot and its timer) and count how it ended. */
+  release(call: ServerCall, outcome: Outcome): void;
   /** The call's deadline passed. */
   expire(call: ServerCall): void;
 }
@@ -36,6 +38,8 @@ type Terminal = { err: unknown } | null;
  */
 export class ServerCall implements Observer<unknown>, SignalSource, InboundCall, WheelEntry {
   done = false;
+  /** When the request arrived (`performance.now()`), for latency statistics. */
+  readonly startedAt = performance.now();
   /** Deadline on the `performance.now()` clock (0: none); the timeout wheel reads it. */
   deadline = 0;
   wheelPrev: WheelEntry | null = null;
@@ -135,10 +139,13 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     if (!this.done) this.sink.expire(this);
   }
 
-  /** Stops the handler: unsubscribes its stream, ends its iterator, aborts its signal. Sends nothing. */
-  cancel(reason: unknown): void {
+  /**
+   * Stops the handler: unsubscribes its stream, ends its iterator, aborts its signal.
+   * Sends nothing. Counted as cancelled unless `outcome` says otherwise (a deadline).
+   */
+  cancel(reason: unknown, outcome: Outcome = CALL_CANCELLED): void {
     if (this.done) return;
-    this.settle();
+    this.settle(outcome);
     this.subscription?.unsubscribe();
     this.iterator?.return?.().catch(() => {});
     this.controller?.abort(reason);
@@ -153,7 +160,7 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
   }
 
   private finish(terminal: Terminal): void {
-    this.settle();
+    this.settle(terminal === null ? null : { error: terminal.err });
     if (terminal === null) this.sink.writeEnd(this);
     else this.sink.writeFailure(this, terminal.err);
   }
@@ -207,9 +214,9 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     }
   }
 
-  private settle(): void {
+  private settle(outcome: Outcome): void {
     this.done = true;
-    this.sink.release(this);
+    this.sink.release(this, outcome);
   }
 }
 

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { WireConnection, type ConnectionHandler, type ConnectionOptions } from '../connection/connection.js';
 import { performance } from 'node:perf_hooks';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
+import type { CallStats, Outcome } from '../connection/transport-stats.js';
 import {
   WireCancelledError,
   WireConnectionError,
@@ -24,6 +25,7 @@ export interface SessionHost {
   readonly limits: SessionLimits;
   /** Tracks call deadlines; calls it expires are failed with `WIRE_TIMEOUT`. */
   readonly deadlines: TimeoutWheel<ServerCall>;
+  readonly callStats: CallStats;
   findHandler(pattern: string): MessageHandler | null;
   mapUncaughtError(err: unknown): unknown;
   runRequest(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void;
@@ -161,7 +163,8 @@ export class ServerSession implements ConnectionHandler, CallSink {
     return this.host.mapUncaughtError(err);
   }
 
-  release(call: ServerCall): void {
+  release(call: ServerCall, outcome: Outcome): void {
+    this.host.callStats.settled(call.startedAt, outcome);
     this.calls.delete(call.id);
     this.host.deadlines.remove(call);
     if (this.draining && this.calls.size === 0) queueMicrotask(() => this.closeIfDone());
@@ -175,7 +178,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
   /** Called by the deadline wheel: the caller's budget is spent. */
   expire(call: ServerCall): void {
     const err = new WireTimeoutError(0, 'deadline exceeded before the handler finished');
-    call.cancel(err);
+    call.cancel(err, { error: err });
     this.wire.sendTransportError(call.id, err.code, err.message);
   }
 
@@ -216,12 +219,20 @@ export class ServerSession implements ConnectionHandler, CallSink {
 
   /** Refuses a request without running it: the client may safely send it elsewhere. */
   private nack(id: number, code: string, message: string): void {
+    this.host.callStats.fail(`NACK_${code}`);
     this.wire.encoder.encodeSimple(FrameType.NACK, 0, id, encodeTransportError(code, message));
     this.wire.coalescer.schedule();
   }
 
+  /** Answers a request that will not run with a transport error, and counts it. */
+  private reject(id: number, code: string, message: string): void {
+    this.host.callStats.fail(code);
+    this.wire.sendTransportError(id, code, message);
+  }
+
   private onRequest(flags: number, id: number, frameBody: Buffer): void {
     this.lastCallAt = this.wire.lastReadAt;
+    this.host.callStats.started++;
     const body = this.body;
     readCallBody(frameBody, flags, body);
     if (this.draining) {
@@ -229,7 +240,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
       return;
     }
     if (id === 0 || this.calls.has(id)) {
-      this.wire.sendTransportError(id, 'WIRE_PROTOCOL', `request id ${id} is reserved or already in use`);
+      this.reject(id, 'WIRE_PROTOCOL', `request id ${id} is reserved or already in use`);
       return;
     }
     const pattern = body.pattern;
@@ -240,17 +251,17 @@ export class ServerSession implements ConnectionHandler, CallSink {
       data = this.codec.decode(body.payload);
     } catch (err) {
       const e = err as WireError;
-      this.wire.sendTransportError(id, e.code ?? 'WIRE_CODEC', e.message);
+      this.reject(id, e.code ?? 'WIRE_CODEC', e.message);
       return;
     }
     const handler = this.host.findHandler(pattern);
     if (handler === null) {
-      this.wire.sendTransportError(id, 'WIRE_NO_HANDLER', new WireNoHandlerError().message);
+      this.reject(id, 'WIRE_NO_HANDLER', new WireNoHandlerError().message);
       return;
     }
     if (body.budgetMs === 0) {
       // The caller has already given up: do not start work nobody waits for.
-      this.wire.sendTransportError(id, 'WIRE_TIMEOUT', 'deadline already passed when the request arrived');
+      this.reject(id, 'WIRE_TIMEOUT', 'deadline already passed when the request arrived');
       return;
     }
     const limits = this.host.limits;

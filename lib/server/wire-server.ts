@@ -12,6 +12,7 @@ import { WireConnectionError, type WireError } from '../errors.js';
 import { RpcException } from '@nestjs/microservices';
 import { callContext, propagation } from '../call-context.js';
 import { HeartbeatMonitor } from '../connection/heartbeat.js';
+import { CallStats, TransportCounters, type CallStatsSnapshot } from '../connection/transport-stats.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { resolveServerOptions, type ResolvedServerOptions, type WireServerOptions } from '../options.js';
 import type { ServerCall } from './server-call.js';
@@ -27,6 +28,13 @@ export type WireServerEvents = {
   /** A client connection closed with an error (protocol violation, reset, handshake). */
   connectionError: (err: WireError) => void;
 };
+
+/** What `WireServer#stats()` returns. */
+export interface WireServerStats {
+  calls: CallStatsSnapshot & { inFlight: number };
+  transport: { bytesIn: number; bytesOut: number; framesIn: number; framesOut: number; writes: number };
+  connections: number;
+}
 
 /** Counters for tests and diagnostics. */
 export interface WireServerCounters {
@@ -63,6 +71,8 @@ export class WireServer
   protected readonly wireOptions: ResolvedServerOptions;
   readonly limits: SessionLimits;
   readonly deadlines = new TimeoutWheel<ServerCall>((call) => call.expire());
+  readonly callStats = new CallStats();
+  private readonly transport = new TransportCounters();
   private server: NetServer | null = null;
   private readonly sessions = new Set<ServerSession>();
   private readonly routeCache = new Map<string, MessageHandler>();
@@ -84,6 +94,7 @@ export class WireServer
       handshakeTimeoutMs: this.wireOptions.handshakeTimeoutMs,
       maxInFlight: this.wireOptions.maxInFlightPerConnection,
       heartbeatMs: this.wireOptions.heartbeatIntervalMs,
+      counters: this.transport,
       authenticate:
         this.wireOptions.authenticate === null ? undefined : (hello, conn) => this.authenticateHello(hello, conn),
     };
@@ -177,6 +188,20 @@ export class WireServer
 
   get connectionCount(): number {
     return this.sessions.size;
+  }
+
+  /**
+   * Calls (started, succeeded, cancelled, failed by code — NACKed ones as `NACK_<code>` —,
+   * latency percentiles from a histogram), calls running, frames, socket writes, bytes,
+   * and connections. Always on: a few counters per call.
+   */
+  stats(): WireServerStats {
+    const c = this.counters();
+    return {
+      calls: { ...this.callStats.snapshot(), inFlight: c.inFlight },
+      transport: { ...this.transport },
+      connections: c.connections,
+    };
   }
 
   /** Socket writes and frames across open connections, and calls running now. */
