@@ -84,6 +84,9 @@ export class WireServer
   private drainTimer: NodeJS.Timeout | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
 
+  /** Nest's own no-op start hook: while it is in place, dispatch takes the short path. */
+  private readonly defaultStartHook = this.onProcessingStartHook;
+
   constructor(options: WireServerOptions = {}) {
     super();
     this.wireOptions = resolveServerOptions(options);
@@ -262,6 +265,24 @@ export class WireServer
   }
 
   private dispatch(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void {
+    if (this.onProcessingStartHook === this.defaultStartHook && this.onProcessingEndHook === undefined) {
+      // No processing hooks installed: skip their machinery (two closures and an async frame per call).
+      let result: unknown;
+      try {
+        result = handler(data, ctx);
+      } catch (err) {
+        return this.failUnhandled(call, err);
+      }
+      if (result instanceof Promise) {
+        result.then(
+          (value: unknown) => this.runResult(call, value),
+          (err: unknown) => this.failUnhandled(call, err),
+        );
+      } else {
+        this.runResult(call, result);
+      }
+      return;
+    }
     const started: unknown = this.runWithProcessingHooks(ctx, async (runEndHook) => {
       let stream$: Observable<unknown>;
       try {
@@ -280,6 +301,11 @@ export class WireServer
     });
     // A processing start hook that throws must fail the call, not the process.
     if (started instanceof Promise) started.catch((err: unknown) => this.failUnhandled(call, err));
+  }
+
+  private runResult(call: ServerCall, result: unknown): void {
+    if (call.done) return;
+    call.run(this.transformToObservable(result));
   }
 
   private failUnhandled(call: ServerCall, err: unknown): void {
