@@ -38,7 +38,10 @@ describe('observability', () => {
     expect(stats.calls.latencyMs.p50).toBeGreaterThan(0);
     expect(stats.calls.latencyMs.p99).toBeGreaterThanOrEqual(stats.calls.latencyMs.p50);
     expect(stats.calls.latencyMs.max).toBeGreaterThanOrEqual(30);
-    expect(stats.transport.framesOut).toBe(1 + 204 + 2); // HELLO, the requests, two CANCELs
+    // HELLO, the requests, the unsubscribed call's CANCEL, and the timed-out call's CANCEL
+    // unless the server's own deadline answered first.
+    expect(stats.transport.framesOut).toBeGreaterThanOrEqual(1 + 204 + 1);
+    expect(stats.transport.framesOut).toBeLessThanOrEqual(1 + 204 + 2);
     expect(stats.transport.writes).toBeLessThan(stats.transport.framesOut / 5);
     expect(stats.transport.bytesIn).toBeGreaterThan(0);
     expect(stats.transport.bytesOut).toBeGreaterThan(0);
