@@ -55,3 +55,4 @@ export {
   type WireAuthInfo,
 } from './options.js';
 export { MsgpackCodec, MSGPACK_CODEC_ID, type WireCodec } from './protocol/codec.js';
+export type { CompressionAlgorithm } from './protocol/compression.js';

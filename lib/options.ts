@@ -1,6 +1,7 @@
 import type { PeerCertificate, ConnectionOptions as TlsConnectionOptions, TlsOptions } from 'node:tls';
 import { WireOptionsError } from './errors.js';
 import { MsgpackCodec, type WireCodec } from './protocol/codec.js';
+import { PayloadCompressor, type CompressionAlgorithm } from './protocol/compression.js';
 
 export const DEFAULT_HOST = 'localhost';
 export const DEFAULT_PORT = 3000;
@@ -54,6 +55,12 @@ export interface WireCommonOptions {
   codec?: WireCodec;
   /** Unix domain socket path, instead of host/port (same-host deployments). */
   path?: string;
+  /**
+   * Compress payloads of at least `thresholdBytes` (default 1 024) with Node's zlib. Off by
+   * default: it pays on links slower than the CPU can compress, not on loopback. Both sides
+   * announce it in the handshake; a side only compresses toward a peer that can decode it.
+   */
+  compression?: { algorithm: CompressionAlgorithm; thresholdBytes?: number };
   /**
    * A connection that has read nothing for this long is sent a PING; one silent for twice
    * as long is closed and its calls failed. In ms; 0 disables. Default 5 000.
@@ -149,6 +156,7 @@ export interface WireCallOptions {
 }
 
 export interface ResolvedCommonOptions {
+  compression: PayloadCompressor | null;
   host: string;
   port: number;
   path: string | null;
@@ -328,6 +336,7 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
   return {
     host,
     path,
+    compression: resolveCompression(options.compression, where),
     heartbeatIntervalMs: checkTimeout(
       options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
       `${where} option heartbeatIntervalMs`,
@@ -394,4 +403,16 @@ export function parseEndpoint(endpoint: WireEndpoint, what: string): EndpointAdd
 export function formatAddress(address: EndpointAddress): string {
   if ('path' in address) return `unix:${address.path}`;
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}
+
+function resolveCompression(value: WireCommonOptions['compression'], where: string): PayloadCompressor | null {
+  if (value === undefined || value === null) return null;
+  const algorithm = checkOneOf(value.algorithm, ['deflate', 'brotli'] as const, `${where} option compression.algorithm`);
+  const threshold = checkInteger(
+    value.thresholdBytes ?? 1024,
+    0,
+    Number.MAX_SAFE_INTEGER,
+    `${where} option compression.thresholdBytes`,
+  );
+  return new PayloadCompressor(algorithm, threshold);
 }

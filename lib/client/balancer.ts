@@ -63,6 +63,7 @@ export class Balancer implements EndpointEvents {
       handshakeTimeoutMs: options.handshakeTimeoutMs,
       heartbeatMs: options.heartbeatIntervalMs,
       counters,
+      compression: options.compression,
     };
   }
 

@@ -73,11 +73,20 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   write(call: PendingCall, budgetMs: number): void {
     if (!this.wire.isOpen) throw new WireConnectionError(`connection to ${this.endpointKey} is closed`);
     const codec = this.codec;
-    const payload = codec.encode(call.data);
+    const wire = this.wire;
+    const payload = wire.compressOutgoing(codec.encode(call.data));
     const metadata = call.metadata === undefined ? null : codec.encode(call.metadata);
     const id = this.allocateId();
-    this.wire.encoder.encodeCall(
-      FrameType.REQUEST, id, call.pattern, budgetMs, metadata, payload, this.wire.peerMaxFrameSize, this.streamCredit,
+    wire.encoder.encodeCall(
+      FrameType.REQUEST,
+      id,
+      call.pattern,
+      budgetMs,
+      metadata,
+      payload,
+      wire.peerMaxFrameSize,
+      this.streamCredit,
+      wire.lastCompressed,
     );
     this.wire.coalescer.schedule();
     call.id = id;
@@ -90,9 +99,19 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   /** Encodes and queues an EVENT; resolves once it has been handed to the OS. */
   writeEvent(pattern: string, data: unknown, metadata: Record<string, string> | undefined): Promise<void> {
     const codec = this.codec;
-    const payload = codec.encode(data);
+    const payload = this.wire.compressOutgoing(codec.encode(data));
     const meta = metadata === undefined ? null : codec.encode(metadata);
-    this.wire.encoder.encodeCall(FrameType.EVENT, 0, pattern, -1, meta, payload, this.wire.peerMaxFrameSize);
+    this.wire.encoder.encodeCall(
+      FrameType.EVENT,
+      0,
+      pattern,
+      -1,
+      meta,
+      payload,
+      this.wire.peerMaxFrameSize,
+      0,
+      this.wire.lastCompressed,
+    );
     return new Promise((resolve, reject) => {
       this.wire.coalescer.whenWritten((err) =>
         err ? reject(new WireConnectionError(`event not written: ${err.message}`, { cause: err })) : resolve(),
@@ -203,7 +222,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     let value: unknown;
     if ((flags & RESPONSE_NO_VALUE) === 0) {
       try {
-        value = this.codec.decode(body);
+        value = this.wire.decodePayload(flags, body);
       } catch (err) {
         this.remove(call);
         this.wire.sendEmpty(FrameType.CANCEL, id);
@@ -236,7 +255,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
       if (err instanceof WireTimeoutError && call.timeoutMs > 0) err = new WireTimeoutError(call.timeoutMs);
     } else {
       try {
-        err = this.codec.decode(body);
+        err = this.wire.decodePayload(flags, body);
       } catch (e) {
         err = e;
       }

@@ -10,7 +10,22 @@ import {
   WireProtocolError,
 } from '../errors.js';
 import type { WireCodec } from '../protocol/codec.js';
-import { ERROR_TRANSPORT, FrameType, HEADER_SIZE, LENGTH_SIZE, MAGIC, PROTOCOL_VERSION } from '../protocol/frame.js';
+import {
+  COMPRESSION_IDS,
+  decompress,
+  FEATURES_DECODES_ALL,
+  FEATURES_SENDS_SHIFT,
+  type PayloadCompressor,
+} from '../protocol/compression.js';
+import {
+  ERROR_TRANSPORT,
+  FrameType,
+  HEADER_SIZE,
+  LENGTH_SIZE,
+  MAGIC,
+  PAYLOAD_COMPRESSED,
+  PROTOCOL_VERSION,
+} from '../protocol/frame.js';
 import { FrameDecoder } from '../protocol/frame-decoder.js';
 import { FrameEncoder } from '../protocol/frame-encoder.js';
 import { decodeHelloBody, encodeHelloBody, HANDSHAKE_MAX_FRAME_BYTES, type Hello } from '../protocol/hello.js';
@@ -47,6 +62,8 @@ export interface ConnectionOptions {
   extension?: Uint8Array | null;
   /** Shared counters of the client or server this connection belongs to. */
   counters?: TransportCounters;
+  /** Compresses large payloads, if configured; used only when the peer can decode it. */
+  compression?: PayloadCompressor | null;
   /**
    * Server: decides whether the peer may proceed, from its HELLO. Until it answers, no
    * frame of the peer is decoded; false or a throw refuses it with `WireAuthError`.
@@ -78,6 +95,14 @@ export class WireConnection {
   /** When bytes were last read (`performance.now()`), for heartbeats. */
   lastReadAt = performance.now();
   private pingSentAt = 0;
+  /** Reading stopped on purpose (call limit, pending authentication). */
+  private readingPaused = false;
+  /** Compressor usable toward this peer (configured, and the peer decodes it), else null. */
+  private compressor: PayloadCompressor | null = null;
+  /** Algorithm id the peer compresses with (0: none). */
+  private peerCompression = 0;
+  /** Whether the last `compressOutgoing` compressed. */
+  lastCompressed = false;
   private pingSeq = 0;
   private readonly pings = new Map<number, { sentAt: number; resolve(ms: number): void; reject(err: Error): void }>();
 
@@ -114,6 +139,29 @@ export class WireConnection {
     return this.peer === null ? HANDSHAKE_MAX_FRAME_BYTES : this.peer.maxFrameSize;
   }
 
+  /**
+   * The payload to put on the wire: compressed when worth it (then `lastCompressed` is
+   * true and the frame must carry PAYLOAD_COMPRESSED).
+   */
+  compressOutgoing(payload: Uint8Array): Uint8Array {
+    const compressor = this.compressor;
+    if (compressor !== null) {
+      const out = compressor.compress(payload);
+      if (out !== null) {
+        this.lastCompressed = true;
+        return out;
+      }
+    }
+    this.lastCompressed = false;
+    return payload;
+  }
+
+  /** Decodes a frame's payload, decompressing it first if the frame says so. */
+  decodePayload(flags: number, bytes: Buffer): unknown {
+    if ((flags & PAYLOAD_COMPRESSED) !== 0) bytes = decompress(this.peerCompression, bytes, this.options.maxFrameSize);
+    return this.options.codec.decode(bytes);
+  }
+
   /** Bytes read and not yet decoded: a partial frame, or input held while reading is paused. */
   get bufferedBytes(): number {
     return this.decoder.bufferedBytes + this.decoder.heldBytes;
@@ -129,12 +177,36 @@ export class WireConnection {
    * kernel's buffers fill and TCP slows the sender: nothing queues without bound here.
    */
   pauseReading(): void {
+    this.readingPaused = true;
     this.decoder.pause();
     this.socket.pause();
+    // The peer's PINGs go unread now, so it would soon think this side is dead: tell it
+    // otherwise with PINGs of our own at its heartbeat pace, until reading resumes.
+    const peerHeartbeatMs = this.peer?.heartbeatMs ?? 0;
+    if (peerHeartbeatMs > 0 && this.keepalive === null && this.state === ConnectionState.OPEN) {
+      this.keepalive = setInterval(this.sendKeepalive, Math.max(1, peerHeartbeatMs >> 1)).unref();
+    }
+  }
+
+  private keepalive: NodeJS.Timeout | null = null;
+
+  private readonly sendKeepalive = (): void => {
+    if (this.state !== ConnectionState.OPEN) return this.stopKeepalive();
+    this.encoder.encodeU32(FrameType.PING, 0, 0, 0);
+    this.coalescer.schedule();
+  };
+
+  private stopKeepalive(): void {
+    if (this.keepalive !== null) clearInterval(this.keepalive);
+    this.keepalive = null;
   }
 
   resumeReading(): void {
+    this.stopKeepalive();
     if (this.state === ConnectionState.CLOSED) return;
+    this.readingPaused = false;
+    // We were not listening: the peer's silence meanwhile says nothing about it.
+    this.lastReadAt = performance.now();
     try {
       this.decoder.resume();
     } catch (err) {
@@ -151,6 +223,11 @@ export class WireConnection {
    */
   checkLiveness(now: number, intervalMs: number): void {
     if (this.state !== ConnectionState.OPEN) return;
+    if (this.readingPaused) {
+      // Reading is stopped on purpose (call limit): a PONG could not be seen, so do not judge.
+      this.lastReadAt = now;
+      return;
+    }
     const silentMs = now - this.lastReadAt;
     if (silentMs >= 2 * intervalMs) {
       this.close(new WireConnectionError(`peer silent for ${Math.round(silentMs)} ms: no answer to heartbeat PING`));
@@ -248,13 +325,18 @@ export class WireConnection {
     this.end();
   }
 
-  /** Orderly close: what is encoded is written first, then the socket is half-closed. */
+  /**
+   * Orderly close: everything encoded is written first — waiting for `drain` if the peer
+   * reads slowly — then the socket is half-closed, and destroyed if the peer does not
+   * close its side within a short linger.
+   */
   end(): void {
     if (this.state === ConnectionState.CLOSED) return;
-    this.coalescer.flush();
-    this.socket.end();
-    setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
-    this.finish();
+    this.coalescer.closeAfterFlush(() => {
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
+    });
+    this.finish(false);
   }
 
   /** FrameSink: called by the decoder for each frame. */
@@ -297,11 +379,17 @@ export class WireConnection {
         `peer uses codec ${hello.codec}, this side uses ${this.options.codec.id} (${this.options.codec.name}); configure the same codec on both sides`,
       );
     }
+    this.peerCompression = (hello.features >> FEATURES_SENDS_SHIFT) & 0b11;
+    if (this.peerCompression === 3) throw new WireHandshakeError('peer announced an unknown compression algorithm (3)');
+    const mine = this.options.compression ?? null;
+    // Compress toward the peer only with an algorithm it says it can decode (bit id-1 of features).
+    this.compressor =
+      mine !== null && (hello.features & (1 << (COMPRESSION_IDS[mine.algorithm] - 1))) !== 0 ? mine : null;
     this.peer = hello;
     const authenticate = this.options.authenticate;
     if (authenticate === undefined) return this.open();
-    // Nothing the peer sent after its HELLO is looked at until it is authenticated.
-    this.decoder.pause();
+    // Nothing the peer sent after its HELLO is looked at, or even read, until it is authenticated.
+    this.pauseReading();
     let verdict: boolean | Promise<boolean>;
     try {
       verdict = authenticate(hello, this);
@@ -366,7 +454,7 @@ export class WireConnection {
     const body = encodeHelloBody({
       version: PROTOCOL_VERSION,
       codec: this.options.codec.id,
-      features: 0,
+      features: FEATURES_DECODES_ALL | (this.options.compression ? COMPRESSION_IDS[this.options.compression.algorithm] << FEATURES_SENDS_SHIFT : 0),
       maxFrameSize: this.options.maxFrameSize,
       maxInFlight: this.options.maxInFlight ?? 0,
       heartbeatMs: this.options.heartbeatMs ?? 0,
@@ -401,6 +489,7 @@ export class WireConnection {
           : 'connection closed during the handshake',
       );
     }
+    this.coalescer.close();
     this.finish();
   };
 
@@ -417,8 +506,8 @@ export class WireConnection {
     }
   }
 
-  /** The one place the connection becomes CLOSED. */
-  private finish(): void {
+  /** The one place the connection becomes CLOSED. `dropWrites` false: `end()` is still flushing. */
+  private finish(dropWrites = true): void {
     if (this.state === ConnectionState.CLOSED) return;
     this.state = ConnectionState.CLOSED;
     if (this.pings.size > 0) {
@@ -427,7 +516,8 @@ export class WireConnection {
       this.pings.clear();
     }
     this.clearHandshakeTimer();
-    this.coalescer.close();
+    this.stopKeepalive();
+    if (dropWrites) this.coalescer.close();
     this.handler.onClose(this, this.closeError);
   }
 }

@@ -35,6 +35,7 @@ export class WriteCoalescer {
   private readonly onDrainBound = () => {
     this.blocked = false;
     this.flush();
+    if (this.onFlushed !== null) this.checkFlushed();
   };
 
   /** Frames of the encoder already counted into `counters`. */
@@ -124,6 +125,27 @@ export class WriteCoalescer {
     counters.framesOut += this.encoder.frames - this.framesCounted;
     this.framesCounted = this.encoder.frames;
     if (!ok) this.blocked = true;
+  }
+
+  /**
+   * Graceful end: writes what is pending (waiting for `drain` as often as needed), then
+   * calls `done`; frames encoded from now on are not written.
+   */
+  closeAfterFlush(done: () => void): void {
+    if (this.closed) return;
+    this.onFlushed = done;
+    this.flush();
+    this.checkFlushed();
+  }
+
+  private onFlushed: (() => void) | null = null;
+
+  private checkFlushed(): void {
+    if (this.onFlushed === null || this.blocked || this.encoder.pendingBytes > 0) return;
+    const done = this.onFlushed;
+    this.onFlushed = null;
+    this.close();
+    done();
   }
 
   /** Stops writing; waiters are told the connection closed. */

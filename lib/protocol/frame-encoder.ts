@@ -4,6 +4,7 @@ import {
   HEADER_SIZE,
   LENGTH_SIZE,
   MAX_PATTERN_BYTES,
+  PAYLOAD_COMPRESSED,
   REQUEST_HAS_CREDIT,
   REQUEST_HAS_DEADLINE,
   REQUEST_HAS_METADATA,
@@ -75,13 +76,14 @@ export class FrameEncoder {
     payload: Uint8Array,
     maxLength: number,
     credit = 0,
+    compressed = false,
   ): void {
     // Worst case 3 bytes per UTF-16 unit; the exact count is only needed when that is too long.
     const patternMax = pattern.length * 3;
     if (patternMax > MAX_PATTERN_BYTES && Buffer.byteLength(pattern) > MAX_PATTERN_BYTES) {
       throw new WireCodecError(`pattern is longer than ${MAX_PATTERN_BYTES} bytes`);
     }
-    let flags = 0;
+    let flags = compressed ? PAYLOAD_COMPRESSED : 0;
     let fixed = HEADER_SIZE + 2 + patternMax;
     if (budgetMs >= 0) {
       flags |= REQUEST_HAS_DEADLINE;
@@ -125,6 +127,8 @@ export class FrameEncoder {
   /** RESPONSE. `payload` null means the frame carries no value. */
   encodeResponse(id: number, flags: number, payload: Uint8Array | null): void {
     this.encodeSimple(FrameType.RESPONSE, flags, id, payload);
+    // Only a frame with a value can absorb the END: END on a NO_VALUE frame would drop an `undefined` value.
+    if (payload === null) return;
     this.lastResponseBuf = this.lastFrameBuf;
     this.lastResponseFlags = this.lastFrameStart + 5;
     this.lastResponseId = id;
@@ -156,7 +160,7 @@ export class FrameEncoder {
     }
   }
 
-  /** Frame with a 32-bit body (CREDIT) or an 8-byte body (PING / PONG) without allocating. */
+  /** Frame with a 32-bit body (CREDIT, and nest-wire's PING) without allocating. */
   encodeU32(type: FrameType, flags: number, id: number, value: number): void {
     const buf = this.reserve(HEADER_SIZE + 4);
     const frameStart = this.pos;

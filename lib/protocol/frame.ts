@@ -55,6 +55,12 @@ export const REQUEST_HAS_METADATA = 0x02;
 /** The body carries the initial stream credit (values the server may send before a CREDIT). */
 export const REQUEST_HAS_CREDIT = 0x04;
 
+/**
+ * REQUEST, EVENT and RESPONSE: the payload is compressed with the algorithm the sender
+ * announced in its HELLO (metadata never is).
+ */
+export const PAYLOAD_COMPRESSED = 0x80;
+
 /** RESPONSE flags. */
 export const RESPONSE_END = 0x01;
 /** The frame carries no value (a bare completion). */

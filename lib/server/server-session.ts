@@ -15,7 +15,7 @@ import {
 } from '../errors.js';
 import { CallBody, readCallBody } from '../protocol/call-body.js';
 import type { WireCodec } from '../protocol/codec.js';
-import { FrameType, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
+import { FrameType, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
 import { encodeTransportError } from '../protocol/transport-error.js';
 import { ServerCall, type CallSink } from './server-call.js';
 import { WireContext } from './wire-context.js';
@@ -140,7 +140,13 @@ export class ServerSession implements ConnectionHandler, CallSink {
   }
 
   writeValue(call: ServerCall, bytes: Uint8Array | null): void {
-    this.wire.encoder.encodeResponse(call.id, bytes === null ? RESPONSE_NO_VALUE : 0, bytes);
+    const wire = this.wire;
+    if (bytes === null) {
+      wire.encoder.encodeResponse(call.id, RESPONSE_NO_VALUE, null);
+    } else {
+      const payload = wire.compressOutgoing(bytes);
+      wire.encoder.encodeResponse(call.id, wire.lastCompressed ? PAYLOAD_COMPRESSED : 0, payload);
+    }
     this.wire.coalescer.schedule(false);
   }
 
@@ -231,16 +237,24 @@ export class ServerSession implements ConnectionHandler, CallSink {
   }
 
   private onRequest(flags: number, id: number, frameBody: Buffer): void {
+    // Id 0 names the connection, not a call: an answer could not be told apart from a connection error.
+    if (id === 0) throw new WireProtocolError('REQUEST with id 0 (reserved for connection-level frames)');
     this.lastCallAt = this.wire.lastReadAt;
     this.host.callStats.started++;
     const body = this.body;
-    readCallBody(frameBody, flags, body);
+    try {
+      readCallBody(frameBody, flags, body);
+    } catch (err) {
+      // The frame's length was right, so the stream is still in step: only this call fails.
+      this.reject(id, 'WIRE_PROTOCOL', (err as Error).message);
+      return;
+    }
     if (this.draining) {
       this.nack(id, 'WIRE_DRAINING', 'server is shutting down; the request was not processed');
       return;
     }
-    if (id === 0 || this.calls.has(id)) {
-      this.reject(id, 'WIRE_PROTOCOL', `request id ${id} is reserved or already in use`);
+    if (this.calls.has(id)) {
+      this.reject(id, 'WIRE_PROTOCOL', `request id ${id} is already in use by a running call`);
       return;
     }
     const pattern = body.pattern;
@@ -248,7 +262,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
     let metadata: Record<string, string> | undefined;
     try {
       metadata = this.readMetadata(body);
-      data = this.codec.decode(body.payload);
+      data = this.wire.decodePayload(flags, body.payload);
     } catch (err) {
       const e = err as WireError;
       this.reject(id, e.code ?? 'WIRE_CODEC', e.message);
@@ -288,12 +302,17 @@ export class ServerSession implements ConnectionHandler, CallSink {
   private onEvent(flags: number, frameBody: Buffer): void {
     this.lastCallAt = this.wire.lastReadAt;
     const body = this.body;
-    readCallBody(frameBody, flags, body);
+    try {
+      readCallBody(frameBody, flags, body);
+    } catch (err) {
+      this.host.onEventDropped('(unreadable)', err);
+      return;
+    }
     let data: unknown;
     let metadata: Record<string, string> | undefined;
     try {
       metadata = this.readMetadata(body);
-      data = this.codec.decode(body.payload);
+      data = this.wire.decodePayload(flags, body.payload);
     } catch (err) {
       // An event has nobody to answer: report it on this side and drop it.
       this.host.onEventDropped(body.pattern, err);

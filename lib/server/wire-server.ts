@@ -98,6 +98,7 @@ export class WireServer
       maxInFlight: this.wireOptions.maxInFlightPerConnection,
       heartbeatMs: this.wireOptions.heartbeatIntervalMs,
       counters: this.transport,
+      compression: this.wireOptions.compression,
       authenticate:
         this.wireOptions.authenticate === null ? undefined : (hello, conn) => this.authenticateHello(hello, conn),
     };

@@ -10,7 +10,7 @@ import { WireClient, WireConnectionError, WireContext, type WireClientOptions } 
 import { FrameType, MAGIC } from '../../lib/protocol/frame.js';
 import { startWireApp, type RunningServer } from '../helpers/apps.js';
 import { helloFrame, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
-import { waitFor } from '../helpers/test-app.js';
+import { TestAppModule, waitFor } from '../helpers/test-app.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const NAME = 'SERVER_NAME';
@@ -306,4 +306,55 @@ describe('connection management', () => {
     await peer.closed; // acknowledged and idle: the server closes at once
     await closing;
   });
+});
+
+describe('connection management under pressure', () => {
+  it('does not mistake a connection paused at its call limit for a silent peer', async () => {
+    const node = await startNode('a', 0, { maxInFlightPerConnection: 2, heartbeatIntervalMs: 50 });
+    const client = clientOf([node], { heartbeatIntervalMs: 50 });
+    // Three 400 ms calls: the server runs two and stops reading (no PONG is read meanwhile).
+    expect(await tally(client, 3, 400)).toEqual({ a: 3 });
+    expect(client.counters().openConnections).toBe(1);
+    client.close();
+    await node.app.close();
+  });
+
+  it('reads nothing from a peer while its authentication is pending', async () => {
+    const node = await startNode('a', 0, {
+      authenticate: () => new Promise<boolean>((r) => setTimeout(() => r(false), 300)),
+    });
+    const peer = await RawPeer.connect(node.port);
+    peer.handshake();
+    // Try to make the server buffer 32 MiB while it is still deciding.
+    const junk = Buffer.alloc(1 << 20, 0x41);
+    let peak = 0;
+    for (let i = 0; i < 32 && !peer.socket.destroyed; i++) {
+      peer.socket.write(junk);
+      peak = Math.max(peak, node.server.counters().bufferedBytes);
+      await sleep(5);
+    }
+    peak = Math.max(peak, node.server.counters().bufferedBytes);
+    expect(peak).toBeLessThan(1 << 20);
+    await peer.closed;
+    await node.app.close();
+  });
+
+  it('graceful close delivers finished responses to a client that reads slowly', async () => {
+    const running = await startWireApp(TestAppModule);
+    const peer = await RawPeer.connect(running.port);
+    peer.handshake({ maxFrameSize: 16 << 20 });
+    await peer.waitForFrame((f) => f.type === FrameType.HELLO);
+    peer.socket.pause(); // a slow reader: the server's writes back up
+    for (let id = 1; id <= 8; id++) peer.write(rawFrame(FrameType.REQUEST, 0, id, requestBody('big', 1 << 20)));
+    await sleep(200); // the eight 1 MiB answers are done and queued behind a full socket
+    const closing = running.app.close();
+    await sleep(50);
+    peer.socket.resume();
+    await peer.waitForFrame((f) => f.type === FrameType.GOAWAY, 5000);
+    peer.write(rawFrame(FrameType.GOAWAY, 0, 0));
+    await peer.closed;
+    await closing;
+    const answered = peer.received.filter((f) => f.type === FrameType.RESPONSE).map((f) => f.id);
+    expect(answered.sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  }, 15_000);
 });

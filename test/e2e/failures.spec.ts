@@ -215,12 +215,25 @@ describe('failures: every bad input gets a typed error and nothing waits forever
       peer.destroy();
     });
 
-    it('answers a truncated call body with an ERROR for that id', async () => {
+    it('answers a truncated call body with an ERROR for that id, keeping the connection', async () => {
       const peer = await RawPeer.connect(running.port);
       peer.handshake();
       peer.write(rawFrame(FrameType.REQUEST, 0, 3, Buffer.from([0, 50, 0x61])));
       const error = await peer.waitForFrame((f) => f.type === FrameType.ERROR);
+      expect(error.id).toBe(3);
       expect(transportError(error).code).toBe('WIRE_PROTOCOL');
+      peer.write(rawFrame(FrameType.REQUEST, 0, 4, requestBody('sum', [2, 2])));
+      const ok = await peer.waitForFrame((f) => f.type === FrameType.RESPONSE && f.id === 4);
+      expect(codec.decode(ok.body)).toBe(4);
+      peer.destroy();
+    });
+
+    it('closes a connection that sends a REQUEST with id 0', async () => {
+      const peer = await RawPeer.connect(running.port);
+      peer.handshake();
+      peer.write(rawFrame(FrameType.REQUEST, 0, 0, requestBody('sum', [1])));
+      const error = await peer.waitForFrame((f) => f.type === FrameType.ERROR);
+      expect(transportError(error)).toMatchObject({ code: 'WIRE_PROTOCOL', message: expect.stringMatching(/id 0/) });
       await peer.closed;
     });
 

@@ -69,6 +69,11 @@ describe('messaging over nest-wire (real Nest apps on loopback)', () => {
       expect(values).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
     });
 
+    it('delivers an undefined last value, as Nest TCP does', async () => {
+      const values = await lastValueFrom(client.send('undefined.last', {}).pipe(toArray()));
+      expect(values).toEqual([1, undefined]);
+    });
+
     it('delivers values of an asynchronous Observable as they are produced', async () => {
       const values = await lastValueFrom(client.send<number>('ticks', 5).pipe(toArray()));
       expect(values).toEqual([0, 1, 2, 3, 4]);

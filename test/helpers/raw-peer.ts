@@ -58,7 +58,8 @@ export class RawPeer {
       }
     });
     socket.on('error', () => {});
-    this.closed = once(socket, 'close').then(() => undefined);
+    // Not events.once: that rejects on 'error' (an EPIPE while the server hangs up is expected here).
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
   }
 
   static async connect(port: number): Promise<RawPeer> {

@@ -12,7 +12,7 @@ import {
   UseInterceptors,
 } from '@nestjs/common';
 import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
-import { finalize, interval, map, Observable, range, take, throwError } from 'rxjs';
+import { finalize, from, interval, map, Observable, range, take, throwError } from 'rxjs';
 import { WireContext } from '../../lib/index.js';
 
 /** What the test app's event handlers and slow handlers record, for assertions. */
@@ -95,6 +95,16 @@ export class TestController {
   @MessagePattern('stream')
   stream(@Payload() count: number): Observable<number> {
     return range(1, count);
+  }
+
+  @MessagePattern('undefined.last')
+  undefinedLast(): Observable<number | undefined> {
+    return from([1, undefined]);
+  }
+
+  @MessagePattern('big')
+  big(@Payload() bytes: number): string {
+    return 'b'.repeat(bytes);
   }
 
   @MessagePattern('ticks')
