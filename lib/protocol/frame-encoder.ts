@@ -127,8 +127,9 @@ export class FrameEncoder {
   /** RESPONSE. `payload` null means the frame carries no value. */
   encodeResponse(id: number, flags: number, payload: Uint8Array | null): void {
     this.encodeSimple(FrameType.RESPONSE, flags, id, payload);
-    // Only a frame with a value can absorb the END: END on a NO_VALUE frame would drop an `undefined` value.
-    if (payload === null) return;
+    // A NO_VALUE frame absorbs the END too: an `undefined` last value then reads as a bare
+    // completion, exactly as over Nest's TCP transport (its JSON drops `undefined` and
+    // merges the completion into the last packet).
     this.lastResponseBuf = this.lastFrameBuf;
     this.lastResponseFlags = this.lastFrameStart + 5;
     this.lastResponseId = id;
