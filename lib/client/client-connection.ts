@@ -1,12 +1,19 @@
 import type { Socket } from 'node:net';
 import { WireConnection, type ConnectionHandler, type ConnectionOptions } from '../connection/connection.js';
-import { WireConnectionError, WireError, WireProtocolError, WireTimeoutError } from '../errors.js';
+import {
+  WireConnectionError,
+  WireError,
+  WireFrameTooLargeError,
+  WireProtocolError,
+  WireTimeoutError,
+} from '../errors.js';
 import type { WireCodec } from '../protocol/codec.js';
 import {
   ERROR_TRANSPORT,
   FrameType,
   MAX_REQUEST_ID,
   RESPONSE_END,
+  RESPONSE_MORE,
   RESPONSE_NO_VALUE,
 } from '../protocol/frame.js';
 import type { CallOwner, PendingCall } from './pending-call.js';
@@ -219,6 +226,11 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   private onResponse(flags: number, id: number, body: Buffer): void {
     const call = this.calls.get(id);
     if (call === undefined) return; // timed out or cancelled: a late answer is dropped
+    if ((flags & RESPONSE_MORE) !== 0 || call.fragments !== null) {
+      const joined = this.joinFragments(call, flags, body);
+      if (joined === null) return;
+      body = joined;
+    }
     let value: unknown;
     if ((flags & RESPONSE_NO_VALUE) === 0) {
       try {
@@ -242,6 +254,30 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     }
     this.remove(call);
     call.complete((flags & RESPONSE_NO_VALUE) === 0, value);
+  }
+
+  /**
+   * Collects the fragments of a large value (copies: the frames are views of a reused
+   * read buffer). Returns the whole payload with the last fragment, null before it.
+   */
+  private joinFragments(call: PendingCall, flags: number, body: Buffer): Buffer | null {
+    const parts = (call.fragments ??= []);
+    call.fragmentBytes += body.length;
+    if (call.fragmentBytes > this.wire.maxFrameSize) {
+      this.remove(call);
+      this.wire.sendEmpty(FrameType.CANCEL, call.id);
+      call.fail(new WireFrameTooLargeError(call.fragmentBytes, this.wire.maxFrameSize));
+      return null;
+    }
+    if ((flags & RESPONSE_MORE) !== 0) {
+      parts.push(Buffer.from(body));
+      return null;
+    }
+    parts.push(body);
+    const whole = Buffer.concat(parts, call.fragmentBytes);
+    call.fragments = null;
+    call.fragmentBytes = 0;
+    return whole;
   }
 
   private onError(flags: number, id: number, body: Buffer): void {

@@ -43,6 +43,9 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   resends = 0;
   /** When the call started (`performance.now()`), for latency statistics. */
   startedAt = 0;
+  /** Fragments of a large value being received, and their total size. */
+  fragments: Buffer[] | null = null;
+  fragmentBytes = 0;
 
   deadline = 0;
   wheelPrev: WheelEntry | null = null;

@@ -134,6 +134,11 @@ export class WireConnection {
     return this.state === ConnectionState.OPEN;
   }
 
+  /** Largest frame (and largest value assembled from fragments) this side accepts. */
+  get maxFrameSize(): number {
+    return this.options.maxFrameSize;
+  }
+
   /** Largest frame the peer accepts (its HELLO), or the handshake limit before that. */
   get peerMaxFrameSize(): number {
     return this.peer === null ? HANDSHAKE_MAX_FRAME_BYTES : this.peer.maxFrameSize;

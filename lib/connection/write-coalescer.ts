@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { FrameEncoder } from '../protocol/frame-encoder.js';
+import { FragmentQueue } from './fragment-queue.js';
 import { TransportCounters } from './transport-stats.js';
 
 type WriteCallback = (err?: Error | null) => void;
@@ -31,6 +32,7 @@ export class WriteCoalescer {
   private readonly flushBound = () => {
     this.scheduled = false;
     this.flush();
+    if (this.onFlushed !== null) this.checkFlushed();
   };
   private readonly onDrainBound = () => {
     this.blocked = false;
@@ -40,6 +42,8 @@ export class WriteCoalescer {
 
   /** Frames of the encoder already counted into `counters`. */
   private framesCounted = 0;
+  /** Large values leaving in fragments, interleaved with everything else. */
+  readonly fragments = new FragmentQueue();
 
   constructor(
     private readonly socket: Socket,
@@ -86,6 +90,8 @@ export class WriteCoalescer {
   /** Writes what is pending now, unless the socket is full. */
   flush(): void {
     if (this.blocked || this.closed) return;
+    // The next slice of any large value goes after the small frames of this turn.
+    const moreFragments = !this.fragments.isEmpty && this.fragments.encodeInto(this.encoder);
     const chunks = this.encoder.take();
     if (chunks === null) {
       this.releaseWaiters(null);
@@ -125,6 +131,11 @@ export class WriteCoalescer {
     counters.framesOut += this.encoder.frames - this.framesCounted;
     this.framesCounted = this.encoder.frames;
     if (!ok) this.blocked = true;
+    // More fragments: another flush next turn (or on drain), so new small frames get in between.
+    else if (moreFragments && !this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushBound);
+    }
   }
 
   /**
@@ -141,7 +152,10 @@ export class WriteCoalescer {
   private onFlushed: (() => void) | null = null;
 
   private checkFlushed(): void {
-    if (this.onFlushed === null || this.blocked || this.encoder.pendingBytes > 0) return;
+    if (this.onFlushed === null) return;
+    if (!this.fragments.isEmpty && !this.blocked) this.flush();
+    // Still writing: `drain` or the next scheduled flush comes back here.
+    if (this.blocked || this.encoder.pendingBytes > 0 || !this.fragments.isEmpty) return;
     const done = this.onFlushed;
     this.onFlushed = null;
     this.close();

@@ -65,6 +65,11 @@ export const PAYLOAD_COMPRESSED = 0x80;
 export const RESPONSE_END = 0x01;
 /** The frame carries no value (a bare completion). */
 export const RESPONSE_NO_VALUE = 0x02;
+/**
+ * The value continues in the next RESPONSE frame(s) of this id: the receiver joins the
+ * payloads until a frame without MORE, whose other flags then apply to the whole value.
+ */
+export const RESPONSE_MORE = 0x04;
 
 /** ERROR flags: the body is a transport error `{ code, message }`, not an application value. */
 export const ERROR_TRANSPORT = 0x01;

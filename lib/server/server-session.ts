@@ -3,7 +3,8 @@ import type { Socket } from 'node:net';
 import { WireConnection, type ConnectionHandler, type ConnectionOptions } from '../connection/connection.js';
 import { performance } from 'node:perf_hooks';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
-import type { CallStats, Outcome } from '../connection/transport-stats.js';
+import { FRAGMENT_BYTES } from '../connection/fragment-queue.js';
+import { CALL_CANCELLED, type CallStats, type Outcome } from '../connection/transport-stats.js';
 import {
   WireCancelledError,
   WireConnectionError,
@@ -49,6 +50,8 @@ export interface SessionLimits {
   maxStreamBufferBytes: number;
   maxQueuedBytes: number;
 }
+
+const EMPTY = new Uint8Array(0);
 
 export class ServerSession implements ConnectionHandler, CallSink {
   readonly wire: WireConnection;
@@ -141,26 +144,38 @@ export class ServerSession implements ConnectionHandler, CallSink {
 
   writeValue(call: ServerCall, bytes: Uint8Array | null): void {
     const wire = this.wire;
-    if (bytes === null) {
-      wire.encoder.encodeResponse(call.id, RESPONSE_NO_VALUE, null);
+    const payload = bytes === null ? null : wire.compressOutgoing(bytes);
+    const flags = payload === null ? RESPONSE_NO_VALUE : wire.lastCompressed ? PAYLOAD_COMPRESSED : 0;
+    const fragments = wire.coalescer.fragments;
+    if (payload !== null && (payload.length > FRAGMENT_BYTES || fragments.has(call.id))) {
+      // Large (or behind a large one of the same call): leaves in fragments between other frames.
+      fragments.push(call.id, FrameType.RESPONSE, flags, payload);
+    } else if (fragments.has(call.id)) {
+      fragments.push(call.id, FrameType.RESPONSE, flags, EMPTY);
     } else {
-      const payload = wire.compressOutgoing(bytes);
-      wire.encoder.encodeResponse(call.id, wire.lastCompressed ? PAYLOAD_COMPRESSED : 0, payload);
+      wire.encoder.encodeResponse(call.id, flags, payload);
     }
-    this.wire.coalescer.schedule(false);
+    wire.coalescer.schedule(false);
   }
 
   writeEnd(call: ServerCall): void {
+    const wire = this.wire;
     // `of(value)` completes right after its value: flag that frame instead of sending another.
-    if (this.wire.encoder.tryMarkLastResponseEnd(call.id)) {
-      this.wire.coalescer.schedule();
+    if (wire.coalescer.fragments.markLast(call.id, RESPONSE_END) || wire.encoder.tryMarkLastResponseEnd(call.id)) {
+      wire.coalescer.schedule();
       return;
     }
-    this.wire.encoder.encodeResponse(call.id, RESPONSE_END | RESPONSE_NO_VALUE, null);
-    this.wire.coalescer.schedule();
+    if (wire.coalescer.fragments.has(call.id)) {
+      wire.coalescer.fragments.push(call.id, FrameType.RESPONSE, RESPONSE_END | RESPONSE_NO_VALUE, EMPTY);
+    } else {
+      wire.encoder.encodeResponse(call.id, RESPONSE_END | RESPONSE_NO_VALUE, null);
+    }
+    wire.coalescer.schedule();
   }
 
   writeFailure(call: ServerCall, err: unknown): void {
+    // Values of this call still leaving in fragments are dropped: the call failed.
+    this.wire.coalescer.fragments.drop(call.id);
     if (err instanceof WireError) this.wire.sendTransportError(call.id, err.code, err.message);
     else this.wire.sendError(call.id, err);
   }
@@ -171,6 +186,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
 
   release(call: ServerCall, outcome: Outcome): void {
     this.host.callStats.settled(call.startedAt, outcome);
+    if (outcome === CALL_CANCELLED) this.wire.coalescer.fragments.drop(call.id);
     this.calls.delete(call.id);
     this.host.deadlines.remove(call);
     if (this.draining && this.calls.size === 0) queueMicrotask(() => this.closeIfDone());

@@ -253,3 +253,40 @@ describe('messaging over nest-wire (real Nest apps on loopback)', () => {
     });
   });
 });
+
+describe('large values', () => {
+  let running: RunningServer;
+  let client: WireClient;
+  beforeAll(async () => {
+    running = await startWireApp(TestAppModule);
+    client = clientFor(running);
+    await client.connect();
+  });
+  afterAll(async () => {
+    client.close();
+    await running.app.close();
+  });
+
+  it('sends an 8 MiB value in fragments and reassembles it', async () => {
+    const value = await firstValueFrom(client.send<string>('big', 8 << 20));
+    expect(value.length).toBe(8 << 20);
+    expect(value).toBe('b'.repeat(8 << 20));
+  });
+
+  it('lets small calls on the same connection finish while a large value is still leaving', async () => {
+    const order: string[] = [];
+    const big = firstValueFrom(client.send<string>('big', 8 << 20)).then(() => order.push('big'));
+    await new Promise((r) => setTimeout(r, 5)); // the large value is being written
+    const small = Array.from({ length: 10 }, (_, i) =>
+      firstValueFrom(client.send<number>('sum', [i])).then(() => order.push('small')),
+    );
+    await Promise.all([big, ...small]);
+    expect(order.indexOf('big')).toBeGreaterThan(order.indexOf('small'));
+    expect(order.filter((o) => o === 'small')).toHaveLength(10);
+  });
+
+  it('keeps the values of a stream in order across large and small values', async () => {
+    const values = await lastValueFrom(client.send<string>('mixed.stream', {}).pipe(toArray()));
+    expect(values.map((v) => v.length)).toEqual([300_000, 3, 200_000, 1]);
+  });
+});

@@ -107,6 +107,11 @@ export class TestController {
     return 'b'.repeat(bytes);
   }
 
+  @MessagePattern('mixed.stream')
+  mixedStream(): Observable<string> {
+    return from(['x'.repeat(300_000), 'abc', 'y'.repeat(200_000), 'z']);
+  }
+
   @MessagePattern('ticks')
   ticks(@Payload() count: number): Observable<number> {
     return interval(5).pipe(take(count));

@@ -1,0 +1,97 @@
+import { FrameType, RESPONSE_MORE } from '../protocol/frame.js';
+import type { FrameEncoder } from '../protocol/frame-encoder.js';
+
+/** Values above this are sent as several RESPONSE frames of at most this many payload bytes. */
+export const FRAGMENT_BYTES = 64 * 1024;
+/** Fragment bytes written per flush; other frames get written between two flushes. */
+const BYTES_PER_FLUSH = 64 * 1024;
+
+/** A frame waiting its turn: a large value being cut into fragments, or one queued behind it. */
+interface Pending {
+  id: number;
+  type: FrameType;
+  /** Flags of the frame (of the last fragment, for a value). */
+  flags: number;
+  payload: Uint8Array;
+  offset: number;
+}
+
+/**
+ * Keeps a large response from holding up the small ones behind it on the same
+ * connection: its payload leaves in fragments of 64 KiB, one flush at a time, and
+ * whatever other calls produce in between is written between two fragments.
+ *
+ * Order within one call is kept: once a call has a value here, its later frames (more
+ * values, its END, its ERROR) queue behind it instead of overtaking it.
+ */
+export class FragmentQueue {
+  private readonly queue: Pending[] = [];
+  /** Frames queued per call id, to keep a call's frames in order. */
+  private readonly perId = new Map<number, number>();
+
+  get isEmpty(): boolean {
+    return this.queue.length === 0;
+  }
+
+  /** True when frames of call `id` are queued here (its next frames must queue too). */
+  has(id: number): boolean {
+    return this.perId.has(id);
+  }
+
+  push(id: number, type: FrameType, flags: number, payload: Uint8Array): void {
+    this.queue.push({ id, type, flags, payload, offset: 0 });
+    this.perId.set(id, (this.perId.get(id) ?? 0) + 1);
+  }
+
+  /** Adds `flag` (END) to the last frame queued for `id`; false if there is none. */
+  markLast(id: number, flag: number): boolean {
+    if (!this.perId.has(id)) return false;
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const p = this.queue[i];
+      if (p.id === id) {
+        if (p.type !== FrameType.RESPONSE) return false;
+        p.flags |= flag;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Drops what is queued for `id` (the call was cancelled). */
+  drop(id: number): void {
+    if (!this.perId.has(id)) return;
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i].id === id && this.queue[i].offset === 0) this.queue.splice(i, 1);
+    const left = this.queue.filter((p) => p.id === id).length;
+    if (left === 0) this.perId.delete(id);
+    else this.perId.set(id, left);
+  }
+
+  /**
+   * Encodes up to `BYTES_PER_FLUSH` of queued payload, in order. Returns true if
+   * something is still queued (the caller schedules another flush).
+   */
+  encodeInto(encoder: FrameEncoder): boolean {
+    let budget = BYTES_PER_FLUSH;
+    const queue = this.queue;
+    while (queue.length > 0 && budget > 0) {
+      const p = queue[0];
+      const left = p.payload.length - p.offset;
+      // Only RESPONSE values are cut; anything else queued behind one leaves whole.
+      const n = p.type === FrameType.RESPONSE ? Math.min(left, FRAGMENT_BYTES) : left;
+      const last = n === left;
+      const part = p.offset === 0 && last ? p.payload : p.payload.subarray(p.offset, p.offset + n);
+      encoder.encodeSimple(p.type, last ? p.flags : (p.flags & ~RESPONSE_END_MASK) | RESPONSE_MORE, p.id, part);
+      p.offset += n;
+      budget -= n;
+      if (!last) continue;
+      queue.shift();
+      const count = this.perId.get(p.id)! - 1;
+      if (count === 0) this.perId.delete(p.id);
+      else this.perId.set(p.id, count);
+    }
+    return queue.length > 0;
+  }
+}
+
+/** END stays on the last fragment only. */
+const RESPONSE_END_MASK = 0x01;
