@@ -1,8 +1,13 @@
 import { FrameType, RESPONSE_MORE } from '../protocol/frame.js';
 import type { FrameEncoder } from '../protocol/frame-encoder.js';
 
-/** Values above this are sent as several RESPONSE frames of at most this many payload bytes. */
+/** Payload bytes per fragment. */
 export const FRAGMENT_BYTES = 64 * 1024;
+/**
+ * Values above this are cut into fragments. Below it they leave whole: cutting a 64 KiB
+ * value would cost a second write and a turn of latency for no head-of-line gain worth it.
+ */
+export const FRAGMENT_THRESHOLD_BYTES = 256 * 1024;
 /** Fragment bytes written per flush; other frames get written between two flushes. */
 const BYTES_PER_FLUSH = 64 * 1024;
 

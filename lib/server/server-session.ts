@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { WireConnection, type ConnectionHandler, type ConnectionOptions } from '../connection/connection.js';
 import { performance } from 'node:perf_hooks';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
-import { FRAGMENT_BYTES } from '../connection/fragment-queue.js';
+import { FRAGMENT_THRESHOLD_BYTES } from '../connection/fragment-queue.js';
 import { CALL_CANCELLED, type CallStats, type Outcome } from '../connection/transport-stats.js';
 import {
   WireCancelledError,
@@ -147,7 +147,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
     const payload = bytes === null ? null : wire.compressOutgoing(bytes);
     const flags = payload === null ? RESPONSE_NO_VALUE : wire.lastCompressed ? PAYLOAD_COMPRESSED : 0;
     const fragments = wire.coalescer.fragments;
-    if (payload !== null && (payload.length > FRAGMENT_BYTES || fragments.has(call.id))) {
+    if (payload !== null && (payload.length > FRAGMENT_THRESHOLD_BYTES || fragments.has(call.id))) {
       // Large (or behind a large one of the same call): leaves in fragments between other frames.
       fragments.push(call.id, FrameType.RESPONSE, flags, payload);
     } else if (fragments.has(call.id)) {
