@@ -6,16 +6,18 @@ import { TransportCounters } from './transport-stats.js';
 type WriteCallback = (err?: Error | null) => void;
 
 /** Pending bytes past which frames are written at once instead of at the end of the turn. */
-const FLUSH_EARLY_BYTES = Number(process.env.NEST_WIRE_FLUSH_BYTES ?? 8 * 1024);
+const FLUSH_EARLY_BYTES = 8 * 1024;
 
 /**
- * Turns the frames encoded during one turn of the event loop into one socket write.
+ * Turns the frames encoded during one turn of the event loop into few socket writes.
  *
- * The first frame of a turn schedules a flush with `setImmediate`: it runs after the
- * I/O callbacks of this loop iteration *and* the promise chains they started (Nest
- * resolves handlers through several awaits, so a microtask flush would fire before
- * most responses of a batch exist), yet before the loop waits for I/O again, so a
- * lone frame gains no latency and no timer is involved.
+ * The first frame of a turn is written at once and schedules a flush with
+ * `setImmediate` for the rest: that runs after the I/O callbacks of this loop iteration
+ * *and* the promise chains they started (Nest resolves handlers through several awaits,
+ * so a microtask flush would fire before most responses of a batch exist), yet before
+ * the loop waits for I/O again. No timer is involved and a lone frame waits for nothing.
+ * A batch that reaches 8 KiB is written early, so the peer works while this side
+ * produces the rest (measured in BENCHMARKS.md: otherwise both processes take turns).
  *
  * While the socket reports it is full (`write()` returned false), frames keep
  * accumulating in the encoder and leave together on `drain`.
@@ -68,13 +70,15 @@ export class WriteCoalescer {
    */
   schedule(early = true): void {
     if (this.closed) return;
-    if (early && this.encoder.pendingBytes >= FLUSH_EARLY_BYTES) {
-      this.flush();
+    if (this.scheduled) {
+      if (early && this.encoder.pendingBytes >= FLUSH_EARLY_BYTES) this.flush();
       return;
     }
-    if (this.scheduled) return;
     this.scheduled = true;
     setImmediate(this.flushBound);
+    // The first frame of a turn leaves at once: a lone call waits for nothing, and at low
+    // concurrency the peer starts on it while this side produces the rest of the batch.
+    if (early) this.flush();
   }
 
   /** Calls `cb` once everything encoded so far has been handed to the OS (or failed). */

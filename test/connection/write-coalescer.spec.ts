@@ -5,7 +5,7 @@ import { collectingDecoder } from '../helpers/frames.js';
 import { socketPair } from '../helpers/socket-pair.js';
 
 describe('WriteCoalescer (real loopback sockets)', () => {
-  it('writes every frame encoded in one tick with a single socket write', async () => {
+  it('writes the first frame of a turn at once and the rest of the turn together', async () => {
     const pair = await socketPair();
     const encoder = new FrameEncoder();
     const coalescer = new WriteCoalescer(pair.a, encoder);
@@ -15,11 +15,26 @@ describe('WriteCoalescer (real loopback sockets)', () => {
       encoder.encodeResponse(i, RESPONSE_END, Buffer.from([i & 0x7f]));
       coalescer.schedule();
     }
-    expect(coalescer.writes).toBe(0); // nothing leaves before the flush
-    await new Promise((r) => setImmediate(r));
+    // 500 frames of 11 bytes stay under the 8 KiB early-write mark: only the first has left.
     expect(coalescer.writes).toBe(1);
+    await new Promise((r) => setImmediate(r));
+    expect(coalescer.writes).toBe(2);
     await waitUntil(() => frames.length === 500);
     expect(frames.map((f) => f.id)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+    await pair.close();
+  });
+
+  it('writes a batch early once 8 KiB are pending', async () => {
+    const pair = await socketPair();
+    const encoder = new FrameEncoder();
+    const coalescer = new WriteCoalescer(pair.a, encoder);
+    for (let i = 1; i <= 100; i++) {
+      encoder.encodeResponse(i, RESPONSE_END, Buffer.alloc(1000));
+      coalescer.schedule();
+    }
+    // First frame at once, then one write per ~8 KiB: far fewer writes than frames.
+    expect(coalescer.writes).toBeGreaterThanOrEqual(10);
+    expect(coalescer.writes).toBeLessThanOrEqual(15);
     await pair.close();
   });
 
