@@ -100,6 +100,61 @@ export function allowedCpus(pid: number): string {
   }
 }
 
+/**
+ * Compressible payloads for the compression cells: JSON text of exactly `size` ASCII
+ * characters, an array of small records (`{"id":..,"name":..,"email":..,...}`) with
+ * values drawn from a seeded PRNG and small vocabularies, padded with spaces before the
+ * closing bracket (still valid JSON). All `PAYLOAD_VARIANTS` strings differ. Every
+ * transport would send the string as is (nest-wire: one msgpack str).
+ */
+export function makeJsonPayloads(size: number): string[] {
+  let seed = (size * 2246822519) >>> 0 || 7;
+  const next = () => {
+    seed ^= seed << 13;
+    seed >>>= 0;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    seed >>>= 0;
+    return seed;
+  };
+  const first = ['ana', 'bruno', 'carla', 'diego', 'eva', 'farid', 'greta', 'hugo', 'ines', 'jonas', 'kira', 'leo'];
+  const last = ['silva', 'costa', 'meyer', 'novak', 'haddad', 'tanaka', 'garcia', 'okafor', 'rossi', 'larsen'];
+  const cities = ['Lisbon', 'Porto', 'Berlin', 'Lagos', 'Osaka', 'Madrid', 'Oslo', 'Cairo', 'Lima', 'Quito'];
+  const tags = ['red', 'green', 'blue', 'gold', 'beta', 'admin', 'trial', 'vip'];
+  const out: string[] = [];
+  for (let k = 0; k < PAYLOAD_VARIANTS; k++) {
+    const records: string[] = [];
+    let length = 2; // '[' and ']'
+    for (let id = k * 100_000; ; id++) {
+      const f = first[next() % first.length];
+      const l = last[next() % last.length];
+      const record =
+        `{"id":${id},"name":"${f} ${l}","email":"${f}.${l}${next() % 1000}@example.com",` +
+        `"active":${next() % 2 === 0},"score":${(next() % 100_000) / 1000},"city":"${cities[next() % cities.length]}",` +
+        `"tags":["${tags[next() % tags.length]}","${tags[next() % tags.length]}"],"visits":${next() % 5000}}`;
+      const extra = record.length + (records.length > 0 ? 1 : 0);
+      if (length + extra > size) break;
+      records.push(record);
+      length += extra;
+    }
+    out.push('[' + records.join(',') + ' '.repeat(size - length) + ']');
+  }
+  return out;
+}
+
+/** Options of a server child besides its transport (nest-wire only). */
+export interface ServerConfig {
+  compression?: { algorithm: 'deflate' | 'brotli' };
+  maxInFlightPerConnection?: number;
+}
+
+/** A heap sample after a full GC (`process.memoryUsage()`), in bytes. */
+export interface HeapSample {
+  heapUsed: number;
+  external: number;
+  arrayBuffers: number;
+}
+
 // ---- IPC between the bench (parent, client side) and the server child ----
 
 export interface SocketState {
@@ -117,13 +172,39 @@ export interface ServerStats {
   wireWrites: number | null;
   /** State of the accepted sockets (diagnostics for hangs). */
   sockets: SocketState[];
+  /** Calls waiting in the `hold` handler now. */
+  held: number;
 }
 
-export type ParentMessage = { type: 'stats'; seq: number } | { type: 'exit' };
+export type ParentMessage =
+  | { type: 'stats'; seq: number }
+  /** Full GC, then a heap sample. */
+  | { type: 'heap'; seq: number }
+  /** Times `batches` × `iterations` calls of the nest-wire server's `stats()`, median batch (null for other transports). */
+  | { type: 'statsCost'; seq: number; iterations: number; batches: number }
+  /** Lets every call waiting in the `hold` handler complete. */
+  | { type: 'release' }
+  | { type: 'exit' };
 export type ChildMessage =
   | { type: 'ready'; port: number }
   | { type: 'stats'; seq: number; stats: ServerStats }
+  | { type: 'heap'; seq: number; heap: HeapSample | null; held: number }
+  | { type: 'statsCost'; seq: number; usPerCall: number | null }
   | { type: 'fatal'; message: string };
+
+/** Full garbage collection (twice, so finalizers' garbage goes too), if `gc` can be had. */
+export function fullGc(gc: (() => void) | null): boolean {
+  if (gc === null) return false;
+  gc();
+  gc();
+  return true;
+}
+
+/** A heap sample of this process (run `fullGc` first). */
+export function heapSample(): HeapSample {
+  const m = process.memoryUsage();
+  return { heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+}
 
 // ---- load from other processes on the machine
 

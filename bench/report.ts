@@ -28,10 +28,102 @@ export interface CellResult {
   /** nest-wire's own `counters().writes` per call (client) and the server's, when available. */
   wireClientWritesPerCall: number | null;
   wireServerWritesPerCall: number | null;
+  /** Bytes the client socket wrote / read per call (`socket.bytesWritten` / `bytesRead` deltas). */
+  socketBytesOutPerCall?: number | null;
+  socketBytesInPerCall?: number | null;
+  /** nest-wire: the same from the client's `stats().transport` (bytesOut / bytesIn). */
+  wireBytesOutPerCall?: number | null;
+  wireBytesInPerCall?: number | null;
   /** Failed or mismatched calls over the whole cell (warm-up, window and drain). */
   errors: number;
   firstError: string | null;
   diagnostics: { client: SocketState | null; server: SocketState[] | null; outstanding: number } | null;
+}
+
+/** Compression cells: nest-wire echoing a compressible payload, compression off / deflate / brotli. */
+export interface CompressionSection {
+  size: number;
+  inFlight: number;
+  /** Length of one payload's msgpack encoding (what nest-wire would send uncompressed). */
+  msgpackBytes: number;
+  rows: { algorithm: 'off' | 'deflate' | 'brotli'; result: CellResult }[];
+}
+
+export interface LatencySummary {
+  calls: number;
+  rps: number;
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+  /** CPU time of the client (this process) and of the server child over the window, in cores. */
+  clientCores: number;
+  serverCores: number;
+  otherLoad: number;
+}
+
+/** Head-of-line cells: small calls alone, then sharing their connection with a stream of large responses. */
+export interface HolResult {
+  transport: TransportName;
+  status: 'ok' | 'hang' | 'failed';
+  note: string | null;
+  alone: LatencySummary | null;
+  withBlobs: LatencySummary | null;
+  /** The large responses completed during the "with" window. */
+  blobs: { completed: number; mibPerSec: number; p50Us: number; maxUs: number } | null;
+  errors: number;
+  firstError: string | null;
+}
+
+export interface HolSection {
+  smallSize: number;
+  smallInFlight: number;
+  blobBytes: number;
+  blobInFlight: number;
+  stallMs: number;
+  rows: HolResult[];
+}
+
+/** Micro-measures of the always-on statistics. */
+export interface StatsCostSection {
+  iterations: number;
+  /** Batches of `iterations` calls; the median batch is reported. */
+  batches?: number;
+  clientStatsUs: number | null;
+  clientCountersUs: number | null;
+  serverStatsUs: number | null;
+  /** `CallStats.settled()` (the per-call upkeep: counters and one histogram record), in ns; null if not importable. */
+  upkeepNs: number | null;
+  note: string | null;
+}
+
+export interface MemoryResult {
+  transport: TransportName;
+  status: 'ok' | 'failed';
+  note: string | null;
+  /** Calls held in flight. */
+  n: number;
+  /** Heap delta per in-flight call after a full GC (heapUsed, and external + array buffers). */
+  client: { heap: number; external: number } | null;
+  server: { heap: number; external: number } | null;
+  /** Heap still above the baseline per call once all calls completed (after a full GC). */
+  clientAfter: { heap: number; external: number } | null;
+  serverAfter: { heap: number; external: number } | null;
+  errors: number;
+  firstError: string | null;
+}
+
+export interface MemorySection {
+  n: number;
+  gcClient: boolean;
+  rows: MemoryResult[];
+}
+
+/** The sections measured besides the payload × in-flight matrix; a missing one was not run. */
+export interface ExtraSections {
+  compression?: CompressionSection;
+  hol?: HolSection;
+  statsCost?: StatsCostSection;
+  memory?: MemorySection;
 }
 
 export interface RunInfo {
@@ -63,7 +155,7 @@ export interface RunInfo {
 const COLORS: Record<TransportName, string> = { 'nest-wire': '#2563eb', 'nest-tcp': '#dc2626', raw: '#6b7280' };
 
 export function sizeLabel(size: number): string {
-  return size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
+  return size >= 1048576 && size % 1048576 === 0 ? `${size / 1048576} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
 }
 
 function fmtUs(us: number): string {
@@ -108,7 +200,7 @@ class Index {
 
 // ---------------------------------------------------------------- markdown
 
-export function renderMarkdown(info: RunInfo, results: CellResult[]): string {
+export function renderMarkdown(info: RunInfo, results: CellResult[], extras: ExtraSections = {}): string {
   const idx = new Index(results);
   const ts = info.transports;
   const has = (t: TransportName) => ts.includes(t);
@@ -135,7 +227,7 @@ export function renderMarkdown(info: RunInfo, results: CellResult[]): string {
   L.push('');
 
   // Summary
-  const summary = summarize(results, idx, info);
+  const summary = [...summarize(results, idx, info), ...summarizeExtras(extras)];
   if (summary.length > 0) {
     L.push('## Summary');
     L.push('');
@@ -211,13 +303,17 @@ export function renderMarkdown(info: RunInfo, results: CellResult[]): string {
     L.push('');
   }
 
+  L.push(...renderExtras(info, results, extras));
+
   // Hangs and errors
   const bad = results.filter((r) => r.status !== 'ok' || r.errors > 0 || r.note !== null);
+  const extraBad = extraProblems(extras);
   L.push('## Hangs, errors and anomalies');
   L.push('');
-  if (bad.length === 0) {
+  if (bad.length === 0 && extraBad.length === 0) {
     L.push('None: every call of every cell came back with its own payload.');
   } else {
+    for (const line of extraBad) L.push(`- ${line}`);
     for (const r of bad) {
       const where = `${TRANSPORT_LABEL[r.transport]}, ${sizeLabel(r.size)} × ${r.inFlight} in flight`;
       const parts: string[] = [];
@@ -230,8 +326,335 @@ export function renderMarkdown(info: RunInfo, results: CellResult[]): string {
   }
   L.push('');
 
-  L.push(METHOD_TEXT(info));
+  const extraLines = extraMethod(extras);
+  L.push(extraLines.length > 0 ? METHOD_TEXT(info).trimEnd() : METHOD_TEXT(info));
+  L.push(...extraLines);
   return L.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------- extra sections
+
+function fmtBytes(x: number | null | undefined): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return '–';
+  const sign = x < 0 ? '−' : '';
+  const a = Math.abs(x);
+  if (a >= 10 * 1024) return `${sign}${(a / 1024).toFixed(1)} KiB`;
+  return `${sign}${Math.round(a).toLocaleString('en-US')} B`;
+}
+
+function fmtUsFine(us: number | null): string {
+  return us === null || !Number.isFinite(us) ? '–' : us < 10 ? `${us.toFixed(2)} µs` : fmtUs(us);
+}
+
+function bytesPair(socket: number | null | undefined, lib: number | null | undefined): string {
+  return lib === null || lib === undefined ? fmtBytes(socket) : `${fmtBytes(socket)} (stats(): ${fmtBytes(lib)})`;
+}
+
+function renderExtras(info: RunInfo, results: CellResult[], x: ExtraSections): string[] {
+  const L: string[] = [];
+  if (x.compression !== undefined) L.push(...renderCompression(x.compression));
+  if (x.hol !== undefined) L.push(...renderHol(x.hol));
+  if (x.statsCost !== undefined) L.push(...renderStatsCost(x.statsCost, info, results));
+  if (x.memory !== undefined) L.push(...renderMemory(x.memory));
+  return L;
+}
+
+function renderCompression(c: CompressionSection): string[] {
+  const L: string[] = [];
+  L.push(`## Compression (${sizeLabel(c.size)} of JSON text, nest-wire)`);
+  L.push('');
+  L.push(
+    `nest-wire echoing a compressible payload — JSON text of exactly ${c.size.toLocaleString('en-US')} characters (an array of small records: ids, names, e-mails, cities, tags), ` +
+      `${c.msgpackBytes.toLocaleString('en-US')} bytes as msgpack — with ${c.inFlight} calls in flight, without compression and with \`compression: { algorithm }\` ` +
+      'on both the `WireServer` and the `WireClient` (default threshold 1 024 bytes, so every request and every response is compressed). ' +
+      'Bytes per call are measured at the client\'s socket (`socket.bytesWritten` / `bytesRead` deltas over the window, frame headers included); ' +
+      "the client's own `stats().transport` counters are shown in parentheses.",
+  );
+  L.push('');
+  const head = ['compression', 'req/s', 'p50', 'p99', 'client CPU µs/call', 'server CPU µs/call', 'bytes/call client → server', 'bytes/call server → client', 'wire bytes vs off', 'errors', 'other load'];
+  L.push(row(head));
+  L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  const off = c.rows.find((r) => r.algorithm === 'off')?.result;
+  const total = (r: CellResult | undefined) =>
+    r === undefined || r.status !== 'ok' ? NaN : (r.socketBytesOutPerCall ?? NaN) + (r.socketBytesInPerCall ?? NaN);
+  for (const { algorithm, result: r } of c.rows) {
+    const name = algorithm === 'off' ? 'off' : `\`${algorithm}\``;
+    if (r.status !== 'ok') {
+      L.push(row([name, fmtRps(r), '–', '–', '–', '–', '–', '–', '–', String(r.errors), '–']));
+      continue;
+    }
+    const ratioWire = total(r) / total(off);
+    L.push(
+      row([
+        name,
+        fmtRps(r),
+        fmtUs(r.p50Us),
+        fmtUs(r.p99Us),
+        fmtNum(r.clientCpuUsPerCall),
+        fmtNum(r.serverCpuUsPerCall),
+        bytesPair(r.socketBytesOutPerCall, r.wireBytesOutPerCall),
+        bytesPair(r.socketBytesInPerCall, r.wireBytesInPerCall),
+        Number.isFinite(ratioWire) ? `${(ratioWire * 100).toFixed(1)} %` : '–',
+        String(r.errors),
+        fmtLoad(r),
+      ]),
+    );
+  }
+  L.push('');
+  // When does it pay? Bytes saved per call against the CPU it adds per call (both sides).
+  const verdicts: string[] = [];
+  for (const { algorithm, result: r } of c.rows) {
+    if (algorithm === 'off' || off === undefined || off.status !== 'ok' || r.status !== 'ok') continue;
+    const saved = total(off) - total(r);
+    const extraCpu = r.clientCpuUsPerCall + r.serverCpuUsPerCall - (off.clientCpuUsPerCall + off.serverCpuUsPerCall);
+    if (!Number.isFinite(saved) || !Number.isFinite(extraCpu)) continue;
+    if (saved <= 0) {
+      verdicts.push(`\`${algorithm}\` saved no bytes here`);
+    } else if (extraCpu <= 0) {
+      verdicts.push(`\`${algorithm}\` saves ${fmtBytes(saved)} per call and, in this run, no CPU was added (the smaller frames cost less to move than the compression took)`);
+    } else {
+      const mbps = saved / extraCpu; // bytes per µs = MB/s
+      verdicts.push(
+        `\`${algorithm}\` saves ${fmtBytes(saved)} per call (both directions) for ${extraCpu.toFixed(0)} µs of extra CPU (both sides): ` +
+          `the transfer time saved exceeds the CPU spent only on links slower than about ${mbps.toFixed(0)} MB/s (${((mbps * 8) / 1000).toFixed(1)} Gbit/s) for this connection`,
+      );
+    }
+  }
+  L.push(
+    '**When compression pays.** It trades CPU for bytes: it pays on links slower than the CPU can compress — WAN, cross-region, ' +
+      'metered or congested links, or a connection whose bandwidth is the bottleneck — and for payloads that compress well (text, JSON, repeated keys). ' +
+      'It does not pay on loopback, as here, or on a fast LAN: the bytes cost almost nothing to move, so the CPU spent compressing and decompressing ' +
+      'is pure overhead and req/s drops. Already-compressed or random data (images, encrypted blobs) only costs CPU; the library sends a payload ' +
+      'uncompressed when compression does not make it smaller, but it has still spent the time trying.' +
+      (verdicts.length > 0 ? ` Rough break-even from this run (bytes saved ÷ CPU added): ${verdicts.join('; ')}.` : ''),
+  );
+  L.push('');
+  return L;
+}
+
+function renderHol(h: HolSection): string[] {
+  const L: string[] = [];
+  const blob = sizeLabel(h.blobBytes);
+  L.push(`## Head-of-line blocking (${sizeLabel(h.smallSize)} calls next to ${blob} responses)`);
+  L.push('');
+  L.push(
+    `${sizeLabel(h.smallSize)} echo calls, ${h.smallInFlight} in flight on one connection (\`poolSize\` 1), measured alone, then again while the same ` +
+      `client connection also receives a stream of ${blob} responses (\`send('blob', ${h.blobBytes})\`, ${h.blobInFlight} in flight, ` +
+      'each checked in full). If a large response is written as one frame, every small response queued behind it waits for all of it: ' +
+      'the small calls\' p99 then grows to about the time one large response takes to cross. Cutting large values into fragments only helps as far as ' +
+      'the data queued ahead of a small response stays small: whatever already sits in the socket buffers (several MiB each way on Linux loopback with buffer ' +
+      'autotuning) still goes first. "busy" is the CPU time of the client and of the server over the window, in cores.',
+  );
+  L.push('');
+  const head = [
+    'transport',
+    'alone: req/s',
+    'alone: p50 · p99 · max',
+    `with ${blob}: req/s`,
+    `with ${blob}: p50 · p99 · max`,
+    'p99 with / alone',
+    `${blob} responses (MiB/s, p50)`,
+    'busy alone → with (client · server)',
+    'other load',
+    'errors',
+  ];
+  L.push(row(head));
+  L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
+  const lat = (x: LatencySummary | null) => (x === null ? '–' : `${fmtUs(x.p50Us)} · ${fmtUs(x.p99Us)} · ${fmtUs(x.maxUs)}`);
+  const rps = (x: LatencySummary | null) => (x === null ? '–' : Math.round(x.rps).toLocaleString('en-US'));
+  for (const r of h.rows) {
+    const status = r.status === 'ok' ? '' : ` (**${r.status === 'hang' ? 'hangs' : 'failed'}**)`;
+    const ratioP99 = r.alone !== null && r.withBlobs !== null ? `${(r.withBlobs.p99Us / r.alone.p99Us).toFixed(1)}×` : '–';
+    const blobs =
+      r.blobs === null
+        ? '–'
+        : `${r.blobs.completed} (${r.blobs.mibPerSec.toFixed(0)} MiB/s, ${fmtUs(r.blobs.p50Us)})`;
+    const busy = (x: LatencySummary | null) => (x === null ? '–' : `${x.clientCores.toFixed(2)} · ${x.serverCores.toFixed(2)}`);
+    L.push(
+      row([
+        TRANSPORT_LABEL[r.transport] + status,
+        rps(r.alone),
+        lat(r.alone),
+        rps(r.withBlobs),
+        lat(r.withBlobs),
+        ratioP99,
+        blobs,
+        `${busy(r.alone)} → ${busy(r.withBlobs)}`,
+        `${r.alone === null ? '–' : r.alone.otherLoad.toFixed(2)} · ${r.withBlobs === null ? '–' : r.withBlobs.otherLoad.toFixed(2)}`,
+        String(r.errors),
+      ]),
+    );
+  }
+  L.push('');
+  return L;
+}
+
+function renderStatsCost(c: StatsCostSection, info: RunInfo, results: CellResult[]): string[] {
+  const L: string[] = [];
+  L.push('## Cost of the always-on statistics');
+  L.push('');
+  L.push(
+    "nest-wire's `stats()` counters (calls by outcome, a latency histogram, frames, writes, bytes) are always on: there is no switch to turn them off, " +
+      'so every CPU µs/call figure above already includes their upkeep. The lines below are micro-measures (tight loops in one process: ' +
+      `the median of ${c.batches ?? 1} batches of ${c.iterations.toLocaleString('en-US')} calls after a warm-up), not end-to-end numbers:`,
+  );
+  L.push('');
+  L.push(`- \`WireClient#stats()\`: ${fmtUsFine(c.clientStatsUs)} per call (one connection; copies the counters and reads four percentiles from the histogram).`);
+  L.push(`- \`WireServer#stats()\` (timed in the server child): ${fmtUsFine(c.serverStatsUs)} per call.`);
+  L.push(`- \`WireClient#counters()\`: ${fmtUsFine(c.clientCountersUs)} per call.`);
+  if (c.upkeepNs !== null) {
+    const ref = results.find((r) => r.transport === 'nest-wire' && r.size === Math.min(...info.sizes) && r.inFlight === Math.max(...info.matrixInFlight) && r.status === 'ok');
+    const share = ref !== undefined ? ` — about ${((c.upkeepNs / 1000 / ref.clientCpuUsPerCall) * 100).toFixed(1)} % of the client's ${fmtNum(ref.clientCpuUsPerCall)} µs of CPU per call at ${sizeLabel(ref.size)} × ${ref.inFlight} in flight` : '';
+    L.push(
+      `- Per-call upkeep, \`CallStats.settled()\` alone (an outcome counter, one \`performance.now()\` and one histogram record; the rest is a few integer increments per frame; median of ${c.batches ?? 1} batches of 200,000): ` +
+        `${c.upkeepNs.toFixed(0)} ns per call${share}.`,
+    );
+  }
+  if (c.note !== null) L.push(`- Note: ${c.note}.`);
+  L.push('');
+  return L;
+}
+
+function renderMemory(m: MemorySection): string[] {
+  const L: string[] = [];
+  L.push(`## Memory per call in flight (${m.n.toLocaleString('en-US')} calls)`);
+  L.push('');
+  L.push(
+    `Heap after a full GC, with 0 and with ${m.n.toLocaleString('en-US')} calls held in flight on one connection, divided by ${m.n.toLocaleString('en-US')}: ` +
+      "the calls go to a `hold` handler that answers only when the bench releases it (all of them wait on one shared promise). Client: the bench process; " +
+      'server: the server child, asked over IPC. "heap" is V8\'s `heapUsed`, "external" is memory outside the V8 heap (Buffers). ' +
+      'The client figure includes the caller\'s own subscription (an observer with three closures, as any `send().subscribe()` has); the server figure ' +
+      'includes one promise reaction of the handler. "Left after" is what is still above the baseline once every call has completed (after a full GC): ' +
+      'tables that grew and keep their capacity, or a leak.',
+  );
+  L.push('');
+  L.push(row(['transport', 'client heap / call', 'client external / call', 'server heap / call', 'server external / call', 'left after: client · server heap / call', 'errors']));
+  L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:']));
+  for (const r of m.rows) {
+    const name = TRANSPORT_LABEL[r.transport] + (r.status === 'ok' ? '' : ' (**failed**)');
+    L.push(
+      row([
+        name,
+        fmtBytes(r.client?.heap),
+        fmtBytes(r.client?.external),
+        fmtBytes(r.server?.heap),
+        fmtBytes(r.server?.external),
+        `${fmtBytes(r.clientAfter?.heap)} · ${fmtBytes(r.serverAfter?.heap)}`,
+        String(r.errors),
+      ]),
+    );
+  }
+  L.push('');
+  if (!m.gcClient) L.push('The bench process could not get `gc()`: client figures are missing.\n');
+  return L;
+}
+
+function summarizeExtras(x: ExtraSections): string[] {
+  const out: string[] = [];
+  const c = x.compression;
+  if (c !== undefined) {
+    const off = c.rows.find((r) => r.algorithm === 'off')?.result;
+    const parts: string[] = [];
+    for (const { algorithm, result: r } of c.rows) {
+      if (algorithm === 'off' || off === undefined || off.status !== 'ok' || r.status !== 'ok') continue;
+      const wire = ((r.socketBytesOutPerCall ?? NaN) + (r.socketBytesInPerCall ?? NaN)) / ((off.socketBytesOutPerCall ?? NaN) + (off.socketBytesInPerCall ?? NaN));
+      parts.push(`${algorithm} sends ${(wire * 100).toFixed(0)} % of the bytes at ${(r.rps / off.rps).toFixed(2)}× the req/s`);
+    }
+    if (parts.length > 0) out.push(`Compression (${sizeLabel(c.size)} of JSON, ${c.inFlight} in flight, loopback): ${parts.join('; ')} of no compression.`);
+  }
+  if (x.hol !== undefined) {
+    const parts = x.hol.rows
+      .filter((r) => r.alone !== null && r.withBlobs !== null)
+      .map((r) => `${TRANSPORT_LABEL[r.transport]} ${fmtUs(r.alone!.p99Us)} → ${fmtUs(r.withBlobs!.p99Us)}`);
+    const bad = x.hol.rows.filter((r) => r.status !== 'ok').map((r) => `${TRANSPORT_LABEL[r.transport]} ${r.status === 'hang' ? 'hangs' : 'fails'}`);
+    if (parts.length + bad.length > 0) {
+      out.push(
+        `Head-of-line: p99 of ${sizeLabel(x.hol.smallSize)} calls alone → next to ${sizeLabel(x.hol.blobBytes)} responses on the same connection: ${[...parts, ...bad].join('; ')}.`,
+      );
+    }
+  }
+  const m = x.memory;
+  if (m !== undefined) {
+    const parts = m.rows
+      .filter((r) => r.status === 'ok')
+      .map((r) => `${TRANSPORT_LABEL[r.transport]} ${fmtBytes(r.client?.heap)} client / ${fmtBytes(r.server?.heap)} server`);
+    if (parts.length > 0) out.push(`Heap per call in flight (${m.n.toLocaleString('en-US')} held): ${parts.join('; ')}.`);
+  }
+  if (x.statsCost !== undefined && x.statsCost.clientStatsUs !== null) {
+    out.push(
+      `Statistics are always on (no switch); a \`stats()\` call costs ${fmtUsFine(x.statsCost.clientStatsUs)} on the client, ${fmtUsFine(x.statsCost.serverStatsUs)} on the server` +
+        (x.statsCost.upkeepNs !== null ? `, and their per-call upkeep about ${x.statsCost.upkeepNs.toFixed(0)} ns (micro-measures).` : ' (micro-measure).'),
+    );
+  }
+  const problems = extraProblems(x).length;
+  if (problems > 0) out.push(`${problems} problem${problems === 1 ? '' : 's'} in the compression, head-of-line, stats or memory sections (see "Hangs, errors and anomalies").`);
+  return out;
+}
+
+function extraProblems(x: ExtraSections): string[] {
+  const out: string[] = [];
+  for (const { algorithm, result: r } of x.compression?.rows ?? []) {
+    if (r.status !== 'ok' || r.errors > 0 || r.note !== null) {
+      const parts: string[] = [];
+      if (r.status !== 'ok') parts.push(`**${r.status}**`);
+      if (r.note !== null) parts.push(r.note);
+      if (r.errors > 0) parts.push(`${r.errors} failed calls (first: ${r.firstError ?? '?'})`);
+      if (r.diagnostics !== null) parts.push(describeDiagnostics(r.diagnostics));
+      out.push(`Compression cell, nest-wire with compression ${algorithm}: ${parts.join('; ')}.`);
+    }
+  }
+  for (const r of x.hol?.rows ?? []) {
+    if (r.status !== 'ok' || r.errors > 0 || r.note !== null) {
+      out.push(
+        `Head-of-line cell, ${TRANSPORT_LABEL[r.transport]}: ${r.status !== 'ok' ? `**${r.status}**; ` : ''}${r.note ?? ''}` +
+          `${r.errors > 0 ? `${r.note !== null ? '; ' : ''}${r.errors} failed calls (first: ${r.firstError ?? '?'})` : ''}.`,
+      );
+    }
+  }
+  for (const r of x.memory?.rows ?? []) {
+    if (r.status !== 'ok' || r.errors > 0 || r.note !== null) {
+      out.push(
+        `Memory cell, ${TRANSPORT_LABEL[r.transport]}: ${r.status !== 'ok' ? '**failed**; ' : ''}${r.note ?? ''}` +
+          `${r.errors > 0 ? `${r.note !== null ? '; ' : ''}${r.errors} failed calls (first: ${r.firstError ?? '?'})` : ''}.`,
+      );
+    }
+  }
+  if (x.statsCost?.note) out.push(`Stats cost: ${x.statsCost.note}.`);
+  return out;
+}
+
+function extraMethod(x: ExtraSections): string[] {
+  const L: string[] = [];
+  if (x.compression !== undefined) {
+    L.push(
+      `- **Compression cells.** One nest-wire server child per setting (off, \`deflate\`, \`brotli\`), started with \`new WireServer({ compression })\` and ` +
+        'met by a client with the same option; otherwise measured like every other cell (closed loop, same window, CPU from both processes, ' +
+        're-measured when disturbed). Bytes on the wire are the client socket\'s `bytesWritten` / `bytesRead` deltas over the measured window ' +
+        'divided by its calls: what the kernel was handed, frame headers and the few control frames included.',
+    );
+  }
+  if (x.hol !== undefined) {
+    L.push(
+      `- **Head-of-line cells.** One client and one connection per transport (the matrix's running server): ${x.hol.smallInFlight} small calls kept in flight for a warm-up and a window, ` +
+        `then ${x.hol.blobInFlight} \`blob\` calls of ${sizeLabel(x.hol.blobBytes)} join them in their own closed loop; after a warm-up (and at least one large response) the small calls are measured again. ` +
+        `The stall timeout is ${x.hol.stallMs} ms here. Both processes' CPU time is sampled at the start and end of each window (the server's over IPC).`,
+    );
+  }
+  if (x.statsCost !== undefined) {
+    L.push(
+      '- **Stats cost.** After a short burst of calls (so the histogram holds data), `stats()` and `counters()` are called in a tight loop in the bench process, ' +
+        'and the server child times its own `stats()` on request; `CallStats.settled()` (internal, loaded from the compiled library) is timed in batches of 200 000 calls, minus the loop\'s own `performance.now()`.',
+    );
+  }
+  if (x.memory !== undefined) {
+    L.push(
+      `- **Memory cells.** A fresh server child per transport (nest-wire: \`maxInFlightPerConnection: ${x.memory.n}\`, so the server runs them all rather than pausing the socket at its default 1 024) ` +
+        `and a client with \`maxPendingCalls: ${x.memory.n}\`; three warm-up rounds of 64 held calls; then a full GC (twice) and a heap sample on each side before, while and after ${x.memory.n} calls are held. ` +
+        'The bench process gets `gc()` with `v8.setFlagsFromString(\'--expose-gc\')` and `vm.runInNewContext(\'gc\')`; the server children run with `--expose-gc`.',
+    );
+  }
+  if (L.length > 0) L.push('');
+  return L;
 }
 
 function describeDiagnostics(d: NonNullable<CellResult['diagnostics']>): string {

@@ -7,43 +7,31 @@
  *
  * For every cell (payload size x requests in flight) each transport gets a fresh
  * client connection, a warm-up, then a measured window. A cell that stops making
- * progress is reported as a hang; its server child is killed and restarted.
+ * progress is reported as a hang; its server child is killed and restarted. After the
+ * matrix come the sections of sections.ts: compression, head-of-line blocking, the
+ * cost of the always-on stats, and memory per call in flight.
  */
 import 'reflect-metadata';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { createClient, type BenchClient } from './clients.js';
-import {
-  allowedCpus,
-  findTaskset,
-  installSocketWriteCounter,
-  machineBusyUs,
-  makePayloads,
-  pinProcess,
-  socketWrites,
-  TRANSPORT_LABEL,
-  TRANSPORTS,
-  type ChildMessage,
-  type ParentMessage,
-  type ServerStats,
-  type SocketState,
-  type TransportName,
-} from './common.js';
-import { Histogram } from './histogram.js';
-import { renderChart, renderMarkdown, type CellResult, type RunInfo } from './report.js';
+import { DISTURBED_LOAD, ensureServer, runCellWithRetries, type CellSpec, type RetryBudget } from './cell.js';
+import { allowedCpus, findTaskset, installSocketWriteCounter, pinProcess, TRANSPORT_LABEL, TRANSPORTS, type TransportName } from './common.js';
+import { log, sleep } from './loop.js';
+import { renderChart, renderMarkdown, type CellResult, type ExtraSections, type RunInfo } from './report.js';
+import { getClientGc, runCompression, runHeadOfLine, runMemory, runStatsCost, type SectionContext } from './sections.js';
+import { killAllChildren, SERVER_CORE, ServerProc } from './server-proc.js';
 
-const HOST = '127.0.0.1';
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '..', '..');
-const SERVER_SCRIPT = join(HERE, 'server.js');
-const SERVER_CORE = 0;
 const CLIENT_CORE = 1;
 
 // ---------------------------------------------------------------- options
+
+export const SECTIONS = ['matrix', 'compression', 'hol', 'stats', 'memory'] as const;
+export type Section = (typeof SECTIONS)[number];
 
 interface Options {
   quick: boolean;
@@ -55,6 +43,11 @@ interface Options {
   sizes: number[];
   matrixInFlight: number[];
   sweepInFlight: number[];
+  sections: Section[];
+  /** Calls held in flight by the memory cells. */
+  memCalls: number;
+  /** Iterations of the stats() micro-measure. */
+  statsIterations: number;
   out: string;
   chart: string;
   json: string;
@@ -64,8 +57,26 @@ interface Options {
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--duration=ms] [--warmup=ms] [--stall=ms]
   [--transports=nest-wire,nest-tcp,raw] [--sizes=128,4096,65536] [--inflight=1,16,256] [--sweep=1,4,16,...]
-  [--out=BENCHMARKS.md] [--chart=bench/chart.svg] [--json=bench/results/full.json] [--profile]`;
-const KNOWN_FLAGS = ['quick', 'duration', 'warmup', 'stall', 'transports', 'sizes', 'inflight', 'sweep', 'out', 'chart', 'json', 'profile', 'help'];
+  [--sections=matrix,compression,hol,stats,memory] [--mem-calls=10000]
+  [--out=BENCHMARKS.md] [--chart=bench/chart.svg] [--json=bench/results/full.json] [--profile]
+  (with --out and no --chart / --json, those are written next to --out: <name>.svg, <name>.json)`;
+const KNOWN_FLAGS = [
+  'quick',
+  'duration',
+  'warmup',
+  'stall',
+  'transports',
+  'sizes',
+  'inflight',
+  'sweep',
+  'sections',
+  'mem-calls',
+  'out',
+  'chart',
+  'json',
+  'profile',
+  'help',
+];
 
 function parseOptions(argv: string[]): Options {
   const flags = new Map<string, string>();
@@ -92,7 +103,12 @@ function parseOptions(argv: string[]): Options {
     ? (flags.get('transports')!.split(',') as TransportName[])
     : [...TRANSPORTS];
   for (const t of transports) if (!TRANSPORTS.includes(t)) throw new Error(`unknown transport ${t} (${TRANSPORTS.join(', ')})`);
+  const sections = flags.has('sections') ? (flags.get('sections')!.split(',') as Section[]) : [...SECTIONS];
+  for (const x of sections) if (!SECTIONS.includes(x)) throw new Error(`unknown section ${x} (${SECTIONS.join(', ')})`);
   const resultsDir = join(ROOT, 'bench', 'results');
+  const out = flags.get('out');
+  // An explicit --out carries its chart and raw results along, so a scratch run touches nothing else.
+  const beside = (ext: string) => (out === undefined ? undefined : join(dirname(resolve(out)), basename(out, extname(out)) + ext));
   return {
     quick,
     warmupMs: num('warmup', quick ? 250 : 1000),
@@ -102,398 +118,21 @@ function parseOptions(argv: string[]): Options {
     sizes: list('sizes', [128, 4096, 65536]),
     matrixInFlight: list('inflight', quick ? [1, 256] : [1, 16, 256]),
     sweepInFlight: list('sweep', quick ? [1, 16, 256, 4096] : [1, 4, 16, 64, 256, 1024, 4096]),
+    sections,
+    memCalls: Math.round(num('mem-calls', quick ? 4096 : 10_000)),
+    statsIterations: 10_000,
     // Quick runs do not overwrite the committed report.
-    out: flags.get('out') ?? (quick ? join(resultsDir, 'BENCHMARKS.quick.md') : join(ROOT, 'BENCHMARKS.md')),
-    chart: flags.get('chart') ?? (quick ? join(resultsDir, 'chart.quick.svg') : join(ROOT, 'bench', 'chart.svg')),
-    json: flags.get('json') ?? join(resultsDir, quick ? 'quick.json' : 'full.json'),
+    out: out !== undefined ? resolve(out) : quick ? join(resultsDir, 'BENCHMARKS.quick.md') : join(ROOT, 'BENCHMARKS.md'),
+    chart: flags.get('chart') ?? beside('.svg') ?? (quick ? join(resultsDir, 'chart.quick.svg') : join(ROOT, 'bench', 'chart.svg')),
+    json: flags.get('json') ?? beside('.json') ?? join(resultsDir, quick ? 'quick.json' : 'full.json'),
     profileDir: flags.has('profile') ? join(resultsDir, 'profiles') : null,
-  };
-}
-
-// ---------------------------------------------------------------- output helpers
-
-const log = (line: string) => process.stderr.write(line + '\n');
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolvePromise(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}
-
-export function formatUs(us: number): string {
-  if (!Number.isFinite(us)) return '–';
-  if (us < 1000) return `${us.toFixed(us < 100 ? 1 : 0)} µs`;
-  if (us < 1_000_000) return `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)} ms`;
-  return `${(us / 1_000_000).toFixed(2)} s`;
-}
-
-// ---------------------------------------------------------------- server child
-
-const children = new Set<ChildProcess>();
-
-function killAllChildren(): void {
-  for (const child of children) {
-    try {
-      child.kill('SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
-  children.clear();
-}
-
-class ServerProc {
-  port = 0;
-  dirty = false;
-  private child: ChildProcess | null = null;
-  private seq = 0;
-  private readonly waiting = new Map<number, (stats: ServerStats) => void>();
-  private exited = true;
-
-  constructor(
-    readonly transport: TransportName,
-    private readonly taskset: string | null,
-    private readonly profileDir: string | null,
-  ) {}
-
-  get alive(): boolean {
-    return this.child !== null && !this.exited;
-  }
-
-  get pid(): number {
-    return this.child?.pid ?? 0;
-  }
-
-  async start(): Promise<void> {
-    const nodeArgs =
-      this.profileDir === null
-        ? []
-        : ['--cpu-prof', `--cpu-prof-dir=${this.profileDir}`, `--cpu-prof-name=server-${this.transport}-${Date.now()}.cpuprofile`];
-    const args = [...nodeArgs, SERVER_SCRIPT, this.transport];
-    const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
-    const child =
-      this.taskset !== null
-        ? spawn(this.taskset, ['-c', String(SERVER_CORE), process.execPath, ...args], { stdio })
-        : spawn(process.execPath, args, { stdio });
-    this.child = child;
-    this.exited = false;
-    this.dirty = false;
-    children.add(child);
-    const ready = new Promise<number>((resolveReady, reject) => {
-      child.on('message', (msg: ChildMessage) => {
-        if (msg.type === 'ready') resolveReady(msg.port);
-        else if (msg.type === 'fatal') reject(new Error(msg.message));
-        else if (msg.type === 'stats') {
-          const cb = this.waiting.get(msg.seq);
-          this.waiting.delete(msg.seq);
-          cb?.(msg.stats);
-        }
-      });
-      child.once('exit', (code, signal) => {
-        this.exited = true;
-        children.delete(child);
-        reject(new Error(`server child exited (${signal ?? code}) before it was ready`));
-      });
-      child.once('error', reject);
-    });
-    this.port = await withTimeout(ready, 20_000, `starting the ${this.transport} server`);
-  }
-
-  stats(timeoutMs: number): Promise<ServerStats> {
-    const child = this.child;
-    if (child === null || this.exited || !child.connected) return Promise.reject(new Error('server child is not running'));
-    const seq = ++this.seq;
-    const p = new Promise<ServerStats>((r) => this.waiting.set(seq, r));
-    child.send({ type: 'stats', seq } satisfies ParentMessage);
-    return withTimeout(p, timeoutMs, `${this.transport} server stats`).finally(() => this.waiting.delete(seq));
-  }
-
-  /** Ends the child: politely if it is healthy, SIGKILL otherwise (or if it lingers). */
-  async stop(force: boolean): Promise<void> {
-    const child = this.child;
-    this.child = null;
-    if (child === null || this.exited) return;
-    const gone = new Promise<void>((r) => child.once('exit', () => r()));
-    if (!force && child.connected) child.send({ type: 'exit' } satisfies ParentMessage);
-    else child.kill('SIGKILL');
-    try {
-      await withTimeout(gone, 3000, 'server exit');
-    } catch {
-      child.kill('SIGKILL');
-      await withTimeout(gone, 3000, 'server exit after SIGKILL').catch(() => {});
-    }
-    children.delete(child);
-  }
-}
-
-// ---------------------------------------------------------------- closed loop
-
-/** Keeps `inFlight` calls outstanding: each completion starts the next call. */
-class LoadLoop {
-  hist = new Histogram();
-  completed = 0;
-  windowErrors = 0;
-  totalErrors = 0;
-  firstError: string | null = null;
-  outstanding = 0;
-  lastProgress = performance.now();
-  private seq = 0;
-  private stopped = false;
-  private finished = false;
-
-  constructor(
-    private readonly client: BenchClient,
-    private readonly inFlight: number,
-    private readonly variants: number,
-  ) {}
-
-  start(): void {
-    this.lastProgress = performance.now();
-    for (let i = 0; i < this.inFlight; i++) this.issue();
-  }
-
-  /** Starts the measured window: counters and histogram start from zero. */
-  resetWindow(): void {
-    this.hist = new Histogram();
-    this.completed = 0;
-    this.windowErrors = 0;
-  }
-
-  /** Stops issuing new calls; the outstanding ones may still complete. */
-  stop(): void {
-    this.stopped = true;
-  }
-
-  /** Ignore whatever still arrives (the connection is about to be torn down). */
-  finish(): void {
-    this.stopped = true;
-    this.finished = true;
-  }
-
-  private issue(): void {
-    const k = this.seq++ % this.variants;
-    const t0 = performance.now();
-    this.outstanding++;
-    this.client.call(k, (ok, err) => {
-      if (this.finished) return;
-      this.outstanding--;
-      const t1 = performance.now();
-      this.lastProgress = t1;
-      if (ok) {
-        this.completed++;
-        this.hist.record((t1 - t0) * 1000);
-      } else {
-        this.windowErrors++;
-        this.totalErrors++;
-        if (this.firstError === null) this.firstError = err instanceof Error ? err.message : String(err);
-      }
-      if (!this.stopped) {
-        // After an error, do not re-issue synchronously: a failing client must not spin.
-        if (ok) this.issue();
-        else setTimeout(() => !this.stopped && this.issue(), 1);
-      }
-    });
-  }
-}
-
-/** Waits `ms`, returning early with 'stall' if the loop stops making progress. */
-async function watch(loop: LoadLoop, ms: number, stallMs: number): Promise<'ok' | 'stall'> {
-  const end = performance.now() + ms;
-  for (;;) {
-    const now = performance.now();
-    if (now >= end) return 'ok';
-    if (loop.outstanding > 0 && now - loop.lastProgress > stallMs) return 'stall';
-    await sleep(Math.min(50, end - now));
-  }
-}
-
-/** Longest wait for the calls outstanding at the end of a window, even if they progress. */
-const DRAIN_LIMIT_MS = 30_000;
-
-/** After `stop()`: waits until no call is outstanding, or progress stops. */
-async function watchDrain(loop: LoadLoop, stallMs: number): Promise<'ok' | 'stall' | 'slow'> {
-  const start = performance.now();
-  for (;;) {
-    if (loop.outstanding === 0) return 'ok';
-    const now = performance.now();
-    if (now - loop.lastProgress > stallMs) return 'stall';
-    if (now - start > DRAIN_LIMIT_MS) return 'slow';
-    await sleep(10);
-  }
-}
-
-// ---------------------------------------------------------------- one cell
-
-interface CellSpec {
-  size: number;
-  inFlight: number;
-}
-
-const payloadCache = new Map<number, string[]>();
-function payloadsFor(size: number): string[] {
-  let p = payloadCache.get(size);
-  if (p === undefined) payloadCache.set(size, (p = makePayloads(size)));
-  return p;
-}
-
-async function runCell(server: ServerProc, spec: CellSpec, opts: Options): Promise<CellResult> {
-  const { transport } = server;
-  const base: CellResult = {
-    transport,
-    size: spec.size,
-    inFlight: spec.inFlight,
-    status: 'ok',
-    note: null,
-    calls: 0,
-    seconds: 0,
-    otherLoad: NaN,
-    rps: 0,
-    p50Us: NaN,
-    p99Us: NaN,
-    maxUs: NaN,
-    clientCpuUsPerCall: NaN,
-    serverCpuUsPerCall: NaN,
-    clientWritesPerCall: NaN,
-    serverWritesPerCall: NaN,
-    wireClientWritesPerCall: null,
-    wireServerWritesPerCall: null,
-    errors: 0,
-    firstError: null,
-    diagnostics: null,
-  };
-  const payloads = payloadsFor(spec.size);
-  const client = createClient(transport, HOST, server.port, payloads);
-  const loop = new LoadLoop(client, spec.inFlight, payloads.length);
-  const fail = async (status: 'hang' | 'failed', note: string): Promise<CellResult> => {
-    let serverSockets: SocketState[] | null = null;
-    try {
-      serverSockets = (await server.stats(1000)).sockets;
-    } catch {
-      /* the server may be wedged */
-    }
-    const diagnostics = { client: client.socketState(), server: serverSockets, outstanding: loop.outstanding };
-    loop.finish();
-    client.destroy();
-    server.dirty = true;
-    return {
-      ...base,
-      status,
-      note,
-      rps: 0,
-      errors: loop.totalErrors,
-      firstError: loop.firstError,
-      diagnostics,
-    };
-  };
-
-  try {
-    await withTimeout(client.connect(), 5000, 'connect');
-  } catch (err) {
-    return fail('failed', `connect failed: ${(err as Error).message}`);
-  }
-  loop.start();
-  if ((await watch(loop, opts.warmupMs, opts.stallMs)) === 'stall') {
-    return fail('hang', `no response for ${opts.stallMs} ms during warm-up (${loop.outstanding} calls outstanding)`);
-  }
-
-  // ---- measured window
-  loop.resetWindow();
-  const w0 = socketWrites.count;
-  const lw0 = client.libraryWrites();
-  const c0 = process.cpuUsage();
-  const m0 = machineBusyUs();
-  const t0 = performance.now();
-  let s0: ServerStats;
-  try {
-    s0 = await server.stats(opts.stallMs);
-  } catch (err) {
-    return fail('hang', `server did not answer: ${(err as Error).message}`);
-  }
-  if ((await watch(loop, opts.durationMs, opts.stallMs)) === 'stall') {
-    return fail('hang', `no response for ${opts.stallMs} ms during the measured window (${loop.outstanding} calls outstanding)`);
-  }
-  const t1 = performance.now();
-  const c1 = process.cpuUsage(c0);
-  const m1 = machineBusyUs();
-  const w1 = socketWrites.count;
-  const lw1 = client.libraryWrites();
-  const calls = loop.completed;
-  const hist = loop.hist;
-  const windowErrors = loop.windowErrors;
-  let s1: ServerStats;
-  try {
-    s1 = await server.stats(opts.stallMs);
-  } catch (err) {
-    return fail('hang', `server did not answer: ${(err as Error).message}`);
-  }
-
-  // ---- drain and close
-  loop.stop();
-  const drained = await watchDrain(loop, opts.stallMs);
-  if (drained !== 'ok' || calls === 0) {
-    const why =
-      drained === 'stall'
-        ? `${loop.outstanding} calls never came back (no response for ${opts.stallMs} ms after the window)`
-        : drained === 'slow'
-          ? `${loop.outstanding} calls still outstanding ${DRAIN_LIMIT_MS} ms after the window`
-          : 'no call completed in the measured window';
-    return fail('hang', `${why}; ${calls} calls had completed in the window`);
-  }
-  loop.finish();
-  client.destroy();
-  const note: string | null = windowErrors > 0 ? `${windowErrors} errors in the measured window` : null;
-
-  const seconds = (t1 - t0) / 1000;
-  const per = (x: number) => (calls > 0 ? x / calls : NaN);
-  const serverCpu = s1.cpu.user + s1.cpu.system - (s0.cpu.user + s0.cpu.system);
-  // Whatever else kept the machine's cores busy during the window, in cores (0..nproc).
-  const otherLoad =
-    m0 !== null && m1 !== null ? Math.max(0, m1 - m0 - (c1.user + c1.system) - serverCpu) / (seconds * 1e6) : NaN;
-  return {
-    ...base,
-    note,
-    calls,
-    seconds,
-    rps: calls / seconds,
-    p50Us: hist.percentile(0.5),
-    p99Us: hist.percentile(0.99),
-    maxUs: hist.count > 0 ? hist.max : NaN,
-    otherLoad,
-    clientCpuUsPerCall: per(c1.user + c1.system),
-    serverCpuUsPerCall: per(serverCpu),
-    clientWritesPerCall: per(w1 - w0),
-    serverWritesPerCall: per(s1.socketWrites - s0.socketWrites),
-    wireClientWritesPerCall: lw0 !== null && lw1 !== null ? per(lw1 - lw0) : null,
-    wireServerWritesPerCall:
-      s0.wireWrites !== null && s1.wireWrites !== null ? per(s1.wireWrites - s0.wireWrites) : null,
-    errors: loop.totalErrors,
-    firstError: loop.firstError,
-    diagnostics: null,
   };
 }
 
 // ---------------------------------------------------------------- main
 
-/** Other processes used more than this many cores during a window: the cell is measured again. */
-const DISTURBED_LOAD = 0.15;
-const MAX_RETRIES_PER_CELL = 2;
-
-function disturbed(r: CellResult): boolean {
-  return r.status === 'ok' && r.otherLoad > DISTURBED_LOAD;
-}
-
 function plan(opts: Options): CellSpec[] {
+  if (!opts.sections.includes('matrix')) return [];
   const cells: CellSpec[] = [];
   const seen = new Set<string>();
   const add = (size: number, inFlight: number) => {
@@ -509,6 +148,19 @@ function plan(opts: Options): CellSpec[] {
   return cells;
 }
 
+/** Rough duration of the sections after the matrix, in ms (for the estimate and the time budget). */
+function extraMs(opts: Options): number {
+  const cell = opts.warmupMs + opts.durationMs + 300;
+  const has = (t: TransportName) => opts.transports.includes(t);
+  let ms = 0;
+  if (opts.sections.includes('compression') && has('nest-wire')) ms += 3 * (cell + 1500);
+  const hol = (['nest-wire', 'nest-tcp'] as TransportName[]).filter(has).length;
+  if (opts.sections.includes('hol')) ms += hol * (opts.warmupMs * 2 + opts.durationMs * 2 + 1000);
+  if (opts.sections.includes('stats') && has('nest-wire')) ms += 2000;
+  if (opts.sections.includes('memory')) ms += hol * (4000 + opts.memCalls);
+  return ms;
+}
+
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const startedAt = new Date();
@@ -522,7 +174,7 @@ async function main(): Promise<void> {
   if (taskset !== null) pinned = pinProcess(taskset, process.pid, CLIENT_CORE);
   const cells = plan(opts);
   const perCellMs = opts.warmupMs + opts.durationMs + 300;
-  const expectedMs = cells.length * opts.transports.length * perCellMs;
+  const expectedMs = cells.length * opts.transports.length * perCellMs + extraMs(opts);
   // Bounded time: every cell has its own stall timeout; this is the backstop.
   const budgetMs = expectedMs * 2 + 120_000;
   const backstop = setTimeout(() => {
@@ -531,10 +183,13 @@ async function main(): Promise<void> {
     process.exit(2);
   }, budgetMs);
   backstop.unref();
+  // Taken now, before any client exists: the memory cells need a full GC in this process.
+  if (opts.sections.includes('memory')) getClientGc();
 
   log(
     `bench: ${opts.quick ? 'quick' : 'full'} mode, ${cells.length} cells x ${opts.transports.length} transports, ` +
-      `warm-up ${opts.warmupMs} ms + ${opts.durationMs} ms each (about ${Math.round(expectedMs / 1000)} s)`,
+      `warm-up ${opts.warmupMs} ms + ${opts.durationMs} ms each, then ${opts.sections.filter((x) => x !== 'matrix').join(', ') || 'nothing else'} ` +
+      `(about ${Math.round(expectedMs / 1000)} s)`,
   );
   log(
     taskset === null
@@ -545,9 +200,9 @@ async function main(): Promise<void> {
   const servers = new Map<TransportName, ServerProc>();
   for (const t of opts.transports) servers.set(t, new ServerProc(t, taskset, opts.profileDir));
   const results: CellResult[] = [];
+  const extras: ExtraSections = {};
   let serverCpus = '?';
-  let retriesLeft = opts.quick ? 4 : 16;
-  let retried = 0;
+  const budget: RetryBudget = { left: opts.quick ? 4 : 16, used: 0 };
   let index = 0;
   const total = cells.length * opts.transports.length;
   try {
@@ -556,33 +211,19 @@ async function main(): Promise<void> {
       for (const t of opts.transports) {
         index++;
         const server = servers.get(t)!;
-        if (server.dirty || !server.alive) {
-          if (server.dirty) log(`  restarting the ${TRANSPORT_LABEL[t]} server`);
-          await server.stop(true);
-          await server.start();
-          serverCpus = allowedCpus(server.pid);
-        }
+        if (await ensureServer(server)) serverCpus = allowedCpus(server.pid);
         const label = `[${String(index).padStart(2)}/${total}] ${sizeLabel(cell.size).padStart(6)} x ${String(cell.inFlight).padStart(4)} in flight  ${TRANSPORT_LABEL[t].padEnd(10)}`;
-        let r = await runCell(server, cell, opts);
-        log(`${label} ${describe(r)}`);
-        // Other processes took a noticeable share of the machine: measure again, keep the quieter run.
-        for (let attempt = 1; attempt <= MAX_RETRIES_PER_CELL && disturbed(r) && retriesLeft > 0; attempt++) {
-          retriesLeft--;
-          retried++;
-          await sleep(500);
-          if (server.dirty || !server.alive) {
-            await server.stop(true);
-            await server.start();
-          }
-          const again = await runCell(server, cell, opts);
-          log(`${' '.repeat(label.length - 8)}(again) ${describe(again)}`);
-          if (again.status === 'ok' && !(again.otherLoad >= r.otherLoad)) r = { ...again, retries: attempt };
-          else r = { ...r, retries: attempt };
-        }
-        results.push(r);
+        results.push(await runCellWithRetries(server, cell, opts, budget, label));
         await sleep(50);
       }
     }
+    const ctx: SectionContext = { timing: opts, transports: opts.transports, taskset, budget, servers };
+    const has = (x: Section) => opts.sections.includes(x);
+    if (has('compression') && opts.transports.includes('nest-wire')) extras.compression = await runCompression(ctx);
+    if (has('hol')) extras.hol = await runHeadOfLine(ctx);
+    if (has('stats')) extras.statsCost = await runStatsCost(ctx, opts.statsIterations);
+    if (has('memory')) extras.memory = await runMemory(ctx, opts.memCalls);
+    for (const s of servers.values()) if (s.alive && serverCpus === '?') serverCpus = allowedCpus(s.pid);
   } finally {
     await Promise.all([...servers.values()].map((s) => s.stop(s.dirty)));
     killAllChildren();
@@ -606,7 +247,7 @@ async function main(): Promise<void> {
     nestVersions: nestVersions(),
     totalSeconds: (performance.now() - runStart) / 1000,
     disturbedLoad: DISTURBED_LOAD,
-    retried,
+    retried: budget.used,
     sizes: opts.sizes,
     matrixInFlight: opts.matrixInFlight,
     sweepInFlight: opts.sweepInFlight,
@@ -614,30 +255,16 @@ async function main(): Promise<void> {
     chartPath: relative(dirname(opts.out), opts.chart).split('\\').join('/'),
   };
   mkdirSync(dirname(opts.json), { recursive: true });
-  writeFileSync(opts.json, JSON.stringify({ info, results }, null, 2) + '\n');
+  writeFileSync(opts.json, JSON.stringify({ info, results, extras }, null, 2) + '\n');
   mkdirSync(dirname(opts.out), { recursive: true });
   mkdirSync(dirname(opts.chart), { recursive: true });
   writeFileSync(opts.chart, renderChart(info, results));
-  writeFileSync(opts.out, renderMarkdown(info, results));
+  writeFileSync(opts.out, renderMarkdown(info, results, extras));
   log(`bench: done in ${info.totalSeconds.toFixed(0)} s; wrote ${relative(ROOT, opts.out)}, ${relative(ROOT, opts.chart)}, ${relative(ROOT, opts.json)}`);
 }
 
 export function sizeLabel(size: number): string {
-  return size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
-}
-
-function describe(r: CellResult): string {
-  if (r.status !== 'ok') return `${r.status.toUpperCase()}: ${r.note ?? ''}${r.firstError ? ` (first error: ${r.firstError})` : ''}`;
-  const errs = r.errors > 0 ? `  errors ${r.errors} (${r.firstError})` : '';
-  return (
-    `${Math.round(r.rps).toLocaleString('en-US').padStart(9)} req/s  p50 ${formatUs(r.p50Us).padStart(9)}  p99 ${formatUs(r.p99Us).padStart(9)}  ` +
-    `cpu µs/call client ${r.clientCpuUsPerCall.toFixed(1)} server ${r.serverCpuUsPerCall.toFixed(1)}  ` +
-    `writes/call ${r.clientWritesPerCall.toFixed(3)}/${r.serverWritesPerCall.toFixed(3)}  other load ${fmtLoad(r.otherLoad)}${errs}${r.note ? `  (${r.note})` : ''}`
-  );
-}
-
-function fmtLoad(x: number): string {
-  return Number.isFinite(x) ? `${x.toFixed(2)} cores` : '?';
+  return size >= 1048576 && size % 1048576 === 0 ? `${size / 1048576} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
 }
 
 function nestVersions(): string {
