@@ -18,6 +18,8 @@ export class CallBody {
   metadata: Buffer | null = null;
   /** Codec-encoded payload. A view: valid only while the frame is. */
   payload: Buffer = EMPTY;
+  /** The metadata once decoded by the session (not by `readCallBody`). */
+  decodedMetadata: Record<string, string> | undefined = undefined;
 }
 
 const EMPTY = Buffer.alloc(0);

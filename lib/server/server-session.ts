@@ -205,6 +205,15 @@ export class ServerSession implements ConnectionHandler, CallSink {
   }
 
   /**
+   * Decodes a REQUEST or EVENT after its limits are checked: the metadata goes into
+   * `body.decodedMetadata`, the payload is returned. Throws a `WireError`.
+   */
+  private decodeCall(flags: number, body: CallBody): unknown {
+    body.decodedMetadata = this.readMetadata(body);
+    return this.wire.decodePayload(flags, body.payload);
+  }
+
+  /**
    * Checks the pattern and metadata limits (sizes before decoding anything) and decodes
    * the metadata: a map of at most `maxMetadataEntries` strings.
    */
@@ -275,15 +284,14 @@ export class ServerSession implements ConnectionHandler, CallSink {
     }
     const pattern = body.pattern;
     let data: unknown;
-    let metadata: Record<string, string> | undefined;
     try {
-      metadata = this.readMetadata(body);
-      data = this.wire.decodePayload(flags, body.payload);
+      data = this.decodeCall(flags, body);
     } catch (err) {
       const e = err as WireError;
       this.reject(id, e.code ?? 'WIRE_CODEC', e.message);
       return;
     }
+    const metadata = body.decodedMetadata;
     const handler = this.host.findHandler(pattern);
     if (handler === null) {
       this.reject(id, 'WIRE_NO_HANDLER', new WireNoHandlerError().message);
@@ -325,16 +333,15 @@ export class ServerSession implements ConnectionHandler, CallSink {
       return;
     }
     let data: unknown;
-    let metadata: Record<string, string> | undefined;
     try {
-      metadata = this.readMetadata(body);
-      data = this.wire.decodePayload(flags, body.payload);
+      data = this.decodeCall(flags, body);
     } catch (err) {
       // An event has nobody to answer: report it on this side and drop it.
       this.host.onEventDropped(body.pattern, err);
       return;
     }
-    this.host.runEvent(body.pattern, data, new WireContext([body.pattern, metadata, 0, 0, null, this.wire.remoteAddress]));
+    const ctx = new WireContext([body.pattern, body.decodedMetadata, 0, 0, null, this.wire.remoteAddress]);
+    this.host.runEvent(body.pattern, data, ctx);
   }
 }
 

@@ -1,17 +1,10 @@
 import { WireFrameTooLargeError, WireHandshakeError, WireProtocolError } from '../../lib/errors.js';
-import { FrameType, HEADER_SIZE, MAGIC } from '../../lib/protocol/frame.js';
+import { FrameType, MAGIC } from '../../lib/protocol/frame.js';
 import { FrameEncoder } from '../../lib/protocol/frame-encoder.js';
 import { collectingDecoder, joinChunks } from '../helpers/frames.js';
+import { rawFrame } from '../helpers/raw-peer.js';
 
-function frame(type: number, flags: number, id: number, body: Buffer): Buffer {
-  const out = Buffer.alloc(HEADER_SIZE + body.length);
-  out.writeUInt32BE(HEADER_SIZE - 4 + body.length, 0);
-  out[4] = type;
-  out[5] = flags;
-  out.writeUInt32BE(id, 6);
-  body.copy(out, HEADER_SIZE);
-  return out;
-}
+const frame = rawFrame;
 
 function sampleStream(count: number): { bytes: Buffer; bodies: Buffer[] } {
   const bodies: Buffer[] = [];
