@@ -7,6 +7,9 @@ type WriteCallback = (err?: Error | null) => void;
 
 /** Pending bytes past which frames are written at once instead of at the end of the turn. */
 const FLUSH_EARLY_BYTES = 8 * 1024;
+/** ...and at least this many frames, unless the batch is already this large: big frames batch too. */
+const FLUSH_EARLY_FRAMES = 16;
+const FLUSH_EARLY_MAX_BYTES = 256 * 1024;
 
 /**
  * Turns the frames encoded during one turn of the event loop into few socket writes.
@@ -71,7 +74,7 @@ export class WriteCoalescer {
   schedule(early = true): void {
     if (this.closed) return;
     if (this.scheduled) {
-      if (early && this.encoder.pendingBytes >= FLUSH_EARLY_BYTES) this.flush();
+      if (early && this.worthWritingEarly()) this.flush();
       return;
     }
     this.scheduled = true;
@@ -79,6 +82,12 @@ export class WriteCoalescer {
     // The first frame of a turn leaves at once: a lone call waits for nothing, and at low
     // concurrency the peer starts on it while this side produces the rest of the batch.
     if (early) this.flush();
+  }
+
+  private worthWritingEarly(): boolean {
+    const bytes = this.encoder.pendingBytes;
+    if (bytes < FLUSH_EARLY_BYTES) return false;
+    return bytes >= FLUSH_EARLY_MAX_BYTES || this.encoder.frames - this.framesCounted >= FLUSH_EARLY_FRAMES;
   }
 
   /** Calls `cb` once everything encoded so far has been handed to the OS (or failed). */
