@@ -12,7 +12,9 @@ import {
   ERROR_TRANSPORT,
   FrameType,
   MAX_REQUEST_ID,
+  FRAGMENT_WINDOW_BYTES,
   RESPONSE_END,
+  RESPONSE_LAST_FRAGMENT,
   RESPONSE_MORE,
   RESPONSE_NO_VALUE,
 } from '../protocol/frame.js';
@@ -81,7 +83,10 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     if (!this.wire.isOpen) throw new WireConnectionError(`connection to ${this.endpointKey} is closed`);
     const codec = this.codec;
     const wire = this.wire;
-    const payload = wire.compressOutgoing(codec.encode(call.data));
+    const encoded = codec.encode(call.data);
+    // Checked uncompressed, as the server checks it once inflated.
+    if (encoded.length > wire.peerMaxFrameSize) throw new WireFrameTooLargeError(encoded.length, wire.peerMaxFrameSize);
+    const payload = wire.compressOutgoing(encoded);
     const metadata = call.metadata === undefined ? null : codec.encode(call.metadata);
     const id = this.allocateId();
     wire.encoder.encodeCall(
@@ -224,6 +229,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   }
 
   private onResponse(flags: number, id: number, body: Buffer): void {
+    if ((flags & (RESPONSE_MORE | RESPONSE_LAST_FRAGMENT)) !== 0) this.consumedFragment(body.length);
     const call = this.calls.get(id);
     if (call === undefined) return; // timed out or cancelled: a late answer is dropped
     if ((flags & RESPONSE_MORE) !== 0 || call.fragments !== null) {
@@ -254,6 +260,21 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     }
     this.remove(call);
     call.complete((flags & RESPONSE_NO_VALUE) === 0, value);
+  }
+
+  /** Fragment bytes read since the last window grant. */
+  private fragmentBytesRead = 0;
+
+  /**
+   * Counts fragment bytes read (wanted or not: the server counts every one it sends) and
+   * grants them back with CREDIT id 0 once half the window is used.
+   */
+  private consumedFragment(bytes: number): void {
+    this.fragmentBytesRead += bytes;
+    if (this.fragmentBytesRead < FRAGMENT_WINDOW_BYTES / 2) return;
+    this.wire.encoder.encodeU32(FrameType.CREDIT, 0, 0, this.fragmentBytesRead);
+    this.wire.coalescer.schedule();
+    this.fragmentBytesRead = 0;
   }
 
   /**

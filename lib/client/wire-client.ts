@@ -131,21 +131,27 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
    * if no server answers, or `WireTimeoutError` after `timeoutMs`.
    */
   async ping(timeoutMs = 5000): Promise<number> {
-    let conn = this.balancer.pick();
-    if (conn === null) {
-      await this.connect();
-      conn = this.balancer.pick();
-      if (conn === null) throw this.balancer.unreachableError();
-    }
+    if (this.closed) throw new WireConnectionError('client is closed');
     let timer: NodeJS.Timeout | undefined;
+    // The timeout covers opening a connection too: a health check must answer in time.
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new WireTimeoutError(timeoutMs, `no PONG within ${timeoutMs} ms`)), timeoutMs);
     });
     try {
-      return await Promise.race([conn.wire.ping(), timeout]);
+      return await Promise.race([this.roundTrip(), timeout]);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private async roundTrip(): Promise<number> {
+    let conn = this.balancer.pick();
+    if (conn === null) {
+      await this.balancer.connect();
+      conn = this.balancer.pick();
+      if (conn === null) throw this.balancer.unreachableError();
+    }
+    return conn.wire.ping();
   }
 
   /**

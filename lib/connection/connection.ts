@@ -19,6 +19,7 @@ import {
 } from '../protocol/compression.js';
 import {
   ERROR_TRANSPORT,
+  FEATURE_FRAGMENTS,
   FrameType,
   HEADER_SIZE,
   LENGTH_SIZE,
@@ -73,6 +74,8 @@ export interface ConnectionOptions {
 
 /** Time given to a refused peer to read our ERROR frame before the socket is destroyed. */
 const LINGER_MS = 1000;
+/** Longest an orderly close waits for a slow reader to take what was still queued. */
+const END_TIMEOUT_MS = 10_000;
 
 /**
  * One socket's life, shared by client and server: preface and HELLO exchange, frame
@@ -174,7 +177,12 @@ export class WireConnection {
 
   /** Bytes written or encoded but not yet accepted by the OS (a slow reader's backlog). */
   get queuedBytes(): number {
-    return this.encoder.pendingBytes + this.socket.writableLength;
+    return this.encoder.pendingBytes + this.socket.writableLength + this.coalescer.fragments.pendingBytes;
+  }
+
+  /** The peer takes large values in fragments (and grants the fragment window). */
+  get peerAcceptsFragments(): boolean {
+    return this.peer !== null && (this.peer.features & FEATURE_FRAGMENTS) !== 0;
   }
 
   /**
@@ -341,6 +349,8 @@ export class WireConnection {
       this.socket.end();
       setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
     });
+    // A peer that never reads again must not hold the socket open forever.
+    setTimeout(() => this.socket.destroy(), END_TIMEOUT_MS).unref();
     this.finish(false);
   }
 
@@ -459,7 +469,10 @@ export class WireConnection {
     const body = encodeHelloBody({
       version: PROTOCOL_VERSION,
       codec: this.options.codec.id,
-      features: FEATURES_DECODES_ALL | (this.options.compression ? COMPRESSION_IDS[this.options.compression.algorithm] << FEATURES_SENDS_SHIFT : 0),
+      features:
+        FEATURE_FRAGMENTS |
+        FEATURES_DECODES_ALL |
+        (this.options.compression ? COMPRESSION_IDS[this.options.compression.algorithm] << FEATURES_SENDS_SHIFT : 0),
       maxFrameSize: this.options.maxFrameSize,
       maxInFlight: this.options.maxInFlight ?? 0,
       heartbeatMs: this.options.heartbeatMs ?? 0,

@@ -1,4 +1,9 @@
-import { FrameType, RESPONSE_MORE } from '../protocol/frame.js';
+import {
+  FRAGMENT_WINDOW_BYTES,
+  FrameType,
+  RESPONSE_LAST_FRAGMENT,
+  RESPONSE_MORE,
+} from '../protocol/frame.js';
 import type { FrameEncoder } from '../protocol/frame-encoder.js';
 
 /** Payload bytes per fragment. */
@@ -19,6 +24,8 @@ interface Pending {
   flags: number;
   payload: Uint8Array;
   offset: number;
+  /** Cut into fragments (a large RESPONSE value), as opposed to queued whole behind one. */
+  cut: boolean;
 }
 
 /**
@@ -31,6 +38,8 @@ interface Pending {
  */
 export class FragmentQueue {
   private readonly queue: Pending[] = [];
+  /** Fragment bytes the peer still lets us send (it grants more with CREDIT id 0). */
+  private window = FRAGMENT_WINDOW_BYTES;
   /** Frames queued per call id, to keep a call's frames in order. */
   private readonly perId = new Map<number, number>();
 
@@ -44,7 +53,8 @@ export class FragmentQueue {
   }
 
   push(id: number, type: FrameType, flags: number, payload: Uint8Array): void {
-    this.queue.push({ id, type, flags, payload, offset: 0 });
+    const cut = type === FrameType.RESPONSE && payload.length > FRAGMENT_THRESHOLD_BYTES;
+    this.queue.push({ id, type, flags, payload, offset: 0, cut });
     this.perId.set(id, (this.perId.get(id) ?? 0) + 1);
   }
 
@@ -71,9 +81,22 @@ export class FragmentQueue {
     else this.perId.set(id, left);
   }
 
+  /** The peer consumed `bytes` of fragments: they may be sent again. */
+  grant(bytes: number): void {
+    this.window += bytes;
+  }
+
+  /** Bytes still queued (counts toward the connection's write backlog). */
+  get pendingBytes(): number {
+    let n = 0;
+    for (const p of this.queue) n += p.payload.length - p.offset;
+    return n;
+  }
+
   /**
-   * Encodes up to `BYTES_PER_FLUSH` of queued payload, in order. Returns true if
-   * something is still queued (the caller schedules another flush).
+   * Encodes up to `BYTES_PER_FLUSH` of queued payload, in order, within the fragment
+   * window. Returns true if more could be sent now (the caller schedules another flush);
+   * false when the queue is empty or waits for the peer's CREDIT.
    */
   encodeInto(encoder: FrameEncoder): boolean {
     let budget = BYTES_PER_FLUSH;
@@ -81,11 +104,17 @@ export class FragmentQueue {
     while (queue.length > 0 && budget > 0) {
       const p = queue[0];
       const left = p.payload.length - p.offset;
-      // Only RESPONSE values are cut; anything else queued behind one leaves whole.
-      const n = p.type === FrameType.RESPONSE ? Math.min(left, FRAGMENT_BYTES) : left;
+      let n = left;
+      if (p.cut) {
+        n = Math.min(left, FRAGMENT_BYTES, this.window);
+        if (n === 0) return false; // wait for CREDIT
+        this.window -= n;
+      }
       const last = n === left;
       const part = p.offset === 0 && last ? p.payload : p.payload.subarray(p.offset, p.offset + n);
-      encoder.encodeSimple(p.type, last ? p.flags : (p.flags & ~RESPONSE_END_MASK) | RESPONSE_MORE, p.id, part);
+      let flags = p.flags;
+      if (p.cut) flags = last ? flags | RESPONSE_LAST_FRAGMENT : (flags & ~RESPONSE_END_MASK) | RESPONSE_MORE;
+      encoder.encodeSimple(p.type, flags, p.id, part);
       p.offset += n;
       budget -= n;
       if (!last) continue;
@@ -94,7 +123,7 @@ export class FragmentQueue {
       if (count === 0) this.perId.delete(p.id);
       else this.perId.set(p.id, count);
     }
-    return queue.length > 0;
+    return queue.length > 0 && (!queue[0].cut || this.window > 0);
   }
 }
 

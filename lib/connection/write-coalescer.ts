@@ -19,8 +19,9 @@ const FLUSH_EARLY_MAX_BYTES = 256 * 1024;
  * *and* the promise chains they started (Nest resolves handlers through several awaits,
  * so a microtask flush would fire before most responses of a batch exist), yet before
  * the loop waits for I/O again. No timer is involved and a lone frame waits for nothing.
- * A batch that reaches 8 KiB is written early, so the peer works while this side
- * produces the rest (measured in BENCHMARKS.md: otherwise both processes take turns).
+ * A batch that reaches 8 KiB and 16 frames (or 256 KiB) is written early, so the peer
+ * works while this side produces the rest (measured in BENCHMARKS.md: otherwise both
+ * processes take turns). Large values leave in fragments through `fragments`.
  *
  * While the socket reports it is full (`write()` returned false), frames keep
  * accumulating in the encoder and leave together on `drain`.

@@ -70,6 +70,22 @@ export const RESPONSE_NO_VALUE = 0x02;
  * payloads until a frame without MORE, whose other flags then apply to the whole value.
  */
 export const RESPONSE_MORE = 0x04;
+/**
+ * The last fragment of a value that was cut. Every frame with MORE or LAST_FRAGMENT
+ * counts against the connection's fragment window, whether or not its call is still
+ * wanted, so both sides count the same bytes.
+ */
+export const RESPONSE_LAST_FRAGMENT = 0x08;
+
+/** HELLO features bit 8: this side accepts fragmented values and grants the fragment window. */
+export const FEATURE_FRAGMENTS = 0x0100;
+
+/**
+ * Fragment bytes a sender may have unacknowledged per connection (the receiver grants more
+ * with CREDIT id 0). Keeps a large value from filling the kernel's buffers ahead of small
+ * frames.
+ */
+export const FRAGMENT_WINDOW_BYTES = 256 * 1024;
 
 /** ERROR flags: the body is a transport error `{ code, message }`, not an application value. */
 export const ERROR_TRANSPORT = 0x01;

@@ -13,7 +13,10 @@ export const HANDSHAKE_MAX_FRAME_BYTES = 64 * 1024;
 export interface Hello {
   version: number;
   codec: number;
-  /** Reserved feature bits; 0 in version 1. */
+  /**
+   * Feature bits: 0-1 compression algorithms this side decodes, 4-5 the one it sends with,
+   * 8 accepts fragmented values (see docs/PROTOCOL.md).
+   */
   features: number;
   /** Largest length field the sender accepts. */
   maxFrameSize: number;

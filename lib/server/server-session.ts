@@ -16,7 +16,7 @@ import {
 } from '../errors.js';
 import { CallBody, readCallBody } from '../protocol/call-body.js';
 import type { WireCodec } from '../protocol/codec.js';
-import { FrameType, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
+import { ERROR_TRANSPORT, FrameType, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
 import { encodeTransportError } from '../protocol/transport-error.js';
 import { ServerCall, type CallSink } from './server-call.js';
 import { WireContext } from './wire-context.js';
@@ -115,7 +115,14 @@ export class ServerSession implements ConnectionHandler, CallSink {
       }
       case FrameType.CREDIT: {
         if (body.length < 4) throw new WireProtocolError('CREDIT frame without its 32-bit count');
-        this.calls.get(id)?.addCredit(body.readUInt32BE(0));
+        const n = body.readUInt32BE(0);
+        if (id === 0) {
+          // Connection-level: fragment bytes the client has consumed.
+          this.wire.coalescer.fragments.grant(n);
+          this.wire.coalescer.schedule();
+        } else {
+          this.calls.get(id)?.addCredit(n);
+        }
         return;
       }
       case FrameType.GOAWAY:
@@ -147,7 +154,8 @@ export class ServerSession implements ConnectionHandler, CallSink {
     const payload = bytes === null ? null : wire.compressOutgoing(bytes);
     const flags = payload === null ? RESPONSE_NO_VALUE : wire.lastCompressed ? PAYLOAD_COMPRESSED : 0;
     const fragments = wire.coalescer.fragments;
-    if (payload !== null && (payload.length > FRAGMENT_THRESHOLD_BYTES || fragments.has(call.id))) {
+    const cut = payload !== null && payload.length > FRAGMENT_THRESHOLD_BYTES && wire.peerAcceptsFragments;
+    if (payload !== null && (cut || fragments.has(call.id))) {
       // Large (or behind a large one of the same call): leaves in fragments between other frames.
       fragments.push(call.id, FrameType.RESPONSE, flags, payload);
     } else if (fragments.has(call.id)) {
@@ -174,8 +182,27 @@ export class ServerSession implements ConnectionHandler, CallSink {
   }
 
   writeFailure(call: ServerCall, err: unknown): void {
-    // Values of this call still leaving in fragments are dropped: the call failed.
-    this.wire.coalescer.fragments.drop(call.id);
+    const fragments = this.wire.coalescer.fragments;
+    // Values of this call not yet begun are dropped: the call failed.
+    fragments.drop(call.id);
+    if (fragments.has(call.id)) {
+      // A value is half sent: the ERROR must follow its last fragment, not overtake it.
+      let flags = ERROR_TRANSPORT;
+      let body: Uint8Array;
+      if (err instanceof WireError) {
+        body = encodeTransportError(err.code, err.message);
+      } else {
+        try {
+          body = this.codec.encode(err);
+          flags = 0;
+        } catch (e) {
+          body = encodeTransportError('WIRE_CODEC', `error value could not be sent: ${(e as Error).message}`);
+        }
+      }
+      fragments.push(call.id, FrameType.ERROR, flags, body);
+      this.wire.coalescer.schedule();
+      return;
+    }
     if (err instanceof WireError) this.wire.sendTransportError(call.id, err.code, err.message);
     else this.wire.sendError(call.id, err);
   }
@@ -201,7 +228,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
   expire(call: ServerCall): void {
     const err = new WireTimeoutError(0, 'deadline exceeded before the handler finished');
     call.cancel(err, { error: err });
-    this.wire.sendTransportError(call.id, err.code, err.message);
+    this.writeFailure(call, err);
   }
 
   /**

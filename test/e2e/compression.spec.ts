@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { deflateRawSync } from 'node:zlib';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
-import type { CompressionAlgorithm } from '../../lib/index.js';
+import { WireFrameTooLargeError, type CompressionAlgorithm } from '../../lib/index.js';
 import { FrameType, PAYLOAD_COMPRESSED } from '../../lib/protocol/frame.js';
 import { clientFor, startWireApp } from '../helpers/apps.js';
 import { codec, rawFrame, RawPeer } from '../helpers/raw-peer.js';
@@ -64,6 +64,18 @@ describe('compression negotiation and limits', () => {
     const error = await peer.waitForFrame((f) => f.type === FrameType.ERROR && f.id === 7);
     expect(error.body.toString('latin1')).toContain('WIRE_CODEC');
     peer.destroy();
+    await running.app.close();
+  });
+});
+
+describe('compression and size limits', () => {
+  it('checks a request against the server limit before compressing it', async () => {
+    const running = await startWireApp(TestAppModule, { maxFrameSize: 64 * 1024 });
+    const client = clientFor(running, { compression: { algorithm: 'deflate' } });
+    // 200 KiB that would compress to a few hundred bytes, but inflates past the server's limit.
+    const err = await firstValueFrom(client.send('echo', 'a'.repeat(200 * 1024))).catch((e) => e);
+    expect(err).toBeInstanceOf(WireFrameTooLargeError);
+    client.close();
     await running.app.close();
   });
 });
