@@ -5,6 +5,7 @@ import { WireServer } from 'nest-wire';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_HOST } from './config.js';
 import { GatewayModule } from './gateway/gateway.module.js';
+import { serverHandle } from './service/server-handle.js';
 import { ServiceModule } from './service/service.module.js';
 
 export interface StartOptions {
@@ -15,12 +16,13 @@ export interface StartOptions {
 }
 
 export interface GatewayStartOptions extends StartOptions {
-  /** Host of the math service. Default `127.0.0.1`. */
+  /** Host of the math service when it is given as a port. Default `127.0.0.1`. */
   wireHost?: string;
 }
 
 export interface RunningService {
   app: INestMicroservice;
+  server: WireServer;
   /** The port bound (the real one when started on port 0). */
   port: number;
 }
@@ -38,18 +40,27 @@ export async function startService(
   { host = DEFAULT_HOST, logger }: StartOptions = {},
 ): Promise<RunningService> {
   const server = new WireServer({ host, port });
-  const app = await NestFactory.createMicroservice(ServiceModule, { strategy: server, logger, abortOnError: false });
+  const app = await NestFactory.createMicroservice(ServiceModule.forRoot(serverHandle(server, host)), {
+    strategy: server,
+    logger,
+    abortOnError: false,
+  });
   await app.listen();
-  return { app, port: server.port };
+  return { app, server, port: server.port };
 }
 
-/** Starts the HTTP gateway, talking to the math service at `wireHost:wirePort`; `httpPort` 0 picks a free port. */
+/**
+ * Starts the HTTP gateway; `httpPort` 0 picks a free port. `wire` is where the math
+ * service is: its port on `wireHost`, or a list of `host:port` (the gateway's client
+ * then spreads calls over them, and fails over when one goes away).
+ */
 export async function startGateway(
   httpPort: number,
-  wirePort: number,
+  wire: number | readonly string[],
   { host = DEFAULT_HOST, wireHost = DEFAULT_HOST, logger }: GatewayStartOptions = {},
 ): Promise<RunningGateway> {
-  const app = await NestFactory.create(GatewayModule.forRoot({ wireHost, wirePort }), { logger, abortOnError: false });
+  const target = typeof wire === 'number' ? { wireHost, wirePort: wire } : { servers: [...wire] };
+  const app = await NestFactory.create(GatewayModule.forRoot(target), { logger, abortOnError: false });
   try {
     await app.listen(httpPort, host);
   } catch (err) {

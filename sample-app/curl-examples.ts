@@ -12,6 +12,7 @@ export function curlExamples(baseUrl: string): string[] {
     `curl '${baseUrl}/slow?ms=100'`,
     `curl -i '${baseUrl}/slow?ms=2000'`,
     `curl '${baseUrl}/health'`,
+    `curl '${baseUrl}/stats'`,
   ];
 }
 

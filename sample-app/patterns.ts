@@ -1,3 +1,5 @@
+import type { WireServerStats } from 'nest-wire';
+
 /**
  * The contract between the gateway and the math service: message patterns and
  * the payloads they carry. Both sides import it, so a rename cannot drift.
@@ -17,8 +19,8 @@ export const USER_EVENTS = 'users.events';
 export const CALL_INFO = 'diag.call-info';
 /** Request/response: answers after `ms` milliseconds (to demonstrate timeouts). */
 export const SLEEP = 'diag.sleep';
-/** Request/response: liveness probe. */
-export const PING = 'diag.ping';
+/** Request/response: the answering service's identity and its `WireServer#stats()`. */
+export const SERVER_STATS = 'diag.server-stats';
 
 /** Limits the service enforces (the gateway checks them too, to answer HTTP 400 early). */
 export const MAX_COUNTDOWN_FROM = 100;
@@ -61,7 +63,28 @@ export interface SleepResult {
   sleptMs: number;
 }
 
-export interface PingResult {
-  status: 'ok';
+/** Countdown streams the service has served, by how they ended. */
+export interface CountdownCounts {
+  started: number;
+  /** Running now. */
+  active: number;
+  /** Ran to the end. */
+  completed: number;
+  /** Stopped early: the caller unsubscribed (CANCEL), or its deadline passed. */
+  stopped: number;
+  /** Of those, how many saw `ctx.getSignal()` abort. */
+  aborted: number;
+  /** Values produced, across all countdowns. */
+  values: number;
+}
+
+/** What `SERVER_STATS` answers: which service process answered, and its transport statistics. */
+export interface ServerInfo {
+  /** `host:port` the service listens on. */
+  address: string;
+  pid: number;
   uptimeSeconds: number;
+  countdowns: CountdownCounts;
+  /** `WireServer#stats()`: calls handled by outcome (this one included), latency, connections, bytes. */
+  server: WireServerStats;
 }

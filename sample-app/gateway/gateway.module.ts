@@ -1,34 +1,44 @@
 import { Module, type DynamicModule, type Type } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ClientsModule, type ClientProxy } from '@nestjs/microservices';
+import { TerminusModule } from '@nestjs/terminus';
 import { WireClient, type WireClientOptions } from 'nest-wire';
+import { WireHealthIndicator } from 'nest-wire/terminus';
+import { formatHostPort } from '../config.js';
 import { DiagnosticsController } from './diagnostics.controller.js';
 import { HealthController } from './health.controller.js';
-import { DEFAULT_CALL_TIMEOUT_MS, MATH_SERVICE } from './math-service.client.js';
+import { DEFAULT_CALL_TIMEOUT_MS, MATH_SERVICE, MATH_SERVICE_ADDRESSES } from './math-service.client.js';
 import { MathController } from './math.controller.js';
 import { RpcErrorFilter } from './rpc-error.filter.js';
+import { StatsController } from './stats.controller.js';
 import { UsersController } from './users.controller.js';
 
-export interface GatewayModuleOptions {
-  /** Where the math service listens. */
-  wireHost: string;
-  wirePort: number;
-}
+/** Where the math service is: one host and port, or several `host:port` to spread calls over. */
+export type GatewayModuleOptions = { wireHost: string; wirePort: number } | { servers: string[] };
 
 /** The HTTP gateway: turns HTTP requests into nest-wire calls to the math service. */
 @Module({})
 export class GatewayModule {
-  static forRoot({ wireHost, wirePort }: GatewayModuleOptions): DynamicModule {
-    const options: WireClientOptions = { host: wireHost, port: wirePort, timeout: DEFAULT_CALL_TIMEOUT_MS };
+  static forRoot(target: GatewayModuleOptions): DynamicModule {
+    const options: WireClientOptions =
+      'servers' in target
+        ? { servers: target.servers, timeout: DEFAULT_CALL_TIMEOUT_MS }
+        : { host: target.wireHost, port: target.wirePort, timeout: DEFAULT_CALL_TIMEOUT_MS };
+    const addresses = 'servers' in target ? target.servers : [formatHostPort(target.wireHost, target.wirePort)];
     return {
       module: GatewayModule,
       imports: [
         // The cast: `customClass` is typed `Type<ClientProxy>`, which a client with its own
         // status type (Nest's `ClientTCP` included) does not satisfy; the runtime is unaffected.
         ClientsModule.register([{ name: MATH_SERVICE, customClass: WireClient as Type<ClientProxy>, options }]),
+        TerminusModule,
       ],
-      controllers: [MathController, UsersController, DiagnosticsController, HealthController],
-      providers: [{ provide: APP_FILTER, useClass: RpcErrorFilter }],
+      controllers: [MathController, UsersController, DiagnosticsController, HealthController, StatsController],
+      providers: [
+        { provide: APP_FILTER, useClass: RpcErrorFilter },
+        { provide: MATH_SERVICE_ADDRESSES, useValue: addresses },
+        WireHealthIndicator,
+      ],
     };
   }
 }

@@ -1,36 +1,30 @@
-import { Controller, Get, Inject, ServiceUnavailableException } from '@nestjs/common';
+import { Controller, Get, Inject } from '@nestjs/common';
+import { HealthCheck, HealthCheckService, type HealthCheckResult } from '@nestjs/terminus';
 import { WireClient } from 'nest-wire';
-import { firstValueFrom } from 'rxjs';
-import { PING, type PingResult } from '../patterns.js';
+import { WireHealthIndicator } from 'nest-wire/terminus';
 import { MATH_SERVICE } from './math-service.client.js';
 
-const PING_TIMEOUT_MS = 1_000;
-
-export interface HealthReport {
-  status: 'ok';
-  gateway: 'up';
-  service: 'up';
-  serviceUptimeSeconds: number;
-}
+/** Time the service has to answer the health check's PING, in ms. */
+export const HEALTH_PING_TIMEOUT_MS = 1_000;
 
 @Controller('health')
 export class HealthController {
-  constructor(@Inject(MATH_SERVICE) private readonly service: WireClient) {}
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly wireHealth: WireHealthIndicator,
+    @Inject(MATH_SERVICE) private readonly math: WireClient,
+  ) {}
 
-  /** `GET /health` → 200 when the service answers a ping, 503 otherwise. */
+  /**
+   * `GET /health` → 200 `{ status: 'ok', info: { math: { status: 'up', rttMs } }, ... }`
+   * when a PING over the gateway's own client comes back in time; 503 with
+   * `{ status: 'error', error: { math: { status: 'down', message, code } }, ... }` otherwise.
+   */
   @Get()
-  async check(): Promise<HealthReport> {
-    let ping: PingResult;
-    try {
-      ping = await firstValueFrom(this.service.send<PingResult>(PING, {}, { timeout: PING_TIMEOUT_MS }));
-    } catch (err) {
-      throw new ServiceUnavailableException({
-        status: 'degraded',
-        gateway: 'up',
-        service: 'down',
-        reason: err instanceof Error ? err.message : String(err),
-      });
-    }
-    return { status: 'ok', gateway: 'up', service: 'up', serviceUptimeSeconds: ping.uptimeSeconds };
+  @HealthCheck()
+  check(): Promise<HealthCheckResult> {
+    return this.health.check([
+      () => this.wireHealth.pingCheck('math', this.math, { timeoutMs: HEALTH_PING_TIMEOUT_MS }),
+    ]);
   }
 }

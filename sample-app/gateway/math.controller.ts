@@ -75,7 +75,9 @@ export class MathController {
     @Param('from', ...FROM_PIPES) from: number,
     @Query('tickMs', ...TICK_MS_PIPES) tickMs: number,
   ): Observable<MessageEvent> {
-    // No timeout: the stream ends when the countdown does, or when the HTTP client leaves.
+    // No timeout: the stream ends when the countdown does, or when the HTTP client leaves:
+    // Nest then unsubscribes from this Observable, which sends CANCEL, and the service
+    // stops its countdown (see `CountdownTracker`).
     return this.math
       .send<number, CountdownRequest>(COUNTDOWN, { from, tickMs }, { timeout: 0 })
       .pipe(map((value) => ({ data: String(value) })));

@@ -1,22 +1,29 @@
-import { Controller } from '@nestjs/common';
+import { Controller, Inject } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import { WireContext } from 'nest-wire';
 import { map, timer, type Observable } from 'rxjs';
 import {
   CALL_INFO,
   MAX_SLEEP_MS,
-  PING,
+  SERVER_STATS,
   SLEEP,
   type CallInfo,
-  type PingResult,
+  type ServerInfo,
   type SleepRequest,
   type SleepResult,
 } from '../patterns.js';
+import { CountdownTracker } from './countdown-tracker.js';
 import { badRequest } from './rpc-errors.js';
+import { SERVER_HANDLE, type ServerHandle } from './server-handle.js';
 
 @Controller()
 export class DiagnosticsController {
   private readonly startedAt = Date.now();
+
+  constructor(
+    @Inject(SERVER_HANDLE) private readonly server: ServerHandle,
+    private readonly countdowns: CountdownTracker,
+  ) {}
 
   /** What nest-wire's context carries: metadata set by the caller, deadline, peer. */
   @MessagePattern(CALL_INFO)
@@ -42,8 +49,19 @@ export class DiagnosticsController {
     return timer(ms).pipe(map(() => ({ sleptMs: ms })));
   }
 
-  @MessagePattern(PING)
-  ping(): PingResult {
-    return { status: 'ok', uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000) };
+  /** Which service process answered, and what its `WireServer` has counted (this call included). */
+  @MessagePattern(SERVER_STATS)
+  serverStats(): ServerInfo {
+    return {
+      address: this.server.address(),
+      pid: process.pid,
+      uptimeSeconds: this.uptimeSeconds(),
+      countdowns: this.countdowns.snapshot(),
+      server: this.server.stats(),
+    };
+  }
+
+  private uptimeSeconds(): number {
+    return Math.floor((Date.now() - this.startedAt) / 1000);
   }
 }

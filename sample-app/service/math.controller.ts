@@ -1,5 +1,6 @@
 import { Controller } from '@nestjs/common';
-import { MessagePattern, Payload } from '@nestjs/microservices';
+import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
+import { WireContext } from 'nest-wire';
 import { map, take, timer, type Observable } from 'rxjs';
 import {
   COUNTDOWN,
@@ -10,10 +11,13 @@ import {
   type CountdownRequest,
   type DivideRequest,
 } from '../patterns.js';
+import { CountdownTracker } from './countdown-tracker.js';
 import { badRequest } from './rpc-errors.js';
 
 @Controller()
 export class MathController {
+  constructor(private readonly countdowns: CountdownTracker) {}
+
   @MessagePattern(SUM)
   sum(@Payload() numbers: unknown): number {
     if (!Array.isArray(numbers) || !numbers.every(isFiniteNumber)) {
@@ -29,19 +33,24 @@ export class MathController {
     return a / b;
   }
 
-  /** A stream: every value is sent to the caller as it is produced. */
+  /**
+   * A stream: every value is sent to the caller as it is produced. When the caller
+   * goes away first (the gateway's SSE client disconnects), its CANCEL makes the
+   * server unsubscribe: the timer stops, and `ctx.getSignal()` aborts.
+   */
   @MessagePattern(COUNTDOWN)
-  countdown(@Payload() { from, tickMs }: CountdownRequest): Observable<number> {
+  countdown(@Payload() { from, tickMs }: CountdownRequest, @Ctx() ctx: WireContext): Observable<number> {
     if (!isIntegerIn(from, 0, MAX_COUNTDOWN_FROM)) {
       throw badRequest(`from must be an integer from 0 to ${MAX_COUNTDOWN_FROM}`);
     }
     if (!isIntegerIn(tickMs, 0, MAX_TICK_MS)) {
       throw badRequest(`tickMs must be an integer from 0 to ${MAX_TICK_MS}`);
     }
-    return timer(0, tickMs).pipe(
+    const countdown = timer(0, tickMs).pipe(
       take(from + 1),
       map((tick) => from - tick),
     );
+    return this.countdowns.track(countdown, ctx.getSignal());
   }
 }
 

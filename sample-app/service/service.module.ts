@@ -1,12 +1,20 @@
-import { Module } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
+import { CountdownTracker } from './countdown-tracker.js';
 import { DiagnosticsController } from './diagnostics.controller.js';
 import { MathController } from './math.controller.js';
+import { SERVER_HANDLE, type ServerHandle } from './server-handle.js';
 import { UserEventsStore } from './user-events.store.js';
 import { UsersController } from './users.controller.js';
 
 /** The microservice: served over nest-wire by a `WireServer`. */
-@Module({
-  controllers: [MathController, UsersController, DiagnosticsController],
-  providers: [UserEventsStore],
-})
-export class ServiceModule {}
+@Module({})
+export class ServiceModule {
+  /** `server`: the `WireServer` this module is served by, for the `SERVER_STATS` diagnostic. */
+  static forRoot(server: ServerHandle): DynamicModule {
+    return {
+      module: ServiceModule,
+      controllers: [MathController, UsersController, DiagnosticsController],
+      providers: [UserEventsStore, CountdownTracker, { provide: SERVER_HANDLE, useValue: server }],
+    };
+  }
+}
