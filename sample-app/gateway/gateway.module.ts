@@ -1,6 +1,6 @@
-import { Module, type DynamicModule, type Type } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
-import { ClientsModule, type ClientProxy } from '@nestjs/microservices';
+import { ClientsModule } from '@nestjs/microservices';
 import { TerminusModule } from '@nestjs/terminus';
 import { WireClient, type WireClientOptions } from 'nest-wire';
 import { WireHealthIndicator } from 'nest-wire/terminus';
@@ -28,9 +28,7 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [
-        // The cast: `customClass` is typed `Type<ClientProxy>`, which a client with its own
-        // status type (Nest's `ClientTCP` included) does not satisfy; the runtime is unaffected.
-        ClientsModule.register([{ name: MATH_SERVICE, customClass: WireClient as Type<ClientProxy>, options }]),
+        ClientsModule.register([{ name: MATH_SERVICE, customClass: WireClient, options }]),
         TerminusModule,
       ],
       controllers: [MathController, UsersController, DiagnosticsController, HealthController, StatsController],
