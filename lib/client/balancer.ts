@@ -39,6 +39,8 @@ const EXACT_PICK_LIMIT = 8;
 export class Balancer implements EndpointEvents {
   /** Connections in rotation: open, handshake done, not draining. */
   private readonly ready: ClientConnection[] = [];
+  /** Where the next exact pick starts scanning. */
+  private rotation = 0;
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly heartbeats: HeartbeatMonitor;
   private readonly connectionOptions: ConnectionOptions;
@@ -110,8 +112,13 @@ export class Balancer implements EndpointEvents {
     }
     if (n === 1) return ready[0];
     if (n <= EXACT_PICK_LIMIT) {
-      let best = ready[0];
-      for (let i = 1; i < n; i++) if (ready[i].inFlight < best.inFlight) best = ready[i];
+      // Scan from a rotating start, so that ties (an idle pool) go round robin, not to the first.
+      const start = (this.rotation = (this.rotation + 1) % n);
+      let best = ready[start];
+      for (let k = 1; k < n; k++) {
+        const c = ready[(start + k) % n];
+        if (c.inFlight < best.inFlight) best = c;
+      }
       return best;
     }
     const a = ready[(Math.random() * n) | 0];

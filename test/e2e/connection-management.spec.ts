@@ -361,3 +361,20 @@ describe('connection management under pressure', () => {
     expect(answered.sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   }, 15_000);
 });
+
+describe('balancing an idle pool', () => {
+  it('spreads calls made one at a time over every server (ties go round robin)', async () => {
+    const nodes = await Promise.all(['a', 'b', 'c'].map((n) => startNode(n)));
+    const client = clientOf(nodes);
+    await client.connect();
+    await waitFor(() => client.counters().openConnections === 3);
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 30; i++) {
+      const name = await firstValueFrom(client.send<string>('who', 0));
+      counts[name] = (counts[name] ?? 0) + 1;
+    }
+    expect(counts).toEqual({ a: 10, b: 10, c: 10 });
+    client.close();
+    await Promise.all(nodes.map((n) => n.app.close()));
+  });
+});
