@@ -392,7 +392,10 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
       this.wheel,
       {
       onStatus: (status) => this._status$.next(status),
-      onReady: () => this.drain(),
+      onReady: () => {
+        this.logger.debug?.(`connected (${this.balancer.readyCount} connections open)`);
+        this.drain();
+      },
       onUnreachable: (err) => this.failQueued(err),
       onConnectionError: (endpoint, err, firstInARow) => {
         if (this.emitter.listenerCount('error') > 0) this.emitter.emit('error', err);
