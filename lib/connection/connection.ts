@@ -347,10 +347,10 @@ export class WireConnection {
     if (this.state === ConnectionState.CLOSED) return;
     this.coalescer.closeAfterFlush(() => {
       this.socket.end();
-      setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
+      destroyLater(this.socket, LINGER_MS);
     });
     // A peer that never reads again must not hold the socket open forever.
-    setTimeout(() => this.socket.destroy(), END_TIMEOUT_MS).unref();
+    destroyLater(this.socket, END_TIMEOUT_MS);
     this.finish(false);
   }
 
@@ -556,5 +556,12 @@ export function refuseSocket(socket: Socket, code: string, message: string): voi
   encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, 0, encodeTransportError(code, message));
   socket.on('error', () => {});
   socket.end(Buffer.concat(encoder.take()!));
-  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  destroyLater(socket, LINGER_MS);
+}
+
+/** Destroys `socket` after `ms` unless it closes first (then the timer is cleared, not left behind). */
+function destroyLater(socket: Socket, ms: number): void {
+  if (socket.destroyed) return;
+  const timer = setTimeout(() => socket.destroy(), ms).unref();
+  socket.once('close', () => clearTimeout(timer));
 }
