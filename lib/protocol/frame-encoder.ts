@@ -13,6 +13,8 @@ import {
 
 /** Size of each output arena. Frames are packed back to back into it. */
 const ARENA_BYTES = 64 * 1024;
+/** First arena of an encoder: an idle connection (one HELLO, then heartbeats) holds only this. */
+const FIRST_ARENA_BYTES = 4 * 1024;
 /** Payloads above this are not copied into the arena but queued as their own chunk. */
 const COPY_LIMIT_BYTES = 16 * 1024;
 /** When less than this is left in the arena after a take, start a fresh one. */
@@ -29,6 +31,8 @@ const MIN_ARENA_TAIL_BYTES = 1024;
  */
 export class FrameEncoder {
   private arena: Buffer | null = null;
+  /** Size of the last arena allocated (0 before the first). */
+  private arenaBytes = 0;
   /** Next free byte of the arena. */
   private pos = 0;
   /** First byte of the arena not yet handed out by `take()`. */
@@ -219,7 +223,9 @@ export class FrameEncoder {
     const arena = this.arena;
     if (arena !== null && arena.length - this.pos >= n) return arena;
     if (arena !== null && this.pos > this.start) this.seal();
-    const next = Buffer.allocUnsafe(Math.max(ARENA_BYTES, n));
+    // Arenas grow from 4 KiB to 64 KiB as the connection shows it needs them.
+    this.arenaBytes = arena === null && this.arenaBytes === 0 ? FIRST_ARENA_BYTES : Math.min(ARENA_BYTES, this.arenaBytes * 2);
+    const next = Buffer.allocUnsafe(Math.max(this.arenaBytes, n));
     this.arena = next;
     this.pos = 0;
     this.start = 0;
