@@ -200,7 +200,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     const generation = this.wire.encoder.generation;
     for (const call of [...this.calls.values()]) {
       if (call.generation !== generation || call.settled) continue;
-      this.remove(call);
+      this.detach(call);
       call.tracker.resend(call, reason);
     }
     this.failAll(reason);
@@ -210,7 +210,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   private onNack(id: number, body: Buffer): void {
     const call = this.calls.get(id);
     if (call === undefined) return;
-    this.remove(call);
+    this.detach(call);
     call.tracker.resend(call, this.wire.decodeRemoteError(ERROR_TRANSPORT, body));
     this.closeIfDrained();
   }
@@ -320,10 +320,19 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     call.fail(err);
   }
 
+  /** Takes an ended call out of this connection's table and out of the timeout wheel. */
   private remove(call: PendingCall): void {
+    this.detach(call);
+    this.wheel.remove(call);
+  }
+
+  /**
+   * Takes a call out of this connection's table only: one that will be re-sent keeps its
+   * place in the timeout wheel, so its deadline still holds on the next connection.
+   */
+  private detach(call: PendingCall): void {
     this.calls.delete(call.id);
     call.owner = null;
-    this.wheel.remove(call);
     if (this.draining && this.calls.size === 0) queueMicrotask(() => this.closeIfDrained());
   }
 

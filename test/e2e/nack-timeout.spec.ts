@@ -7,15 +7,9 @@ import { collectingDecoder } from '../helpers/frames.js';
 import { helloFrame, rawFrame } from '../helpers/raw-peer.js';
 
 /**
- * KNOWN BUG, found by test/e2e/frames.fuzz.spec.ts: a call that the server refuses with
- * NACK is re-sent (WireClient#resend) without its timeout. `ClientConnection#remove`
- * takes it out of the timeout wheel and nothing puts it back, so if the re-sent request
- * is never answered the call never settles: `timeout` is not honoured, `pending` stays 1
- * until the connection closes. (The re-send of a call whose frame never left a closing
- * connection goes through the same `remove` + `resend` and loses its timeout the same way.)
- *
- * Marked `it.failing` so `npm test` stays green while the bug exists; once lib/ is fixed
- * this reports a failure: remove `.failing` then.
+ * Found by test/e2e/frames.fuzz.spec.ts: a call that the server refused with NACK was
+ * re-sent without its timeout (taken out of the timeout wheel and never put back), so an
+ * unanswered re-send never settled. Re-sent calls now keep their deadline.
  */
 describe('a call re-sent after NACK', () => {
   let fake: Server;
@@ -47,7 +41,7 @@ describe('a call re-sent after NACK', () => {
     await new Promise((r) => fake.close(r));
   });
 
-  it.failing('still fails with WIRE_TIMEOUT at its timeout', async () => {
+  it('still fails with WIRE_TIMEOUT at its timeout', async () => {
     const client = new WireClient({ host: '127.0.0.1', port: (fake.address() as AddressInfo).port, timeout: 100 });
     let timer: NodeJS.Timeout | undefined;
     try {

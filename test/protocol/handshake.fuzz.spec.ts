@@ -394,8 +394,9 @@ describe('handshake fuzz', () => {
           try {
             const outcome = await within(firstValueFrom(c.send('sum', [1, 2])).then(() => 'value', (e: unknown) => e), 3000);
             assert.notEqual(outcome, 'timeout', 'the call hung');
-            assert.notEqual(outcome, 'value', 'a fake server that never answers produced a value');
-            assert.ok(outcome instanceof WireError, `call failed with ${String(outcome)}`);
+            // Random bytes after a valid HELLO can hold a well-formed RESPONSE for id 1 (seed
+            // -1954670366 did): then a value is the right outcome. Otherwise a typed error.
+            if (outcome !== 'value') assert.ok(outcome instanceof WireError, `call failed with ${String(outcome)}`);
           } finally {
             c.close();
           }
