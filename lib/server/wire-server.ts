@@ -315,6 +315,13 @@ export class WireServer
   }
 
   runEvent(pattern: string, data: unknown, ctx: WireContext): void {
+    const handler = this.getHandlerByPattern(pattern);
+    if (handler !== null && !handler.isEventHandler) {
+      // Nothing could ever cancel a request handler started by an event (no id, no CANCEL):
+      // an endless stream would run forever. Events go to @EventPattern handlers only.
+      this.onEventDropped(pattern, new Error('the pattern has a @MessagePattern handler, not an @EventPattern one'));
+      return;
+    }
     this.handleEvent(pattern, { pattern, data, metadata: ctx.getMetadata() }, ctx).catch((err: unknown) =>
       this.logger.error(err),
     );

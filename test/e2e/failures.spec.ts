@@ -279,3 +279,18 @@ describe('failures: every bad input gets a typed error and nothing waits forever
     });
   });
 });
+
+describe('events aimed at request handlers', () => {
+  it('are dropped: an event could never cancel the endless stream it would start', async () => {
+    const running = await startWireApp(TestAppModule);
+    recorder.reset();
+    const peer = await RawPeer.connect(running.port);
+    peer.handshake();
+    peer.write(rawFrame(FrameType.EVENT, 0, 0, requestBody('slow', 10)));
+    peer.write(rawFrame(FrameType.EVENT, 0, 0, requestBody('infinite', {})));
+    await sleep(50);
+    expect(recorder.started).toBe(0); // the request handler never ran
+    peer.destroy();
+    await running.app.close();
+  });
+});
