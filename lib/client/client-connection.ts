@@ -81,26 +81,8 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
    */
   write(call: PendingCall, budgetMs: number): void {
     if (!this.wire.isOpen) throw new WireConnectionError(`connection to ${this.endpointKey} is closed`);
-    const codec = this.codec;
-    const wire = this.wire;
-    const encoded = codec.encode(call.data);
-    // Checked uncompressed, as the server checks it once inflated.
-    if (encoded.length > wire.peerMaxFrameSize) throw new WireFrameTooLargeError(encoded.length, wire.peerMaxFrameSize);
-    const payload = wire.compressOutgoing(encoded);
-    const metadata = call.metadata === undefined ? null : codec.encode(call.metadata);
     const id = this.allocateId();
-    wire.encoder.encodeCall(
-      FrameType.REQUEST,
-      id,
-      call.pattern,
-      budgetMs,
-      metadata,
-      payload,
-      wire.peerMaxFrameSize,
-      this.streamCredit,
-      wire.lastCompressed,
-    );
-    this.wire.coalescer.schedule();
+    this.encodeCall(FrameType.REQUEST, id, call.pattern, budgetMs, call.data, call.metadata, this.streamCredit);
     call.id = id;
     call.owner = this;
     // Until this generation has been taken, the frame can still be abandoned unsent.
@@ -110,25 +92,32 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
 
   /** Encodes and queues an EVENT; resolves once it has been handed to the OS. */
   writeEvent(pattern: string, data: unknown, metadata: Record<string, string> | undefined): Promise<void> {
-    const codec = this.codec;
-    const payload = this.wire.compressOutgoing(codec.encode(data));
-    const meta = metadata === undefined ? null : codec.encode(metadata);
-    this.wire.encoder.encodeCall(
-      FrameType.EVENT,
-      0,
-      pattern,
-      -1,
-      meta,
-      payload,
-      this.wire.peerMaxFrameSize,
-      0,
-      this.wire.lastCompressed,
-    );
+    this.encodeCall(FrameType.EVENT, 0, pattern, -1, data, metadata, 0);
     return new Promise((resolve, reject) => {
       this.wire.coalescer.whenWritten((err) =>
         err ? reject(new WireConnectionError(`event not written: ${err.message}`, { cause: err })) : resolve(),
       );
     });
+  }
+
+  /** Encodes a REQUEST or EVENT frame and schedules its write; throws, encoding nothing, if it cannot go. */
+  private encodeCall(
+    type: FrameType.REQUEST | FrameType.EVENT,
+    id: number,
+    pattern: string,
+    budgetMs: number,
+    data: unknown,
+    metadata: Record<string, string> | undefined,
+    credit: number,
+  ): void {
+    const wire = this.wire;
+    const encoded = this.codec.encode(data);
+    // Checked uncompressed, as the server checks it once inflated.
+    if (encoded.length > wire.peerMaxFrameSize) throw new WireFrameTooLargeError(encoded.length, wire.peerMaxFrameSize);
+    const payload = wire.compressOutgoing(encoded);
+    const meta = metadata === undefined ? null : this.codec.encode(metadata);
+    wire.encoder.encodeCall(type, id, pattern, budgetMs, meta, payload, wire.peerMaxFrameSize, credit, wire.lastCompressed);
+    wire.coalescer.schedule();
   }
 
   /** CallOwner: the caller unsubscribed. Tell the server to stop working on it. */

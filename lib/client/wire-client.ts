@@ -21,7 +21,7 @@ import {
   type WireClientOptions,
 } from '../options.js';
 import type { ClientConnection } from './client-connection.js';
-import { Balancer, type WireClientStatus } from './balancer.js';
+import { Balancer, type BalancerListener, type WireClientStatus } from './balancer.js';
 import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 
@@ -104,8 +104,8 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
     if (this.closed) return;
     this.closed = true;
     const err = new WireConnectionError('client closed');
-    for (let call = this.held.shift(); call !== null; call = this.held.shift()) this.failUnwritten(call, err);
-    for (let call = this.queue.shift(); call !== null; call = this.queue.shift()) this.failUnwritten(call, err);
+    this.failQueued(this.held, err);
+    this.failQueued(this.queue, err);
     this.balancer.close();
     this.wheel.clear();
     this._status$.next('disconnected');
@@ -145,13 +145,18 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   }
 
   private async roundTrip(): Promise<number> {
+    return (await this.openConnection()).wire.ping();
+  }
+
+  /** An open connection, opening one first if none is. */
+  private async openConnection(): Promise<ClientConnection> {
     let conn = this.balancer.pick();
     if (conn === null) {
-      await this.balancer.connect();
+      await this.connect();
       conn = this.balancer.pick();
       if (conn === null) throw this.balancer.unreachableError();
     }
-    return conn.wire.ping();
+    return conn;
   }
 
   /**
@@ -160,14 +165,9 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
    * state and connections. Always on: a few counters per call.
    */
   stats(): WireClientStats {
+    const { inFlight, pending, queued, resends } = this.counters();
     return {
-      calls: {
-        ...this.callStats.snapshot(),
-        inFlight: this.counters().inFlight,
-        pending: this.pending,
-        queued: this.queue.length + this.held.length,
-        resends: this.resends,
-      },
+      calls: { ...this.callStats.snapshot(), inFlight, pending, queued, resends },
       transport: { ...this.transport },
       endpoints: this.balancer.endpointSnapshots(),
     };
@@ -221,12 +221,7 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   }
 
   protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
-    let conn = this.balancer.pick();
-    if (conn === null) {
-      await this.connect();
-      conn = this.balancer.pick();
-      if (conn === null) throw this.balancer.unreachableError();
-    }
+    const conn = await this.openConnection();
     await conn.writeEvent(this.routeOf(packet.pattern), packet.data, packet.metadata);
     return undefined as T;
   }
@@ -248,7 +243,7 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
     if (parent !== undefined) {
       // A call made while handling a call: same deadline at the latest, cancelled with it.
       if (parent.deadline > 0) {
-        const left = Math.floor(parent.deadline - performance.now());
+        const left = Math.floor(parent.deadline - now);
         if (left <= 0) return this.failAtOnce(call, new WireTimeoutError(0, 'the deadline of the call being handled has passed'));
         call.timeoutMs = timeoutMs > 0 ? Math.min(timeoutMs, left) : left;
       }
@@ -319,16 +314,17 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
         queue.shift();
         continue;
       }
-      const conn = this.balancer.pick();
-      if (conn === null || conn.isFull) return;
       queue.shift();
-      this.tryWrite(call);
+      if (!this.tryWrite(call)) {
+        queue.unshift(call); // no room anywhere yet: it keeps its place
+        return;
+      }
     }
   }
 
-  /** Balancer: nothing can be reached; calls waiting for a connection fail now. */
-  private failQueued(err: Error): void {
-    for (let call = this.queue.shift(); call !== null; call = this.queue.shift()) this.failUnwritten(call, err);
+  /** Fails every call of `queue` (nothing reachable, or the client closed). */
+  private failQueued(queue: CallQueue, err: Error): void {
+    for (let call = queue.shift(); call !== null; call = queue.shift()) this.failUnwritten(call, err);
   }
 
   /** CallTracker: the call was not processed (NACK, or its frame never left): try another connection. */
@@ -341,7 +337,7 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
     }
     this.queue.unshift(call);
     if (this.balancer.readyCount > 0) this.drain();
-    else if (!this.balancer.isConnecting) this.failQueued(this.balancer.unreachableError());
+    else if (!this.balancer.isConnecting) this.failQueued(this.queue, this.balancer.unreachableError());
   }
 
   /** CallTracker: a call ended, by whatever path. Frees its slot for the next one. */
@@ -387,25 +383,21 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   }
 
   private createBalancer(): Balancer {
-    return new Balancer(
-      this.wireOptions,
-      this.wheel,
-      {
+    const listener: BalancerListener = {
       onStatus: (status) => this._status$.next(status),
       onReady: () => {
         this.logger.debug?.(`connected (${this.balancer.readyCount} connections open)`);
         this.drain();
       },
-      onUnreachable: (err) => this.failQueued(err),
+      onUnreachable: (err) => this.failQueued(this.queue, err),
       onConnectionError: (endpoint, err, firstInARow) => {
         if (this.emitter.listenerCount('error') > 0) this.emitter.emit('error', err);
         // One warning per outage, not one per reconnect attempt.
         else if (firstInARow) this.logger.warn(`connection to ${endpoint} failed: ${err.message}`);
         else this.logger.debug?.(`connection to ${endpoint} failed again: ${err.message}`);
       },
-      },
-      this.transport,
-    );
+    };
+    return new Balancer(this.wireOptions, this.wheel, listener, this.transport);
   }
 
   /** After `close()`, a new call or `connect()` starts a fresh pool (as Nest's clients do). */
