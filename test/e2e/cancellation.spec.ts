@@ -4,7 +4,7 @@ import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import { firstValueFrom, take, toArray, lastValueFrom } from 'rxjs';
 import { WireClient, WireContext, WireTimeoutError } from '../../lib/index.js';
 import { FrameType, REQUEST_HAS_DEADLINE } from '../../lib/protocol/frame.js';
-import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
+import { clientFor, startWireApp, withRunningApp, type RunningServer } from '../helpers/apps.js';
 import { codec, rawFrame, RawPeer } from '../helpers/raw-peer.js';
 import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
 
@@ -64,32 +64,21 @@ function serviceAModule(bPort: number) {
 }
 
 describe('cancellation and deadlines', () => {
-  let running: RunningServer;
-  let client: WireClient;
-
-  beforeAll(async () => {
-    running = await startWireApp(TestAppModule);
-    client = clientFor(running);
-    await client.connect();
-  });
-  afterAll(async () => {
-    client.close();
-    await running.app.close();
-  });
+  const app = withRunningApp(TestAppModule);
   beforeEach(() => recorder.reset());
 
   it('take(1) on an infinite stream ends the server subscription within a few ms', async () => {
-    const values = await lastValueFrom(client.send<number>('infinite', {}).pipe(take(3), toArray()));
+    const values = await lastValueFrom(app.client.send<number>('infinite', {}).pipe(take(3), toArray()));
     expect(values).toEqual([0, 1, 2]);
     const unsubscribedAt = performance.now();
     await waitFor(() => recorder.teardowns === 1, 1000);
     expect(performance.now() - unsubscribedAt).toBeLessThan(50);
-    expect(running.server.counters().inFlight).toBe(0);
-    expect(await firstValueFrom(client.send('sum', [1, 2]))).toBe(3); // connection healthy
+    expect(app.running.server.counters().inFlight).toBe(0);
+    expect(await firstValueFrom(app.client.send('sum', [1, 2]))).toBe(3); // connection healthy
   });
 
   it('unsubscribing aborts the signal of a handler awaiting I/O', async () => {
-    const sub = client.send('slow', 5000).subscribe();
+    const sub = app.client.send('slow', 5000).subscribe();
     await waitFor(() => recorder.started === 1);
     sub.unsubscribe();
     await waitFor(() => recorder.aborted === 1, 1000);
@@ -98,7 +87,7 @@ describe('cancellation and deadlines', () => {
 
   it('a client timeout aborts the handler at about the same time', async () => {
     const started = performance.now();
-    const err = await firstValueFrom(client.send('slow', 1000, { timeout: 100 })).catch((e) => e);
+    const err = await firstValueFrom(app.client.send('slow', 1000, { timeout: 100 })).catch((e) => e);
     const clientElapsed = performance.now() - started;
     expect(err).toBeInstanceOf(WireTimeoutError);
     expect(clientElapsed).toBeGreaterThanOrEqual(99);
@@ -109,7 +98,7 @@ describe('cancellation and deadlines', () => {
   });
 
   it('the server aborts a call when its budget runs out, even if the client never cancels', async () => {
-    const peer = await RawPeer.connect(running.port);
+    const peer = await RawPeer.connect(app.running.port);
     peer.handshake();
     const pattern = Buffer.from('slow');
     const body = Buffer.concat([Buffer.from([0, 0, 0, 80, 0, pattern.length]), pattern, codec.encode(5000)]);
@@ -123,7 +112,7 @@ describe('cancellation and deadlines', () => {
   });
 
   it('a request that arrives with an expired budget never runs its handler', async () => {
-    const peer = await RawPeer.connect(running.port);
+    const peer = await RawPeer.connect(app.running.port);
     peer.handshake();
     const pattern = Buffer.from('slow');
     const body = Buffer.concat([Buffer.from([0, 0, 0, 0, 0, pattern.length]), pattern, codec.encode(10)]);

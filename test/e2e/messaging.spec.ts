@@ -4,7 +4,7 @@ import { ClientProxyFactory, ClientsModule, type ClientProxy } from '@nestjs/mic
 import { Test } from '@nestjs/testing';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 import { WireClient, WireNoHandlerError } from '../../lib/index.js';
-import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
+import { clientFor, startWireApp, withRunningApp, type RunningServer } from '../helpers/apps.js';
 import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
 
 describe('messaging over nest-wire (real Nest apps on loopback)', () => {
@@ -255,30 +255,20 @@ describe('messaging over nest-wire (real Nest apps on loopback)', () => {
 });
 
 describe('large values', () => {
-  let running: RunningServer;
-  let client: WireClient;
-  beforeAll(async () => {
-    running = await startWireApp(TestAppModule);
-    client = clientFor(running);
-    await client.connect();
-  });
-  afterAll(async () => {
-    client.close();
-    await running.app.close();
-  });
+  const app = withRunningApp(TestAppModule);
 
   it('sends an 8 MiB value in fragments and reassembles it', async () => {
-    const value = await firstValueFrom(client.send<string>('big', 8 << 20));
+    const value = await firstValueFrom(app.client.send<string>('big', 8 << 20));
     expect(value.length).toBe(8 << 20);
     expect(value).toBe('b'.repeat(8 << 20));
   });
 
   it('lets small calls on the same connection finish while a large value is still leaving', async () => {
     const order: string[] = [];
-    const big = firstValueFrom(client.send<string>('big', 8 << 20)).then(() => order.push('big'));
+    const big = firstValueFrom(app.client.send<string>('big', 8 << 20)).then(() => order.push('big'));
     await new Promise((r) => setTimeout(r, 5)); // the large value is being written
     const small = Array.from({ length: 10 }, (_, i) =>
-      firstValueFrom(client.send<number>('sum', [i])).then(() => order.push('small')),
+      firstValueFrom(app.client.send<number>('sum', [i])).then(() => order.push('small')),
     );
     await Promise.all([big, ...small]);
     expect(order.indexOf('big')).toBeGreaterThan(order.indexOf('small'));
@@ -286,7 +276,7 @@ describe('large values', () => {
   });
 
   it('keeps the values of a stream in order across large and small values', async () => {
-    const values = await lastValueFrom(client.send<string>('mixed.stream', {}).pipe(toArray()));
+    const values = await lastValueFrom(app.client.send<string>('mixed.stream', {}).pipe(toArray()));
     expect(values.map((v) => v.length)).toEqual([300_000, 3, 200_000, 1]);
   });
 });
