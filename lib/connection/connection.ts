@@ -289,19 +289,31 @@ export class WireConnection {
     if (length > this.peerMaxFrameSize) throw new WireFrameTooLargeError(length, this.peerMaxFrameSize);
   }
 
-  /** Encodes a codec value into an ERROR frame body, falling back to a transport error. */
-  sendError(id: number, value: unknown): void {
+  /**
+   * Ends call `id` with an ERROR: a `WireError` as a transport error, anything else as
+   * the application's error value (a transport error if it cannot be encoded or is too
+   * large). If a value of that call is still leaving in fragments, the ERROR queues behind
+   * its last fragment instead of overtaking it.
+   */
+  sendCallError(id: number, err: unknown): void {
     if (this.state === ConnectionState.CLOSED) return;
+    let flags = ERROR_TRANSPORT;
     let body: Uint8Array;
-    try {
-      body = this.options.codec.encode(value);
-      this.checkFrameFits(body.length);
-    } catch (err) {
-      const e = err as WireError;
-      this.sendTransportError(id, e.code ?? 'WIRE_CODEC', `error value could not be sent: ${e.message}`);
-      return;
+    if (err instanceof WireError) {
+      body = encodeTransportError(err.code, err.message);
+    } else {
+      try {
+        body = this.options.codec.encode(err);
+        this.checkFrameFits(body.length);
+        flags = 0;
+      } catch (e) {
+        const codecError = e as WireError;
+        body = encodeTransportError(codecError.code ?? 'WIRE_CODEC', `error value could not be sent: ${codecError.message}`);
+      }
     }
-    this.encoder.encodeSimple(FrameType.ERROR, 0, id, body);
+    const fragments = this.coalescer.fragments;
+    if (fragments.has(id)) fragments.push(id, FrameType.ERROR, flags, body);
+    else this.encoder.encodeSimple(FrameType.ERROR, flags, id, body);
     this.coalescer.schedule();
   }
 

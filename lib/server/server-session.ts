@@ -16,7 +16,7 @@ import {
 } from '../errors.js';
 import { CallBody, readCallBody } from '../protocol/call-body.js';
 import type { WireCodec } from '../protocol/codec.js';
-import { ERROR_TRANSPORT, FrameType, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
+import { FrameType, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
 import { encodeTransportError } from '../protocol/transport-error.js';
 import { ServerCall, type CallSink } from './server-call.js';
 import { WireContext } from './wire-context.js';
@@ -182,29 +182,10 @@ export class ServerSession implements ConnectionHandler, CallSink {
   }
 
   writeFailure(call: ServerCall, err: unknown): void {
-    const fragments = this.wire.coalescer.fragments;
-    // Values of this call not yet begun are dropped: the call failed.
-    fragments.drop(call.id);
-    if (fragments.has(call.id)) {
-      // A value is half sent: the ERROR must follow its last fragment, not overtake it.
-      let flags = ERROR_TRANSPORT;
-      let body: Uint8Array;
-      if (err instanceof WireError) {
-        body = encodeTransportError(err.code, err.message);
-      } else {
-        try {
-          body = this.codec.encode(err);
-          flags = 0;
-        } catch (e) {
-          body = encodeTransportError('WIRE_CODEC', `error value could not be sent: ${(e as Error).message}`);
-        }
-      }
-      fragments.push(call.id, FrameType.ERROR, flags, body);
-      this.wire.coalescer.schedule();
-      return;
-    }
-    if (err instanceof WireError) this.wire.sendTransportError(call.id, err.code, err.message);
-    else this.wire.sendError(call.id, err);
+    // Values of this call not yet begun are dropped: the call failed. A value half sent
+    // finishes, and the ERROR follows it (sendCallError keeps that order).
+    this.wire.coalescer.fragments.drop(call.id);
+    this.wire.sendCallError(call.id, err);
   }
 
   mapUncaughtError(err: unknown): unknown {
