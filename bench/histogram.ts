@@ -32,6 +32,15 @@ export class Histogram {
     if (v > this.max) this.max = v;
   }
 
+  /** Adds every sample of `other` (same bucket layout) to this histogram. */
+  add(other: Histogram): void {
+    for (let i = 0; i < BUCKETS; i++) this.counts[i] += other.counts[i];
+    this.count += other.count;
+    this.sum += other.sum;
+    if (other.min < this.min) this.min = other.min;
+    if (other.max > this.max) this.max = other.max;
+  }
+
   get mean(): number {
     return this.count === 0 ? 0 : this.sum / this.count;
   }

@@ -93,8 +93,11 @@ export class LoadLoop {
   }
 }
 
+/** What the watchdogs read of a loop (or of several seen as one). */
+export type Progress = Pick<LoadLoop, 'outstanding' | 'lastProgress'>;
+
 /** Waits `ms`, returning early with 'stall' if the loop stops making progress. */
-export async function watch(loop: LoadLoop, ms: number, stallMs: number): Promise<'ok' | 'stall'> {
+export async function watch(loop: Progress, ms: number, stallMs: number): Promise<'ok' | 'stall'> {
   const end = performance.now() + ms;
   for (;;) {
     const now = performance.now();
@@ -108,7 +111,7 @@ export async function watch(loop: LoadLoop, ms: number, stallMs: number): Promis
 export const DRAIN_LIMIT_MS = 30_000;
 
 /** After `stop()`: waits until no call is outstanding, or progress stops. */
-export async function watchDrain(loop: LoadLoop, stallMs: number): Promise<'ok' | 'stall' | 'slow'> {
+export async function watchDrain(loop: Progress, stallMs: number): Promise<'ok' | 'stall' | 'slow'> {
   const start = performance.now();
   for (;;) {
     if (loop.outstanding === 0) return 'ok';

@@ -118,8 +118,34 @@ export interface MemorySection {
   rows: MemoryResult[];
 }
 
+/** One cell of the user-shaped section (bench/user-calls.ts). */
+export interface UserCallsResult {
+  transport: TransportName;
+  size: number;
+  /** Calls in flight per connection. */
+  inFlight: number;
+  connections: number;
+  status: 'ok' | 'hang' | 'failed';
+  note: string | null;
+  rps: number;
+  p50Us: number;
+  p99Us: number;
+  clientCpuUsPerCall: number;
+  serverCpuUsPerCall: number;
+  /** CPU time over wall time in the window: how busy each process's core was (0..1). */
+  clientCores: number;
+  serverCores: number;
+  otherLoad: number;
+  errors: number;
+}
+
+export interface UserCallsSection {
+  rows: UserCallsResult[];
+}
+
 /** The sections measured besides the payload × in-flight matrix; a missing one was not run. */
 export interface ExtraSections {
+  user?: UserCallsSection;
   compression?: CompressionSection;
   hol?: HolSection;
   statsCost?: StatsCostSection;
@@ -352,10 +378,55 @@ function bytesPair(socket: number | null | undefined, lib: number | null | undef
 
 function renderExtras(info: RunInfo, results: CellResult[], x: ExtraSections): string[] {
   const L: string[] = [];
+  if (x.user !== undefined) L.push(...renderUserCalls(x.user));
   if (x.compression !== undefined) L.push(...renderCompression(x.compression));
   if (x.hol !== undefined) L.push(...renderHol(x.hol));
   if (x.statsCost !== undefined) L.push(...renderStatsCost(x.statsCost, info, results));
   if (x.memory !== undefined) L.push(...renderMemory(x.memory));
+  return L;
+}
+
+function renderUserCalls(u: UserCallsSection): string[] {
+  const L: string[] = [];
+  L.push('## Calls as applications make them (objects, default options, `lastValueFrom`)');
+  L.push('');
+  L.push(
+    'Each caller awaits `lastValueFrom(client.send(\'echo\', { id, body }))` (`body` a string of the size shown) and checks that the answer has the same `id` and `body`; ' +
+      'clients have their default options (nest-wire: `new WireClient({ host, port })`, so the 30 s timeout is on). The raw-socket ceiling echoes `body` as bytes. ' +
+      '"busy" is CPU time over wall time of each process (1.00 = its core saturated).',
+  );
+  L.push('');
+  L.push(row(['cell', 'raw socket', 'Nest TCP', 'nest-wire', 'wire / TCP', 'wire / raw', 'p50 raw · TCP · wire', 'CPU µs/call client + server: TCP · wire', 'busy client / server: TCP · wire']));
+  L.push(row(Array(9).fill('---')));
+  const key = (r: UserCallsResult) => `${r.size}|${r.inFlight}|${r.connections}`;
+  const cells = [...new Map(u.rows.map((r) => [key(r), r])).values()];
+  const find = (c: UserCallsResult, t: TransportName) => u.rows.find((r) => r.transport === t && key(r) === key(c));
+  const rps = (r: UserCallsResult | undefined) => (r === undefined ? '–' : r.status !== 'ok' ? `**${r.status}**` : Math.round(r.rps).toLocaleString('en-US'));
+  const over = (a: UserCallsResult | undefined, b: UserCallsResult | undefined) =>
+    a === undefined || b === undefined || a.status !== 'ok' || b.status !== 'ok' ? '–' : `${(a.rps / b.rps).toFixed(2)}×`;
+  const ok = (r: UserCallsResult | undefined): r is UserCallsResult => r !== undefined && r.status === 'ok';
+  for (const c of cells) {
+    const raw = find(c, 'raw');
+    const tcp = find(c, 'nest-tcp');
+    const wire = find(c, 'nest-wire');
+    const name = `${sizeLabel(c.size)} × ${c.connections > 1 ? `${c.connections} conn × ${c.inFlight}` : c.inFlight}`;
+    L.push(
+      row([
+        name,
+        rps(raw),
+        rps(tcp),
+        rps(wire),
+        over(wire, tcp),
+        over(wire, raw),
+        [raw, tcp, wire].map((r) => (ok(r) ? fmtUs(r.p50Us) : '–')).join(' · '),
+        [tcp, wire].map((r) => (ok(r) ? `${fmtNum(r.clientCpuUsPerCall)} + ${fmtNum(r.serverCpuUsPerCall)}` : '–')).join(' · '),
+        [tcp, wire].map((r) => (ok(r) ? `${fmtNum(r.clientCores, 2)} / ${fmtNum(r.serverCores, 2)}` : '–')).join(' · '),
+      ]),
+    );
+  }
+  L.push('');
+  const notes = u.rows.filter((r) => r.note !== null).map((r) => `- ${TRANSPORT_LABEL[r.transport]}, ${sizeLabel(r.size)} × ${r.inFlight}: ${r.note}`);
+  if (notes.length > 0) L.push(...notes, '');
   return L;
 }
 

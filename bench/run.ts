@@ -23,6 +23,7 @@ import { log, sleep } from './loop.js';
 import { renderChart, renderMarkdown, type CellResult, type ExtraSections, type RunInfo } from './report.js';
 import { getClientGc, runCompression, runHeadOfLine, runMemory, runStatsCost, type SectionContext } from './sections.js';
 import { killAllChildren, SERVER_CORE, ServerProc } from './server-proc.js';
+import { runUserCalls, USER_CELLS, USER_CELLS_QUICK } from './user-calls.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '..', '..');
@@ -30,7 +31,7 @@ const CLIENT_CORE = 1;
 
 // ---------------------------------------------------------------- options
 
-export const SECTIONS = ['matrix', 'compression', 'hol', 'stats', 'memory'] as const;
+export const SECTIONS = ['matrix', 'user', 'compression', 'hol', 'stats', 'memory'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 interface Options {
@@ -57,7 +58,7 @@ interface Options {
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--duration=ms] [--warmup=ms] [--stall=ms]
   [--transports=nest-wire,nest-tcp,raw] [--sizes=128,4096,65536] [--inflight=1,16,256] [--sweep=1,4,16,...]
-  [--sections=matrix,compression,hol,stats,memory] [--mem-calls=10000]
+  [--sections=matrix,user,compression,hol,stats,memory] [--mem-calls=10000]
   [--out=BENCHMARKS.md] [--chart=bench/chart.svg] [--json=bench/results/full.json] [--profile]
   (with --out and no --chart / --json, those are written next to --out: <name>.svg, <name>.json)`;
 const KNOWN_FLAGS = [
@@ -153,6 +154,7 @@ function extraMs(opts: Options): number {
   const cell = opts.warmupMs + opts.durationMs + 300;
   const has = (t: TransportName) => opts.transports.includes(t);
   let ms = 0;
+  if (opts.sections.includes('user')) ms += (opts.quick ? USER_CELLS_QUICK : USER_CELLS).length * opts.transports.length * (cell + 500);
   if (opts.sections.includes('compression') && has('nest-wire')) ms += 3 * (cell + 1500);
   const hol = (['nest-wire', 'nest-tcp'] as TransportName[]).filter(has).length;
   if (opts.sections.includes('hol')) ms += hol * (opts.warmupMs * 2 + opts.durationMs * 2 + 1000);
@@ -219,6 +221,7 @@ async function main(): Promise<void> {
     }
     const ctx: SectionContext = { timing: opts, transports: opts.transports, taskset, budget, servers };
     const has = (x: Section) => opts.sections.includes(x);
+    if (has('user')) extras.user = await runUserCalls(servers, opts.transports, opts, budget, opts.quick);
     if (has('compression') && opts.transports.includes('nest-wire')) extras.compression = await runCompression(ctx);
     if (has('hol')) extras.hol = await runHeadOfLine(ctx);
     if (has('stats')) extras.statsCost = await runStatsCost(ctx, opts.statsIterations);
