@@ -81,9 +81,13 @@ export class FragmentQueue {
     else this.perId.set(id, left);
   }
 
-  /** The peer consumed `bytes` of fragments: they may be sent again. */
+  /**
+   * The peer consumed `bytes` of fragments: they may be sent again. The window never
+   * exceeds FRAGMENT_WINDOW_BYTES: a grant made early, or beyond what was sent, is clamped
+   * (the excess is ignored), so no peer can widen the window past the protocol's 256 KiB.
+   */
   grant(bytes: number): void {
-    this.window += bytes;
+    this.window = Math.min(FRAGMENT_WINDOW_BYTES, this.window + bytes);
   }
 
   /** Bytes still queued (counts toward the connection's write backlog). */
