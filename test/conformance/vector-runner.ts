@@ -12,6 +12,10 @@ import type { Observable } from 'rxjs';
 export interface VectorFile {
   format: string;
   version: number;
+  /** Preface + HELLO the runner sends, as a client, for `handshake: 'standard'`. */
+  standardClientHandshake: string;
+  /** Preface + HELLO the runner sends, as a server, for `handshake: 'standard'`. */
+  standardServerHandshake: string;
   cases: Vector[];
 }
 
@@ -97,7 +101,7 @@ export function hexBytes(hex: Hex, ids: Map<string, number> = new Map()): Buffer
 
 /** What one side of the socket has received: the peer's preface, then frames, then maybe a close. */
 class Inbox {
-  private buffered = Buffer.alloc(0);
+  private buffered: Buffer = Buffer.alloc(0);
   private prefaceSeen = false;
   readonly frames: Frame[] = [];
   closed = false;
@@ -369,19 +373,15 @@ class CaseRun {
   }
 }
 
-/** Bytes the runner sends as a client for `handshake: 'standard'`, and what it expects back. */
-export const STANDARD_CLIENT_HELLO = '4e574952 00000016 01 00 00000000 01 01 0100 00100000 00000000 00000000';
-export const STANDARD_SERVER_HELLO = '4e574952 00000016 01 00 00000000 01 01 0100 00100000 00000400 00000000';
-
 /** Runs a `target: 'server'` case over a fresh connection to `port`. */
-export async function runServerCase(vector: Vector, port: number): Promise<void> {
+export async function runServerCase(file: VectorFile, vector: Vector, port: number): Promise<void> {
   const socket = connect({ host: '127.0.0.1', port });
   const inbox = new Inbox(socket);
   await once(socket, 'connect');
   const run = new CaseRun(vector, inbox, null);
   try {
     if ((vector.handshake ?? 'standard') === 'standard') {
-      await run.run([{ send: STANDARD_CLIENT_HELLO }, { expect: { type: 'HELLO', id: 0, hello: { version: 1, codec: 1 } } }]);
+      await run.run([{ send: file.standardClientHandshake }, { expect: { type: 'HELLO', id: 0, hello: { version: 1, codec: 1 } } }]);
     }
     await run.run(vector.steps);
   } finally {
@@ -394,6 +394,7 @@ export async function runServerCase(vector: Vector, port: number): Promise<void>
  * client to it, and plays the server's part on the first connection.
  */
 export async function runClientCase(
+  file: VectorFile,
   vector: Vector,
   startClient: (port: number) => { driver: CallDriver; close(): void },
 ): Promise<void> {
@@ -418,7 +419,7 @@ export async function runClientCase(
     const inbox = new Inbox(socket);
     const run = new CaseRun(vector, inbox, client.driver);
     if ((vector.handshake ?? 'standard') === 'standard') {
-      await run.run([{ expect: { type: 'HELLO', id: 0, hello: { version: 1, codec: 1 } } }, { send: STANDARD_SERVER_HELLO }]);
+      await run.run([{ expect: { type: 'HELLO', id: 0, hello: { version: 1, codec: 1 } } }, { send: file.standardServerHandshake }]);
     }
     await run.run(vector.steps);
   } finally {

@@ -33,7 +33,7 @@ describe('conformance vectors', () => {
 
     const cases = file.cases.filter((c) => c.target === 'server');
     it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, vector) => {
-      await runServerCase(vector, running.port);
+      await runServerCase(file, vector, running.port);
     });
   });
 
@@ -41,7 +41,7 @@ describe('conformance vectors', () => {
     const cases = file.cases.filter((c) => c.target === 'client');
     if (cases.length === 0) return;
     it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, vector) => {
-      await runClientCase(vector, (port) => {
+      await runClientCase(file, vector, (port) => {
         const client = new WireClient({ host: '127.0.0.1', port, reconnect: { initialDelayMs: 5000, maxDelayMs: 5000 } });
         client.on('error', () => {});
         client.connect().catch(() => {});
