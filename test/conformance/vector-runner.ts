@@ -24,6 +24,11 @@ export interface Vector {
   target: 'server' | 'client';
   description?: string;
   ref?: string;
+  /**
+   * 'protocol' (default): any conforming peer must pass. 'nest-wire': checks a choice nest-wire
+   * makes where the protocol allows several (fragment cutting, credit policy).
+   */
+  scope?: 'protocol' | 'nest-wire';
   /** 'standard' (default): the runner does the handshake itself before `steps`. */
   handshake?: 'standard' | 'none';
   /** Every frame the peer sends in this case must have a length ≤ this. */
@@ -175,8 +180,15 @@ function describeFrame(f: Frame): string {
   return `${TYPE_NAMES[f.type] ?? f.type} flags=0x${f.flags.toString(16)} id=${f.id} length=${f.length} body=${f.body.subarray(0, 48).toString('hex')}${f.body.length > 48 ? '…' : ''}`;
 }
 
+const MATCHER_KEYS = new Set([
+  'type', 'flags', 'flagsSet', 'id', 'bind', 'length', 'maxLength', 'body', 'bodyLength',
+  'code', 'message', 'messagePrefix', 'hello', 'pattern', 'payload', 'credit',
+]);
+
 /** Why `f` does not match `m` (null if it does). */
 function mismatch(f: Frame, m: FrameMatcher, ids: Map<string, number>): string | null {
+  // A check this runner does not know must fail the case, not be skipped.
+  for (const key of Object.keys(m)) assert.ok(MATCHER_KEYS.has(key), `unknown matcher key "${key}"`);
   const type = FRAME_TYPES[m.type];
   assert.ok(type !== undefined, `unknown frame type name ${m.type}`);
   if (f.type !== type) return `type is not ${m.type}`;
@@ -316,6 +328,8 @@ class CaseRun {
       this.calls.get(step.cancel)!.unsubscribe();
     } else if ('expectCall' in step) {
       await this.expectCall(step.expectCall);
+    } else {
+      throw new Error(`unknown step kind ${Object.keys(step).join(', ')}`);
     }
   }
 
