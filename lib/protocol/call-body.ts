@@ -77,7 +77,15 @@ export function readCallBody(
 }
 
 /** The field names a truncation error can name, in body order. */
-export const TRUNCATED_FIELDS = ['deadline', 'credit', 'pattern length', 'pattern', 'metadata length', 'metadata', 'payload'] as const;
+export const TRUNCATED_FIELDS = [
+  'deadline',
+  'credit',
+  'pattern length',
+  'pattern',
+  'metadata length',
+  'metadata',
+  'payload',
+] as const;
 
 function truncated(field: (typeof TRUNCATED_FIELDS)[number]): WireProtocolError {
   return new WireProtocolError(`call frame truncated: ${field} runs past the end of the frame`);

@@ -9,7 +9,12 @@ import { codec, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
 import { ConformanceAppModule } from './conformance-app.js';
 
 /** A request body with metadata (and optionally a budget), by docs/PROTOCOL.md §2.2. */
-function bodyWith(pattern: string, payload: unknown, metadata: Uint8Array | null, budgetMs = -1): { flags: number; body: Buffer } {
+function bodyWith(
+  pattern: string,
+  payload: unknown,
+  metadata: Uint8Array | null,
+  budgetMs = -1,
+): { flags: number; body: Buffer } {
   const parts: Buffer[] = [];
   let flags = 0;
   if (budgetMs >= 0) {

@@ -129,7 +129,8 @@ class Inbox {
   private parse(): void {
     if (!this.prefaceSeen) {
       if (this.buffered.length < 4) return;
-      if (!this.buffered.subarray(0, 4).equals(PREFACE)) this.failure = new Error(`peer preface is ${this.buffered.subarray(0, 4).toString('hex')}, not NWIR`);
+      const preface = this.buffered.subarray(0, 4);
+      if (!preface.equals(PREFACE)) this.failure = new Error(`peer preface is ${preface.toString('hex')}, not NWIR`);
       this.prefaceSeen = true;
       this.buffered = this.buffered.subarray(4);
     }
@@ -177,7 +178,8 @@ class Inbox {
 }
 
 function describeFrame(f: Frame): string {
-  return `${TYPE_NAMES[f.type] ?? f.type} flags=0x${f.flags.toString(16)} id=${f.id} length=${f.length} body=${f.body.subarray(0, 48).toString('hex')}${f.body.length > 48 ? '…' : ''}`;
+  const body = f.body.subarray(0, 48).toString('hex') + (f.body.length > 48 ? '…' : '');
+  return `${TYPE_NAMES[f.type] ?? f.type} flags=0x${f.flags.toString(16)} id=${f.id} length=${f.length} body=${body}`;
 }
 
 const MATCHER_KEYS = new Set([
@@ -214,19 +216,30 @@ function mismatch(f: Frame, m: FrameMatcher, ids: Map<string, number>): string |
     }
     if (m.code !== undefined && code !== m.code) return `code is ${code}, not ${m.code}`;
     if (m.message !== undefined && message !== m.message) return `message is "${message}", not "${m.message}"`;
-    if (m.messagePrefix !== undefined && !message.startsWith(m.messagePrefix)) return `message "${message.slice(0, 80)}" does not start with "${m.messagePrefix}"`;
+    if (m.messagePrefix !== undefined && !message.startsWith(m.messagePrefix)) {
+      return `message "${message.slice(0, 80)}" does not start with "${m.messagePrefix}"`;
+    }
   }
   if (m.hello !== undefined) {
     const b = f.body;
     if (b.length < 16) return 'HELLO body shorter than 16';
-    const fields = { version: b[0], codec: b[1], features: b.readUInt16BE(2), maxFrameSize: b.readUInt32BE(4), maxInFlight: b.readUInt32BE(8), heartbeatMs: b.readUInt32BE(12) };
-    for (const [k, v] of Object.entries(m.hello)) if (fields[k as keyof typeof fields] !== v) return `HELLO ${k} is ${fields[k as keyof typeof fields]}, not ${v}`;
+    const fields: Record<string, number> = {
+      version: b[0],
+      codec: b[1],
+      features: b.readUInt16BE(2),
+      maxFrameSize: b.readUInt32BE(4),
+      maxInFlight: b.readUInt32BE(8),
+      heartbeatMs: b.readUInt32BE(12),
+    };
+    for (const [k, v] of Object.entries(m.hello)) if (fields[k] !== v) return `HELLO ${k} is ${fields[k]}, not ${v}`;
   }
   if (m.pattern !== undefined || m.payload !== undefined || m.credit !== undefined) {
     const call = parseCallBody(f);
     if (typeof call === 'string') return call;
     if (m.pattern !== undefined && call.pattern !== m.pattern) return `pattern is "${call.pattern}"`;
-    if (m.payload !== undefined && !call.payload.equals(hexBytes(m.payload, ids))) return `payload is ${call.payload.toString('hex')}`;
+    if (m.payload !== undefined && !call.payload.equals(hexBytes(m.payload, ids))) {
+      return `payload is ${call.payload.toString('hex')}`;
+    }
     if (m.credit !== undefined && call.credit !== m.credit) return `credit is ${call.credit}`;
   }
   return null;
@@ -287,7 +300,9 @@ class CaseRun {
   private async next(keepPings: boolean): Promise<Frame | null> {
     const f = await this.inbox.next(keepPings);
     const max = this.vector.peerMaxFrameSize;
-    if (f !== null && max !== undefined) assert.ok(f.length <= max, `frame above the peer's maxFrameSize ${max}: ${describeFrame(f)}`);
+    if (f !== null && max !== undefined) {
+      assert.ok(f.length <= max, `frame above the peer's maxFrameSize ${max}: ${describeFrame(f)}`);
+    }
     return f;
   }
 
@@ -296,7 +311,8 @@ class CaseRun {
       try {
         await this.step(step);
       } catch (err) {
-        (err as Error).message = `${this.vector.name}, step ${i + 1} (${JSON.stringify(step).slice(0, 120)}): ${(err as Error).message}`;
+        const where = `${this.vector.name}, step ${i + 1} (${JSON.stringify(step).slice(0, 120)})`;
+        (err as Error).message = `${where}: ${(err as Error).message}`;
         throw err;
       }
     }
@@ -387,6 +403,9 @@ class CaseRun {
   }
 }
 
+/** What `handshake: 'standard'` expects from the implementation under test. */
+const PEER_HELLO: FrameMatcher = { type: 'HELLO', id: 0, hello: { version: 1, codec: 1 } };
+
 /** Runs a `target: 'server'` case over a fresh connection to `port`. */
 export async function runServerCase(file: VectorFile, vector: Vector, port: number): Promise<void> {
   const socket = connect({ host: '127.0.0.1', port });
@@ -395,7 +414,7 @@ export async function runServerCase(file: VectorFile, vector: Vector, port: numb
   const run = new CaseRun(vector, inbox, null);
   try {
     if ((vector.handshake ?? 'standard') === 'standard') {
-      await run.run([{ send: file.standardClientHandshake }, { expect: { type: 'HELLO', id: 0, hello: { version: 1, codec: 1 } } }]);
+      await run.run([{ send: file.standardClientHandshake }, { expect: PEER_HELLO }]);
     }
     await run.run(vector.steps);
   } finally {
@@ -433,7 +452,7 @@ export async function runClientCase(
     const inbox = new Inbox(socket);
     const run = new CaseRun(vector, inbox, client.driver);
     if ((vector.handshake ?? 'standard') === 'standard') {
-      await run.run([{ expect: { type: 'HELLO', id: 0, hello: { version: 1, codec: 1 } } }, { send: file.standardServerHandshake }]);
+      await run.run([{ expect: PEER_HELLO }, { send: file.standardServerHandshake }]);
     }
     await run.run(vector.steps);
   } finally {
