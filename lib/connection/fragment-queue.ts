@@ -6,7 +6,10 @@ import {
 } from '../protocol/frame.js';
 import type { FrameEncoder } from '../protocol/frame-encoder.js';
 
-/** Payload bytes per fragment. */
+/**
+ * Largest payload of one fragment (the protocol's maximum). A fragment is shorter when the
+ * value or the fragment window has less left, never empty (docs/PROTOCOL.md §3.10).
+ */
 export const FRAGMENT_BYTES = 64 * 1024;
 /**
  * Values above this are cut into fragments. Below it they leave whole: cutting a 64 KiB
