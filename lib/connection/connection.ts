@@ -24,6 +24,7 @@ import {
   HEADER_SIZE,
   LENGTH_SIZE,
   MAGIC,
+  MIN_MAX_FRAME_SIZE,
   PAYLOAD_COMPRESSED,
   PROTOCOL_VERSION,
 } from '../protocol/frame.js';
@@ -279,7 +280,7 @@ export class WireConnection {
   /** GOAWAY: this side will take no new requests (server) or send none (client) on this connection. */
   sendGoAway(code: string, message: string): void {
     if (this.state === ConnectionState.CLOSED) return;
-    this.encoder.encodeSimple(FrameType.GOAWAY, 0, 0, encodeTransportError(code, message));
+    this.encoder.encodeSimple(FrameType.GOAWAY, 0, 0, encodeTransportError(code, message, this.peerMaxFrameSize));
     this.coalescer.schedule();
   }
 
@@ -300,7 +301,7 @@ export class WireConnection {
     let flags = ERROR_TRANSPORT;
     let body: Uint8Array;
     if (err instanceof WireError) {
-      body = encodeTransportError(err.code, err.message);
+      body = encodeTransportError(err.code, err.message, this.peerMaxFrameSize);
     } else {
       try {
         body = this.options.codec.encode(err);
@@ -308,7 +309,11 @@ export class WireConnection {
         flags = 0;
       } catch (e) {
         const codecError = e as WireError;
-        body = encodeTransportError(codecError.code ?? 'WIRE_CODEC', `error value could not be sent: ${codecError.message}`);
+        body = encodeTransportError(
+          codecError.code ?? 'WIRE_CODEC',
+          `error value could not be sent: ${codecError.message}`,
+          this.peerMaxFrameSize,
+        );
       }
     }
     const fragments = this.coalescer.fragments;
@@ -320,7 +325,7 @@ export class WireConnection {
   /** ERROR frame carrying a transport error `{ code, message }`. */
   sendTransportError(id: number, code: string, message: string): void {
     if (this.state === ConnectionState.CLOSED) return;
-    this.encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, id, encodeTransportError(code, message));
+    this.encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, id, encodeTransportError(code, message, this.peerMaxFrameSize));
     this.coalescer.schedule();
   }
 
@@ -389,7 +394,10 @@ export class WireConnection {
       return;
     }
     if (this.state !== ConnectionState.HANDSHAKING) return;
-    if (type === FrameType.HELLO) return this.onHello(body);
+    if (type === FrameType.HELLO) {
+      if (id !== 0) throw new WireHandshakeError(`HELLO with id ${id}: a HELLO's id must be 0`);
+      return this.onHello(body);
+    }
     if (type === FrameType.ERROR && id === 0) return this.onConnectionError(flags, body);
     throw new WireHandshakeError(`expected HELLO as the first frame, got frame type ${type}`);
   }
@@ -404,6 +412,11 @@ export class WireConnection {
     if (hello.codec !== this.options.codec.id) {
       throw new WireHandshakeError(
         `peer uses codec ${hello.codec}, this side uses ${this.options.codec.id} (${this.options.codec.name}); configure the same codec on both sides`,
+      );
+    }
+    if (hello.maxFrameSize < MIN_MAX_FRAME_SIZE) {
+      throw new WireHandshakeError(
+        `peer announced maxFrameSize ${hello.maxFrameSize}, below the protocol minimum of ${MIN_MAX_FRAME_SIZE}`,
       );
     }
     this.peerCompression = (hello.features >> FEATURES_SENDS_SHIFT) & 0b11;

@@ -6,7 +6,10 @@ import {
 } from '../protocol/frame.js';
 import type { FrameEncoder } from '../protocol/frame-encoder.js';
 
-/** Payload bytes per fragment. */
+/**
+ * Largest payload of one fragment (the protocol's maximum). A fragment is shorter when the
+ * value or the fragment window has less left, never empty (docs/PROTOCOL.md §3.10).
+ */
 export const FRAGMENT_BYTES = 64 * 1024;
 /**
  * Values above this are cut into fragments. Below it they leave whole: cutting a 64 KiB
@@ -81,9 +84,13 @@ export class FragmentQueue {
     else this.perId.set(id, left);
   }
 
-  /** The peer consumed `bytes` of fragments: they may be sent again. */
+  /**
+   * The peer consumed `bytes` of fragments: they may be sent again. The window never
+   * exceeds FRAGMENT_WINDOW_BYTES: a grant made early, or beyond what was sent, is clamped
+   * (the excess is ignored), so no peer can widen the window past the protocol's 256 KiB.
+   */
   grant(bytes: number): void {
-    this.window += bytes;
+    this.window = Math.min(FRAGMENT_WINDOW_BYTES, this.window + bytes);
   }
 
   /** Bytes still queued (counts toward the connection's write backlog). */

@@ -1,5 +1,5 @@
 import { WireProtocolError } from '../errors.js';
-import { REQUEST_HAS_CREDIT, REQUEST_HAS_DEADLINE, REQUEST_HAS_METADATA } from './frame.js';
+import { FrameType, REQUEST_HAS_CREDIT, REQUEST_HAS_DEADLINE, REQUEST_HAS_METADATA } from './frame.js';
 
 /**
  * The fields of a REQUEST or EVENT body. One instance is reused for every frame a
@@ -27,8 +27,17 @@ const EMPTY = Buffer.alloc(0);
 /**
  * Layout: [u32 budgetMs if HAS_DEADLINE] [u32 credit if HAS_CREDIT] u16 patternLength, pattern (UTF-8),
  * [u32 metadataLength, metadata if HAS_METADATA], payload (the rest, never empty).
+ *
+ * The `<field>` of a truncation error is one of TRUNCATED_FIELDS (docs/PROTOCOL.md §2.2).
+ * A credit of 0 is refused on a REQUEST only: an EVENT's credit (and budget) are parsed
+ * and ignored.
  */
-export function readCallBody(body: Buffer, flags: number, out: CallBody): void {
+export function readCallBody(
+  body: Buffer,
+  flags: number,
+  out: CallBody,
+  type: FrameType.REQUEST | FrameType.EVENT = FrameType.REQUEST,
+): void {
   let p = 0;
   const end = body.length;
   if ((flags & REQUEST_HAS_DEADLINE) !== 0) {
@@ -41,7 +50,7 @@ export function readCallBody(body: Buffer, flags: number, out: CallBody): void {
   if ((flags & REQUEST_HAS_CREDIT) !== 0) {
     if (end - p < 4) throw truncated('credit');
     out.credit = body.readUInt32BE(p);
-    if (out.credit === 0) throw new WireProtocolError('initial stream credit must be at least 1');
+    if (out.credit === 0 && type === FrameType.REQUEST) throw new WireProtocolError('initial stream credit must be at least 1');
     p += 4;
   } else {
     out.credit = 0;
@@ -67,6 +76,17 @@ export function readCallBody(body: Buffer, flags: number, out: CallBody): void {
   out.payload = body.subarray(p, end);
 }
 
-function truncated(field: string): WireProtocolError {
+/** The field names a truncation error can name, in body order. */
+export const TRUNCATED_FIELDS = [
+  'deadline',
+  'credit',
+  'pattern length',
+  'pattern',
+  'metadata length',
+  'metadata',
+  'payload',
+] as const;
+
+function truncated(field: (typeof TRUNCATED_FIELDS)[number]): WireProtocolError {
   return new WireProtocolError(`call frame truncated: ${field} runs past the end of the frame`);
 }

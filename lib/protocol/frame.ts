@@ -22,6 +22,14 @@ export const HEADER_SIZE = 10;
 /** Smallest legal value of the length field: type + flags + id. */
 export const MIN_FRAME_LENGTH = HEADER_SIZE - LENGTH_SIZE;
 
+/**
+ * Smallest `maxFrameSize` a HELLO may announce (a lower one is refused with
+ * `WIRE_HANDSHAKE`). Every frame a side must be able to send whatever the peer's limit
+ * (HELLO, PONG of its own PINGs, CANCEL, CREDIT, GOAWAY, NACK, a transport ERROR whose
+ * message is truncated to fit) is far below it.
+ */
+export const MIN_MAX_FRAME_SIZE = 1024;
+
 export enum FrameType {
   /** First frame on a connection, both directions: version, codec, limits. */
   HELLO = 1,

@@ -107,7 +107,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
       case FrameType.REQUEST:
         return this.onRequest(flags, id, body);
       case FrameType.EVENT:
-        return this.onEvent(flags, body);
+        return this.onEvent(flags, id, body);
       case FrameType.CANCEL: {
         const call = this.calls.get(id);
         if (call !== undefined) call.cancel(new WireCancelledError('call cancelled by the client'));
@@ -126,7 +126,10 @@ export class ServerSession implements ConnectionHandler, CallSink {
         return;
       }
       case FrameType.GOAWAY:
+        // The client will send no more requests. Unasked (we were not draining), it is
+        // answered like a drain: our GOAWAY, then close as soon as no call is running.
         this.peerDone = true;
+        this.beginDrain();
         this.closeIfDone();
         return;
       default:
@@ -259,7 +262,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
   /** Refuses a request without running it: the client may safely send it elsewhere. */
   private nack(id: number, code: string, message: string): void {
     this.host.callStats.fail(`NACK_${code}`);
-    this.wire.encoder.encodeSimple(FrameType.NACK, 0, id, encodeTransportError(code, message));
+    this.wire.encoder.encodeSimple(FrameType.NACK, 0, id, encodeTransportError(code, message, this.wire.peerMaxFrameSize));
     this.wire.coalescer.schedule();
   }
 
@@ -272,6 +275,8 @@ export class ServerSession implements ConnectionHandler, CallSink {
   private onRequest(flags: number, id: number, frameBody: Buffer): void {
     // Id 0 names the connection, not a call: an answer could not be told apart from a connection error.
     if (id === 0) throw new WireProtocolError('REQUEST with id 0 (reserved for connection-level frames)');
+    // A live id reused: the peer lost track of its calls, and two calls would end on one id.
+    if (this.calls.has(id)) throw new WireProtocolError(`REQUEST id ${id} is already in use by a running call`);
     this.lastCallAt = this.wire.lastReadAt;
     this.host.callStats.started++;
     const body = this.body;
@@ -284,10 +289,6 @@ export class ServerSession implements ConnectionHandler, CallSink {
     }
     if (this.draining) {
       this.nack(id, 'WIRE_DRAINING', 'server is shutting down; the request was not processed');
-      return;
-    }
-    if (this.calls.has(id)) {
-      this.reject(id, 'WIRE_PROTOCOL', `request id ${id} is already in use by a running call`);
       return;
     }
     const pattern = body.pattern;
@@ -331,11 +332,12 @@ export class ServerSession implements ConnectionHandler, CallSink {
     this.host.runRequest(handler, data, ctx, call);
   }
 
-  private onEvent(flags: number, frameBody: Buffer): void {
+  private onEvent(flags: number, id: number, frameBody: Buffer): void {
     this.lastCallAt = this.wire.lastReadAt;
     const body = this.body;
     try {
-      readCallBody(frameBody, flags, body);
+      if (id !== 0) throw new WireProtocolError(`EVENT with id ${id}: an EVENT's id must be 0`);
+      readCallBody(frameBody, flags, body, FrameType.EVENT);
     } catch (err) {
       this.host.onEventDropped('(unreadable)', err);
       return;

@@ -73,6 +73,18 @@ describe('FragmentQueue', () => {
     expect(queue.encodeInto(new FrameEncoder())).toBe(true); // one fragment sent, window left for another
   });
 
+  it('clamps the window to 256 KiB: a grant made early or beyond what was sent widens nothing', () => {
+    const queue = new FragmentQueue();
+    queue.grant(10 * FRAGMENT_WINDOW_BYTES); // before anything was sent
+    queue.push(4, FrameType.RESPONSE, 0, Buffer.alloc(FRAGMENT_WINDOW_BYTES * 2));
+    const { frames } = drain(queue, new FrameEncoder(), false);
+    expect(frames.reduce((n, f) => n + f.body.length, 0)).toBe(FRAGMENT_WINDOW_BYTES);
+    queue.grant(1000);
+    const after = drain(queue, new FrameEncoder(), false).frames;
+    // A short window gives a short fragment, never an empty one.
+    expect(after.map((f) => f.body.length)).toEqual([1000]);
+  });
+
   it('drops what a cancelled call had queued, but finishes a value already begun', () => {
     const queue = new FragmentQueue();
     queue.push(2, FrameType.RESPONSE, 0, Buffer.alloc(LARGE));

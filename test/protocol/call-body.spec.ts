@@ -1,6 +1,6 @@
 import { WireProtocolError } from '../../lib/errors.js';
-import { CallBody, readCallBody } from '../../lib/protocol/call-body.js';
-import { REQUEST_HAS_DEADLINE, REQUEST_HAS_METADATA } from '../../lib/protocol/frame.js';
+import { CallBody, readCallBody, TRUNCATED_FIELDS } from '../../lib/protocol/call-body.js';
+import { FrameType, REQUEST_HAS_CREDIT, REQUEST_HAS_DEADLINE, REQUEST_HAS_METADATA } from '../../lib/protocol/frame.js';
 
 describe('readCallBody', () => {
   const out = new CallBody();
@@ -24,5 +24,34 @@ describe('readCallBody', () => {
   ])('refuses a body truncated in its %s', (field, body, flags) => {
     expect(() => readCallBody(body, flags, out)).toThrow(WireProtocolError);
     expect(() => readCallBody(body, flags, out)).toThrow(field);
+  });
+
+  it('names exactly the fields docs/PROTOCOL.md §2.2 lists, in the documented message', () => {
+    const bodies: [Buffer, number][] = [
+      [Buffer.from([0, 0]), REQUEST_HAS_DEADLINE],
+      [Buffer.from([0]), REQUEST_HAS_CREDIT],
+      [Buffer.from([0]), 0],
+      [Buffer.from([0, 9, 0x61]), 0],
+      [Buffer.from([0, 1, 0x61, 0, 0]), REQUEST_HAS_METADATA],
+      [Buffer.from([0, 1, 0x61, 0, 0, 0, 9, 1]), REQUEST_HAS_METADATA],
+      [Buffer.from([0, 1, 0x61]), 0],
+    ];
+    const messages = bodies.map(([body, flags]) => {
+      try {
+        readCallBody(body, flags, out);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return 'no error';
+    });
+    expect(messages).toEqual(TRUNCATED_FIELDS.map((f) => `call frame truncated: ${f} runs past the end of the frame`));
+  });
+
+  it('refuses a credit of 0 on a REQUEST only; on an EVENT it is parsed and ignored', () => {
+    const body = Buffer.from([0, 0, 0, 0, 0, 1, 0x61, 0xc3]);
+    expect(() => readCallBody(body, REQUEST_HAS_CREDIT, out)).toThrow('initial stream credit must be at least 1');
+    readCallBody(body, REQUEST_HAS_CREDIT, out, FrameType.EVENT);
+    expect(out.pattern).toBe('a');
+    expect(out.payload).toEqual(Buffer.from([0xc3]));
   });
 });

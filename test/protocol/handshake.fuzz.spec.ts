@@ -7,7 +7,15 @@ import { firstValueFrom } from 'rxjs';
 import { ConnectionState, WireConnection, type ConnectionHandler } from '../../lib/connection/connection.js';
 import { WireClient, WireError, WireHandshakeError } from '../../lib/index.js';
 import { MsgpackCodec } from '../../lib/protocol/codec.js';
-import { ERROR_TRANSPORT, FrameType, MAGIC, MAX_FRAME_TYPE, MIN_FRAME_LENGTH, PROTOCOL_VERSION } from '../../lib/protocol/frame.js';
+import {
+  ERROR_TRANSPORT,
+  FrameType,
+  MAGIC,
+  MAX_FRAME_TYPE,
+  MIN_FRAME_LENGTH,
+  MIN_MAX_FRAME_SIZE,
+  PROTOCOL_VERSION,
+} from '../../lib/protocol/frame.js';
 import {
   decodeHelloBody,
   encodeHelloBody,
@@ -127,9 +135,11 @@ function expectedOutcome(bytes: Buffer, codecId: number): Expected {
   if (type === 0 || type > MAX_FRAME_TYPE) return { kind: 'refused', code: 'WIRE_PROTOCOL' };
   if (type === FrameType.ERROR && id === 0) return { kind: 'peer-refused' };
   if (type !== FrameType.HELLO) return { kind: 'refused', code: 'WIRE_HANDSHAKE' };
+  if (id !== 0) return { kind: 'refused', code: 'WIRE_HANDSHAKE' };
   const body = bytes.subarray(14, 8 + length);
   if (body.length < HELLO_FIXED_BYTES) return { kind: 'refused', code: 'WIRE_HANDSHAKE' };
   if (body[0] !== PROTOCOL_VERSION || body[1] !== codecId) return { kind: 'refused', code: 'WIRE_HANDSHAKE' };
+  if (body.readUInt32BE(4) < MIN_MAX_FRAME_SIZE) return { kind: 'refused', code: 'WIRE_HANDSHAKE' };
   // Features bits 4-5 name the compression the peer sends with; 3 is no algorithm. (lib/protocol/compression.ts;
   // docs/PROTOCOL.md still calls `features` reserved and ignored on receipt.)
   if (((body.readUInt16BE(2) >> FEATURES_SENDS_SHIFT) & 0b11) === 3) return { kind: 'refused', code: 'WIRE_HANDSHAKE' };
