@@ -14,6 +14,7 @@ import {
   WireTimeoutError,
 } from '../errors.js';
 import {
+  checkCallOptionKeys,
   checkTimeout,
   resolveClientOptions,
   type ResolvedClientOptions,
@@ -231,6 +232,7 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
     let metadata = packet.metadata;
     let propagate = this.wireOptions.propagate;
     if (options !== undefined) {
+      checkCallOptionKeys(options);
       if (options.timeout !== undefined) timeoutMs = checkTimeout(options.timeout, 'send() option timeout');
       if (options.metadata !== undefined) metadata = { ...metadata, ...options.metadata };
       if (options.propagate === false) propagate = false;
