@@ -23,6 +23,8 @@ import {
 } from '../options.js';
 import type { ClientConnection } from './client-connection.js';
 import { Balancer, type BalancerListener, type WireClientStatus } from './balancer.js';
+import { OutageLog } from './outage-log.js';
+import { overridesResponseHooks, SerializingObserver } from './serializer-hooks.js';
 import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 
@@ -68,6 +70,10 @@ export interface WireClientCounters {
  */
 export class WireClient extends ClientProxy<WireClientEvents> implements CallTracker {
   protected readonly logger = new Logger(WireClient.name);
+  /** A subclass overrides `serializeResponse` / `serializeError`: calls' answers go through them. */
+  private readonly responseHooks = overridesResponseHooks(this);
+  /** Connection failures and recoveries, logged once per outage (not per attempt). */
+  private readonly outages = new OutageLog(this.logger);
   protected readonly wireOptions: ResolvedClientOptions;
   private readonly wheel: TimeoutWheel<PendingCall>;
   private balancer: Balancer;
@@ -207,7 +213,11 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
       return throwError(() => new InvalidMessageException());
     }
     return new Observable<TResult>((subscriber) =>
-      this.startCall(this.createPacket(pattern, data), options, subscriber as Subscriber<unknown>),
+      this.startCall(
+        this.createPacket(pattern, data),
+        options,
+        this.responseHooks ? new SerializingObserver(subscriber as Subscriber<unknown>, this) : (subscriber as Subscriber<unknown>),
+      ),
     );
   }
 
@@ -387,16 +397,16 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   private createBalancer(): Balancer {
     const listener: BalancerListener = {
       onStatus: (status) => this._status$.next(status),
-      onReady: () => {
-        this.logger.debug?.(`connected (${this.balancer.readyCount} connections open)`);
+      onReady: (endpoint) => {
+        this.logger.verbose?.(`connected to ${endpoint} (${this.balancer.readyCount} connections open)`);
+        this.outages.opened(endpoint);
         this.drain();
       },
       onUnreachable: (err) => this.failQueued(this.queue, err),
       onConnectionError: (endpoint, err, firstInARow) => {
         if (this.emitter.listenerCount('error') > 0) this.emitter.emit('error', err);
         // One warning per outage, not one per reconnect attempt.
-        else if (firstInARow) this.logger.warn(`connection to ${endpoint} failed: ${err.message}`);
-        else this.logger.debug?.(`connection to ${endpoint} failed again: ${err.message}`);
+        else this.outages.failed(endpoint, err, firstInARow);
       },
     };
     return new Balancer(this.wireOptions, this.wheel, listener, this.transport);

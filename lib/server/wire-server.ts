@@ -333,13 +333,13 @@ export class WireServer
 
   onSessionOpen(session: ServerSession): void {
     this.heartbeats.add(session.wire);
-    this.logger.debug?.(`client ${session.wire.remoteAddress} connected (${this.sessions.size} open)`);
+    this.logger.verbose?.(`client ${session.wire.remoteAddress} connected (${this.sessions.size} open)`);
   }
 
   onSessionClose(session: ServerSession, err: WireError | null): void {
     this.sessions.delete(session);
     this.heartbeats.delete(session.wire);
-    this.logger.debug?.(`client ${session.wire.remoteAddress} disconnected${err === null ? '' : `: ${err.message}`}`);
+    this.logger.verbose?.(`client ${session.wire.remoteAddress} disconnected${err === null ? '' : `: ${err.message}`}`);
     if (this.sessions.size === 0) this.onDrained?.();
     if (err !== null && !(err instanceof WireConnectionError)) this.emitOrLog('connectionError', err);
   }
