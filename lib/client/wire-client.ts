@@ -212,13 +212,11 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
     if (pattern === null || pattern === undefined || data === null || data === undefined) {
       return throwError(() => new InvalidMessageException());
     }
-    return new Observable<TResult>((subscriber) =>
-      this.startCall(
-        this.createPacket(pattern, data),
-        options,
-        this.responseHooks ? new SerializingObserver(subscriber as Subscriber<unknown>, this) : (subscriber as Subscriber<unknown>),
-      ),
-    );
+    return new Observable<TResult>((subscriber) => {
+      const observer = subscriber as Subscriber<unknown>;
+      // The PendingCall is the teardown: unsubscribing cancels the call.
+      return this.startCall(this.createPacket(pattern, data), options, this.responseHooks ? new SerializingObserver(observer, this) : observer);
+    });
   }
 
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
