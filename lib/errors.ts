@@ -61,10 +61,11 @@ export class WireConnectionError extends WireError {
  * `err`'s cause chain, if there is one within a few links.
  */
 export function socketErrorOf(err: unknown): NodeJS.ErrnoException | undefined {
-  for (let depth = 0; depth < 4 && err instanceof Error; depth++) {
+  // Duck-typed, not `instanceof Error`: errors from another realm (a vm context, Jest) count too.
+  for (let depth = 0; depth < 4 && typeof err === 'object' && err !== null; depth++) {
     const { code, syscall } = err as NodeJS.ErrnoException;
     if (typeof code === 'string' && typeof syscall === 'string') return err as NodeJS.ErrnoException;
-    err = err.cause;
+    err = (err as Error).cause;
   }
   return undefined;
 }
