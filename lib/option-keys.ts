@@ -12,7 +12,7 @@ export type OptionKeys<T> = { readonly [K in keyof Required<T>]: true };
  * `tlsOptions` would run the connection in plaintext.
  */
 const MIGRATION_HINTS: Readonly<Record<string, { use?: string; why: string }>> = {
-  tlsOptions: { use: 'tls', why: "Nest TCP's tlsOptions is called tls here (the same Node TLS options)" },
+  tlsOptions: { use: 'tls', why: "Nest TCP's tlsOptions is called tls here: the same Node TLS options" },
   maxBufferSize: { use: 'maxFrameSize', why: 'the largest frame accepted, in bytes (not characters), announced to the peer' },
   maxSendBufferSize: { use: 'maxQueuedBytes', why: 'bytes queued for a socket that does not drain' },
   incompleteMessageTimeout: {
