@@ -23,7 +23,7 @@ import {
 } from '../options.js';
 import type { ClientConnection } from './client-connection.js';
 import { Balancer, type BalancerListener, type WireClientStatus } from './balancer.js';
-import { OutageLog } from './outage-log.js';
+import { OutageLog } from '../connection/outage-log.js';
 import { overridesResponseHooks, SerializingObserver } from './serializer-hooks.js';
 import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
@@ -73,7 +73,7 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   /** A subclass overrides `serializeResponse` / `serializeError`: calls' answers go through them. */
   private readonly responseHooks = overridesResponseHooks(this);
   /** Connection failures and recoveries, logged once per outage (not per attempt). */
-  private readonly outages = new OutageLog(this.logger);
+  private readonly outages = new OutageLog(this.logger, 'to');
   protected readonly wireOptions: ResolvedClientOptions;
   private readonly wheel: TimeoutWheel<PendingCall>;
   private balancer: Balancer;

@@ -365,7 +365,7 @@ describe('logging while the server is away: quiet by default', () => {
       expect(recovered).toHaveLength(1);
       const match = new RegExp(`^reconnected to 127\\.0\\.0\\.1:${port} after (\\d+) failed attempts in (\\d+) ms$`).exec(recovered[0].message);
       expect(match).not.toBeNull();
-      const failedAttempts = lines.filter((e) => /^connection to .* failed/.test(e.message)).length;
+      const failedAttempts = lines.filter((e) => /^connection to \S+ failed/.test(e.message)).length;
       expect(Number(match![1])).toBe(failedAttempts);
       expect(failedAttempts).toBeGreaterThanOrEqual(4);
       // Nothing else at debug or above from the client: no line per attempt.
@@ -375,6 +375,45 @@ describe('logging while the server is away: quiet by default', () => {
     } finally {
       client.close();
       await app?.close();
+      Logger.overrideLogger(false);
+    }
+  });
+
+  it('server: a client refused in a reconnect loop gives one warn, attempts at verbose, one log once it gets in', async () => {
+    const logger = new RecordingLogger();
+    let accept = false;
+    const server = new WireServer({ host: '127.0.0.1', port: 0, authenticate: () => accept });
+    const app = await NestFactory.createMicroservice(MathModule, { strategy: server, logger });
+    await app.listen();
+    const client = new WireClient({
+      host: '127.0.0.1',
+      port: server.port,
+      credentials: 'stale token',
+      reconnect: { initialDelayMs: 10, maxDelayMs: 20 },
+    });
+    const fromServer = (e: Entry) => e.context === 'WireServer';
+    try {
+      await expect(client.connect()).rejects.toMatchObject({ code: 'WIRE_AUTH' });
+      await logger.when((e) => fromServer(e) && e.level === 'verbose' && /failed again/.test(e.message), 3);
+      accept = true;
+      await logger.when((e) => fromServer(e) && e.level === 'log');
+      await expect(firstValueFrom(client.send<number>('sum', [1, 1]))).resolves.toBe(2);
+
+      const lines = logger.entries.filter(fromServer);
+      expect(lines.filter((e) => e.level === 'warn')).toEqual([
+        { level: 'warn', message: expect.stringMatching(/^connection from 127\.0\.0\.1 failed: authentication failed/), context: 'WireServer' },
+      ]);
+      const opened = lines.filter((e) => e.level === 'log');
+      expect(opened).toHaveLength(1);
+      const match = /^connection from 127\.0\.0\.1 open again after (\d+) failed attempts in \d+ ms$/.exec(opened[0].message);
+      expect(match).not.toBeNull();
+      expect(Number(match![1])).toBe(lines.filter((e) => /^connection from \S+ failed/.test(e.message)).length);
+      expect(lines.filter((e) => e.level !== 'verbose' && e.level !== 'warn' && e.level !== 'log')).toEqual([]);
+      // The client saw the same outage the same way: one warn.
+      expect(logger.entries.filter((e) => e.context === 'WireClient' && e.level === 'warn')).toHaveLength(1);
+    } finally {
+      client.close();
+      await app.close();
       Logger.overrideLogger(false);
     }
   });

@@ -1,5 +1,5 @@
 import type { Logger } from '@nestjs/common';
-import { OutageLog } from '../../lib/client/outage-log.js';
+import { OutageLog } from '../../lib/connection/outage-log.js';
 import { WireConnectionError } from '../../lib/errors.js';
 
 function recordingLogger(): { logger: Logger; lines: string[] } {
@@ -14,7 +14,7 @@ describe('OutageLog', () => {
 
   it('counts failed attempts per endpoint and reports each recovery with its own count', () => {
     const { logger, lines } = recordingLogger();
-    const log = new OutageLog(logger);
+    const log = new OutageLog(logger, 'to');
     log.failed('a:1', err, true);
     log.failed('b:2', err, false);
     log.failed('a:1', err, false);
@@ -34,7 +34,7 @@ describe('OutageLog', () => {
 
   it('logs nothing on a first connection that never failed', () => {
     const { logger, lines } = recordingLogger();
-    new OutageLog(logger).opened('a:1');
+    new OutageLog(logger, 'to').opened('a:1');
     expect(lines).toEqual([]);
   });
 });
