@@ -2,7 +2,7 @@ import type { Logger } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
 import type { WireError } from '../errors.js';
 
-/** Peers whose failures are remembered at once; past it, failures are logged without a count. */
+/** Peers whose failures are remembered at once; past it, the one failing longest is forgotten. */
 const MAX_TRACKED_PEERS = 1024;
 
 /**
@@ -28,11 +28,13 @@ export class OutageLog {
    */
   failed(peer: string, err: WireError, first = !this.failing.has(peer)): void {
     let outage = this.failing.get(peer);
-    if (outage === undefined && this.failing.size < MAX_TRACKED_PEERS) {
+    if (outage === undefined) {
+      // Bounded: many peers failing (a scan, a flood) cannot grow it; the oldest entry goes.
+      if (this.failing.size >= MAX_TRACKED_PEERS) this.failing.delete(this.failing.keys().next().value!);
       outage = { failures: 0, since: performance.now() };
       this.failing.set(peer, outage);
     }
-    const attempt = outage === undefined ? 0 : ++outage.failures;
+    const attempt = ++outage.failures;
     if (first) this.logger.warn(`connection ${this.direction} ${peer} failed: ${err.message}`);
     else this.logger.verbose?.(`connection ${this.direction} ${peer} failed again (attempt ${attempt}): ${err.message}`);
   }
