@@ -41,11 +41,33 @@ export class WireHandshakeError extends WireError {
   }
 }
 
-/** The connection carrying a call closed, failed, or could not be opened. */
+/**
+ * The connection carrying a call closed, failed, or could not be opened. `code` stays
+ * `WIRE_CONNECTION`; when a socket error is at the root, `syscallCode` is its code
+ * (`ECONNREFUSED`, `ECONNRESET`, `ETIMEDOUT`, `ENOTFOUND`...) — what `err.code` is over Nest's
+ * TCP transport — and `cause` is that socket error itself, or the nest-wire error that led here.
+ */
 export class WireConnectionError extends WireError {
+  readonly syscallCode: string | undefined;
+
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, 'WIRE_CONNECTION', options);
+    this.syscallCode = socketErrorOf(options?.cause)?.code;
   }
+}
+
+/**
+ * The Node system error (`code` and `syscall`, from a socket or a DNS lookup) at the root of
+ * `err`'s cause chain, if there is one within a few links.
+ */
+export function socketErrorOf(err: unknown): NodeJS.ErrnoException | undefined {
+  // Duck-typed, not `instanceof Error`: errors from another realm (a vm context, Jest) count too.
+  for (let depth = 0; depth < 4 && typeof err === 'object' && err !== null; depth++) {
+    const { code, syscall } = err as NodeJS.ErrnoException;
+    if (typeof code === 'string' && typeof syscall === 'string') return err as NodeJS.ErrnoException;
+    err = (err as Error).cause;
+  }
+  return undefined;
 }
 
 /** The call's deadline passed before it settled. */

@@ -12,6 +12,7 @@ export {
   type WireServerCounters,
   type WireServerStats,
 } from './server/wire-server.js';
+export { wireClient, wireClientAsync, type WireClientAsyncOptions } from './client/clients-module.js';
 export { WireContext } from './server/wire-context.js';
 export {
   WireError,

@@ -1,5 +1,6 @@
 import type { PeerCertificate, ConnectionOptions as TlsConnectionOptions, TlsOptions } from 'node:tls';
 import { WireOptionsError } from './errors.js';
+import { checkOptionKeys, unknownOptionError, type OptionKeys } from './option-keys.js';
 import { MsgpackCodec, type WireCodec } from './protocol/codec.js';
 import { PayloadCompressor, type CompressionAlgorithm } from './protocol/compression.js';
 
@@ -155,6 +156,79 @@ export interface WireCallOptions {
   propagate?: boolean;
 }
 
+/**
+ * THE known-key lists: every option of the interfaces above, once. `satisfies OptionKeys<...>`
+ * makes the compiler demand an entry for each option of the interface (and refuse a key it
+ * lacks), so a new option is one line in its interface and one here. Any other key given to
+ * a constructor or to `send()` is refused with `WireOptionsError` naming the closest option
+ * (lib/option-keys.ts).
+ */
+const COMMON_OPTION_KEYS = {
+  host: true,
+  port: true,
+  maxFrameSize: true,
+  handshakeTimeoutMs: true,
+  codec: true,
+  path: true,
+  compression: true,
+  heartbeatIntervalMs: true,
+} as const satisfies OptionKeys<WireCommonOptions>;
+
+export const SERVER_OPTION_KEYS = {
+  ...COMMON_OPTION_KEYS,
+  tls: true,
+  authenticate: true,
+  maxPatternBytes: true,
+  maxMetadataEntries: true,
+  maxMetadataBytes: true,
+  maxConnections: true,
+  idleTimeoutMs: true,
+  drainTimeoutMs: true,
+  maxInFlightPerConnection: true,
+  maxStreamBufferBytes: true,
+  maxQueuedBytes: true,
+} as const satisfies OptionKeys<WireServerOptions>;
+
+export const CLIENT_OPTION_KEYS = {
+  ...COMMON_OPTION_KEYS,
+  tls: true,
+  credentials: true,
+  servers: true,
+  resolveIntervalMs: true,
+  reconnect: true,
+  nackRetries: true,
+  timeout: true,
+  poolSize: true,
+  connectTimeoutMs: true,
+  maxPendingCalls: true,
+  overflow: true,
+  maxQueuedBytes: true,
+  streamCredit: true,
+  propagate: true,
+} as const satisfies OptionKeys<WireClientOptions>;
+
+export const CALL_OPTION_KEYS = { timeout: true, metadata: true, propagate: true } as const satisfies OptionKeys<WireCallOptions>;
+
+const RECONNECT_OPTION_KEYS = { initialDelayMs: true, maxDelayMs: true } as const satisfies OptionKeys<
+  NonNullable<WireClientOptions['reconnect']>
+>;
+const COMPRESSION_OPTION_KEYS = { algorithm: true, thresholdBytes: true } as const satisfies OptionKeys<
+  NonNullable<WireCommonOptions['compression']>
+>;
+
+/**
+ * Checks the keys of `send()`'s per-call options (not their values). On the hot path: no
+ * allocation unless it throws, one `hasOwn` per key given.
+ */
+export function checkCallOptionKeys(options: WireCallOptions): void {
+  if (options === null || typeof options !== 'object') {
+    throw new WireOptionsError(`send() options must be an object ({ timeout, metadata, propagate }), got ${String(options)}`);
+  }
+  for (const key in options) {
+    if (!Object.hasOwn(CALL_OPTION_KEYS, key)) throw unknownOptionError(key, CALL_OPTION_KEYS, 'send()');
+  }
+}
+
 export interface ResolvedCommonOptions {
   compression: PayloadCompressor | null;
   host: string;
@@ -201,6 +275,7 @@ export interface ResolvedClientOptions extends ResolvedCommonOptions {
 
 export function resolveServerOptions(options: WireServerOptions = {}): ResolvedServerOptions {
   const where = 'WireServer';
+  checkOptionKeys(options, SERVER_OPTION_KEYS, where);
   return {
     ...resolveCommon(options, where),
     drainTimeoutMs: checkTimeout(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, `${where} option drainTimeoutMs`),
@@ -244,8 +319,10 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
 
 export function resolveClientOptions(options: WireClientOptions = {}): ResolvedClientOptions {
   const where = 'WireClient';
+  checkOptionKeys(options, CLIENT_OPTION_KEYS, where);
   const common = resolveCommon(options, where);
   const reconnect = options.reconnect ?? {};
+  checkOptionKeys(reconnect, RECONNECT_OPTION_KEYS, `${where} option reconnect`);
   const initialDelayMs = checkInteger(
     reconnect.initialDelayMs ?? DEFAULT_RECONNECT_INITIAL_DELAY_MS,
     1,
@@ -407,6 +484,7 @@ export function formatAddress(address: EndpointAddress): string {
 
 function resolveCompression(value: WireCommonOptions['compression'], where: string): PayloadCompressor | null {
   if (value === undefined || value === null) return null;
+  checkOptionKeys(value, COMPRESSION_OPTION_KEYS, `${where} option compression`);
   const algorithm = checkOneOf(value.algorithm, ['deflate', 'brotli'] as const, `${where} option compression.algorithm`);
   const threshold = checkInteger(
     value.thresholdBytes ?? 1024,

@@ -4,7 +4,7 @@ import type { ConnectionOptions } from '../connection/connection.js';
 import { HeartbeatMonitor } from '../connection/heartbeat.js';
 import type { TransportCounters } from '../connection/transport-stats.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
-import { WireAuthError, WireConnectionError, type WireError } from '../errors.js';
+import { socketErrorOf, WireAuthError, WireConnectionError, type WireError } from '../errors.js';
 import { formatAddress, type EndpointAddress, type ResolvedClientOptions } from '../options.js';
 import type { ClientConnection } from './client-connection.js';
 import { Endpoint, EndpointState, type EndpointEvents } from './endpoint.js';
@@ -15,8 +15,8 @@ export type WireClientStatus = 'connected' | 'reconnecting' | 'disconnected';
 /** What the balancer reports to the client that owns it. */
 export interface BalancerListener {
   onStatus(status: WireClientStatus): void;
-  /** A connection entered rotation: queued calls can go. */
-  onReady(): void;
+  /** A connection to `endpoint` entered rotation: queued calls can go. */
+  onReady(endpoint: string): void;
   /** No connection is open and none is being attempted: calls cannot wait for one. */
   onUnreachable(err: WireError): void;
   onConnectionError(endpoint: string, err: WireError, firstInARow: boolean): void;
@@ -143,7 +143,8 @@ export class Balancer implements EndpointEvents {
     const targets = this.endpoints.size > 0 ? [...this.endpoints.keys()].join(', ') : this.options.servers.map(formatAddress).join(', ');
     return new WireConnectionError(
       `no server reachable (${targets}): ${this.lastError?.message ?? 'no address to connect to'}`,
-      { cause: this.lastError ?? undefined },
+      // The socket error itself when there is one (its `code` is what Nest TCP callers map on).
+      { cause: socketErrorOf(this.lastError) ?? this.lastError ?? undefined },
     );
   }
 
@@ -165,7 +166,7 @@ export class Balancer implements EndpointEvents {
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.resolve();
-    this.listener.onReady();
+    this.listener.onReady(conn.endpointKey);
   }
 
   onConnectionGone(conn: ClientConnection, err: WireError | null): void {

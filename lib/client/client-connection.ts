@@ -82,11 +82,13 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   write(call: PendingCall, budgetMs: number): void {
     if (!this.wire.isOpen) throw new WireConnectionError(`connection to ${this.endpointKey} is closed`);
     const id = this.allocateId();
+    // Read before encoding: the first frame of a turn is written (its generation taken) at once.
+    const generation = this.wire.encoder.generation;
     this.encodeCall(FrameType.REQUEST, id, call.pattern, budgetMs, call.data, call.metadata, this.streamCredit);
     call.id = id;
     call.owner = this;
     // Until this generation has been taken, the frame can still be abandoned unsent.
-    call.generation = this.wire.encoder.generation;
+    call.generation = generation;
     this.calls.set(id, call);
   }
 

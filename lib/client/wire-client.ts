@@ -14,6 +14,7 @@ import {
   WireTimeoutError,
 } from '../errors.js';
 import {
+  checkCallOptionKeys,
   checkTimeout,
   resolveClientOptions,
   type ResolvedClientOptions,
@@ -22,6 +23,8 @@ import {
 } from '../options.js';
 import type { ClientConnection } from './client-connection.js';
 import { Balancer, type BalancerListener, type WireClientStatus } from './balancer.js';
+import { OutageLog } from '../connection/outage-log.js';
+import { overridesResponseHooks, SerializingObserver } from './serializer-hooks.js';
 import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 
@@ -67,6 +70,10 @@ export interface WireClientCounters {
  */
 export class WireClient extends ClientProxy<WireClientEvents> implements CallTracker {
   protected readonly logger = new Logger(WireClient.name);
+  /** A subclass overrides `serializeResponse` / `serializeError`: calls' answers go through them. */
+  private readonly responseHooks = overridesResponseHooks(this);
+  /** Connection failures and recoveries, logged once per outage (not per attempt). */
+  private readonly outages = new OutageLog(this.logger, 'to');
   protected readonly wireOptions: ResolvedClientOptions;
   private readonly wheel: TimeoutWheel<PendingCall>;
   private balancer: Balancer;
@@ -205,9 +212,11 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
     if (pattern === null || pattern === undefined || data === null || data === undefined) {
       return throwError(() => new InvalidMessageException());
     }
-    return new Observable<TResult>((subscriber) =>
-      this.startCall(this.createPacket(pattern, data), options, subscriber as Subscriber<unknown>),
-    );
+    return new Observable<TResult>((subscriber) => {
+      const observer = subscriber as Subscriber<unknown>;
+      // The PendingCall is the teardown: unsubscribing cancels the call.
+      return this.startCall(this.createPacket(pattern, data), options, this.responseHooks ? new SerializingObserver(observer, this) : observer);
+    });
   }
 
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
@@ -231,6 +240,7 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
     let metadata = packet.metadata;
     let propagate = this.wireOptions.propagate;
     if (options !== undefined) {
+      checkCallOptionKeys(options);
       if (options.timeout !== undefined) timeoutMs = checkTimeout(options.timeout, 'send() option timeout');
       if (options.metadata !== undefined) metadata = { ...metadata, ...options.metadata };
       if (options.propagate === false) propagate = false;
@@ -385,16 +395,16 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   private createBalancer(): Balancer {
     const listener: BalancerListener = {
       onStatus: (status) => this._status$.next(status),
-      onReady: () => {
-        this.logger.debug?.(`connected (${this.balancer.readyCount} connections open)`);
+      onReady: (endpoint) => {
+        this.logger.verbose?.(`connected to ${endpoint} (${this.balancer.readyCount} connections open)`);
+        this.outages.opened(endpoint);
         this.drain();
       },
       onUnreachable: (err) => this.failQueued(this.queue, err),
       onConnectionError: (endpoint, err, firstInARow) => {
         if (this.emitter.listenerCount('error') > 0) this.emitter.emit('error', err);
         // One warning per outage, not one per reconnect attempt.
-        else if (firstInARow) this.logger.warn(`connection to ${endpoint} failed: ${err.message}`);
-        else this.logger.debug?.(`connection to ${endpoint} failed again: ${err.message}`);
+        else this.outages.failed(endpoint, err, firstInARow);
       },
     };
     return new Balancer(this.wireOptions, this.wheel, listener, this.transport);

@@ -12,6 +12,7 @@ import { WireConnectionError, type WireError } from '../errors.js';
 import { RpcException } from '@nestjs/microservices';
 import { callContext, propagation } from '../call-context.js';
 import { HeartbeatMonitor } from '../connection/heartbeat.js';
+import { OutageLog } from '../connection/outage-log.js';
 import { CallStats, TransportCounters, type CallStatsSnapshot } from '../connection/transport-stats.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { resolveServerOptions, type ResolvedServerOptions, type WireServerOptions } from '../options.js';
@@ -68,6 +69,8 @@ export class WireServer
   implements CustomTransportStrategy, SessionHost
 {
   protected override readonly logger = new Logger(WireServer.name);
+  /** Failed connections per client host, logged once per outage (not per attempt). */
+  private readonly connectionFailures = new OutageLog(this.logger, 'from');
   protected readonly wireOptions: ResolvedServerOptions;
   readonly limits: SessionLimits;
   readonly deadlines = new TimeoutWheel<ServerCall>((call) => call.expire());
@@ -333,15 +336,19 @@ export class WireServer
 
   onSessionOpen(session: ServerSession): void {
     this.heartbeats.add(session.wire);
-    this.logger.debug?.(`client ${session.wire.remoteAddress} connected (${this.sessions.size} open)`);
+    this.connectionFailures.opened(hostOf(session.wire.remoteAddress));
+    this.logger.verbose?.(`client ${session.wire.remoteAddress} connected (${this.sessions.size} open)`);
   }
 
   onSessionClose(session: ServerSession, err: WireError | null): void {
     this.sessions.delete(session);
     this.heartbeats.delete(session.wire);
-    this.logger.debug?.(`client ${session.wire.remoteAddress} disconnected${err === null ? '' : `: ${err.message}`}`);
+    this.logger.verbose?.(`client ${session.wire.remoteAddress} disconnected${err === null ? '' : `: ${err.message}`}`);
     if (this.sessions.size === 0) this.onDrained?.();
-    if (err !== null && !(err instanceof WireConnectionError)) this.emitOrLog('connectionError', err);
+    if (err === null || err instanceof WireConnectionError) return;
+    if (this.emitter.listenerCount('connectionError') > 0) this.emitter.emit('connectionError', err);
+    // A client failing its handshake in a reconnect loop: one warn, then verbose.
+    else this.connectionFailures.failed(hostOf(session.wire.remoteAddress), err);
   }
 
   private readonly onConnection = (socket: Socket): void => {
@@ -384,4 +391,10 @@ export class WireServer
     if (this.emitter.listenerCount(event) > 0) this.emitter.emit(event, err);
     else this.logger.warn(`${event === 'error' ? 'server' : 'connection'} error: ${err.message}`);
   }
+}
+
+/** The host of an `ip:port` remote address: a client reconnects from a new port each time. */
+function hostOf(remoteAddress: string): string {
+  const colon = remoteAddress.lastIndexOf(':');
+  return colon > 0 ? remoteAddress.slice(0, colon) : remoteAddress;
 }
