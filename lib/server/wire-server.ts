@@ -18,6 +18,7 @@ import { resolveServerOptions, type ResolvedServerOptions, type WireServerOption
 import type { ServerCall } from './server-call.js';
 import { ServerSession, type SessionHost, type SessionLimits } from './server-session.js';
 import type { WireContext } from './wire-context.js';
+import { instrumentation, traceEvent } from '../diagnostics/instrumentation-hooks.js';
 
 export type WireServerStatus = 'listening' | 'connected' | 'disconnected';
 
@@ -290,8 +291,9 @@ export class WireServer
         stream$ = this.transformToObservable(await handler(data, ctx));
       } catch (err) {
         // Nest's exception filters turn handler errors into an error stream; this is what slips past them.
-        runEndHook();
+        // Failed first, so that the end hook finds the error in `ctx.getError()`.
         this.failUnhandled(call, err);
+        runEndHook();
         return;
       }
       if (call.done) {
@@ -322,9 +324,13 @@ export class WireServer
       this.onEventDropped(pattern, new Error('the pattern has a @MessagePattern handler, not an @EventPattern one'));
       return;
     }
-    this.handleEvent(pattern, { pattern, data, metadata: ctx.getMetadata() }, ctx).catch((err: unknown) =>
-      this.logger.error(err),
-    );
+    const packet = { pattern, data, metadata: ctx.getMetadata() };
+    const hooks = instrumentation.hooks;
+    const handled =
+      hooks === null || handler === null
+        ? this.handleEvent(pattern, packet, ctx)
+        : traceEvent(hooks.startServerCall('event', ctx), () => this.handleEvent(pattern, packet, ctx));
+    handled.catch((err: unknown) => this.logger.error(err));
   }
 
   onEventDropped(pattern: string, err: unknown): void {
