@@ -227,7 +227,7 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
     const trace = hooks === null ? null : hooks.startClientCall('event', pattern, packet.metadata);
     try {
       const conn = await this.openConnection();
-      trace?.written(conn.endpointKey, conn.wire.remoteAddress);
+      trace?.written(conn.endpointKey, conn.wire.socket);
       await conn.writeEvent(pattern, packet.data, trace === null ? packet.metadata : trace.metadata);
     } catch (err) {
       trace?.end({ error: err });

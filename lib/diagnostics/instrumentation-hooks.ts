@@ -4,6 +4,12 @@ import type { WireContext } from '../server/wire-context.js';
 /** What a traced call is: `send()` (a request, answered by one value or a stream) or `emit()` (an event). */
 export type CallKind = 'request' | 'event';
 
+/** What a trace reads of the socket a call left on (its peer, once connected). */
+export interface PeerSocket {
+  readonly remoteAddress?: string;
+  readonly remotePort?: number;
+}
+
 /** One outgoing call (request, stream or event) as an instrumentation follows it. */
 export interface ClientCallTrace {
   /**
@@ -11,8 +17,8 @@ export interface ClientCallTrace {
    * (e.g. `traceparent`). A new object; the caller's is never modified.
    */
   readonly metadata: Record<string, string> | undefined;
-  /** The call was written on a connection to `endpoint` (`host:port`, `unix:path`); `peer` is the socket's remote address. */
-  written(endpoint: string, peer: string): void;
+  /** The call was written on a connection to `endpoint` (`host:port`, `unix:path`) over `socket`. */
+  written(endpoint: string, socket: PeerSocket): void;
   /** The call ended (success, cancelled by the caller, or failed). Called once. */
   end(outcome: Outcome): void;
 }

@@ -14,6 +14,7 @@ import type {
   CallKind,
   ClientCallTrace,
   InstrumentationHooks,
+  PeerSocket,
   ServerCallTrace,
 } from '../diagnostics/instrumentation-hooks.js';
 import type { WireContext } from '../server/wire-context.js';
@@ -114,9 +115,11 @@ class ClientSpan implements ClientCallTrace {
     readonly metadata: Record<string, string> | undefined,
   ) {}
 
-  written(endpoint: string, peer: string): void {
+  written(endpoint: string, socket: PeerSocket): void {
     setAddress(this.span, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, endpoint);
-    setAddress(this.span, ATTR_NETWORK_PEER_ADDRESS, ATTR_NETWORK_PEER_PORT, peer);
+    // Unset for a Unix socket: it has no peer address.
+    if (socket.remoteAddress !== undefined) this.span.setAttribute(ATTR_NETWORK_PEER_ADDRESS, socket.remoteAddress);
+    if (socket.remotePort !== undefined) this.span.setAttribute(ATTR_NETWORK_PEER_PORT, socket.remotePort);
   }
 
   end(outcome: Outcome): void {

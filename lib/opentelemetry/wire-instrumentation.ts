@@ -68,8 +68,8 @@ export class WireInstrumentation implements TracerSource {
     return this.config;
   }
 
+  /** Starts tracing every nest-wire client and server of the process (again, if another instrumentation took over). */
   enable(): void {
-    if (this.enabled) return;
     this.enabled = true;
     instrumentation.hooks = this.hooks;
   }
