@@ -83,6 +83,13 @@ class ServiceA {
     return this.b.send('b.nothing', n);
   }
 
+  /** An AsyncIterable, pulled at the caller's pace: the nested call comes after the generator was resumed by a CREDIT. */
+  @MessagePattern('a.generate')
+  async *generate(@Payload() n: number): AsyncGenerator<number> {
+    for (let i = 1; i < n; i++) yield i;
+    yield await firstValueFrom(this.b.send<number>('b.double', n));
+  }
+
   @EventPattern('a.notify')
   notify(@Payload() data: unknown): Observable<unknown> {
     return this.b.emit('b.audit', data);
@@ -258,6 +265,18 @@ describe('OpenTelemetry: WireInstrumentation across gateway → A → B', () => 
     expect(parentOf(clientB)).toBe(idOf(serverA));
     expect(parentOf(serverB)).toBe(idOf(clientB));
     expect(seenByB[0].metadata?.traceparent).toBe(`00-${clientB.spanContext().traceId}-${idOf(clientB)}-01`);
+  });
+
+  it('an AsyncIterable resumed by the caller\'s CREDIT still runs inside its span', async () => {
+    const paced = clientFor(a, { streamCredit: 2 });
+    const values = await lastValueFrom(paced.send<number>('a.generate', 6).pipe(toArray()));
+    paced.close();
+    expect(values).toEqual([1, 2, 3, 4, 5, 12]);
+    const spans = await finishedSpans();
+    const serverA = only(spans, 'a.generate', SpanKind.SERVER);
+    const clientB = only(spans, 'b.double', SpanKind.CLIENT);
+    expect(parentOf(clientB)).toBe(idOf(serverA));
+    expect(clientB.spanContext().traceId).toBe(serverA.spanContext().traceId);
   });
 
   it('events: PRODUCER → CONSUMER spans, trace context propagated in the event metadata', async () => {
