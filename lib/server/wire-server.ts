@@ -22,6 +22,14 @@ import { instrumentation, traceEvent } from '../diagnostics/instrumentation-hook
 
 export type WireServerStatus = 'listening' | 'connected' | 'disconnected';
 
+/**
+ * The transport id of `WireServer` (Nest's `Server#transportId`), what processing hooks
+ * receive as their first argument: `@MessagePattern('sum', WIRE_TRANSPORT)` binds a handler
+ * to nest-wire only in a hybrid app. Registered (`Symbol.for`), so every copy of nest-wire
+ * in the process has the same one.
+ */
+export const WIRE_TRANSPORT: unique symbol = Symbol.for('nest-wire');
+
 /** Events `WireServer#on` accepts. */
 export type WireServerEvents = {
   /** The listening socket failed. */
@@ -69,6 +77,7 @@ export class WireServer
   implements CustomTransportStrategy, SessionHost
 {
   protected override readonly logger = new Logger(WireServer.name);
+  override transportId: symbol = WIRE_TRANSPORT;
   protected readonly wireOptions: ResolvedServerOptions;
   readonly limits: SessionLimits;
   readonly deadlines = new TimeoutWheel<ServerCall>((call) => call.expire());
@@ -249,8 +258,13 @@ export class WireServer
   }
 
   runRequest(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void {
-    if (propagation.clients > 0) callContext.run(call, () => this.dispatch(handler, data, ctx, call));
-    else this.dispatch(handler, data, ctx, call);
+    try {
+      if (propagation.clients > 0) callContext.run(call, () => this.dispatch(handler, data, ctx, call));
+      else this.dispatch(handler, data, ctx, call);
+    } catch (err) {
+      // A processing start hook that throws synchronously must fail the call, not the connection.
+      this.failUnhandled(call, err);
+    }
   }
 
   /**
