@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
+import { AsyncResource } from 'node:async_hooks';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { refuseSocket, type WireConnection } from '../connection/connection.js';
@@ -314,7 +315,9 @@ export class WireServer
         runEndHook();
         return;
       }
-      call.run(this.onProcessingEndHook === undefined ? stream$ : stream$.pipe(finalize(runEndHook)));
+      // The end hook runs in the async context of its start hook (where an APM agent keeps the
+      // call's state), not in whatever context completes the stream (another call's answer).
+      call.run(this.onProcessingEndHook === undefined ? stream$ : stream$.pipe(finalize(AsyncResource.bind(runEndHook))));
     });
     // A processing start hook that throws must fail the call, not the process.
     if (started instanceof Promise) started.catch((err: unknown) => this.failUnhandled(call, err));

@@ -1,7 +1,8 @@
 import 'reflect-metadata';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Controller, Module } from '@nestjs/common';
 import { MessagePattern, Payload, RpcException, Transport } from '@nestjs/microservices';
-import { firstValueFrom } from 'rxjs';
+import { firstValueFrom, Subject, type Observable } from 'rxjs';
 import { WIRE_TRANSPORT, WireContext, WireNoHandlerError } from '../../lib/index.js';
 import { withRunningApp } from '../helpers/apps.js';
 
@@ -17,6 +18,12 @@ class HooksController {
     throw new RpcException({ status: 400, message: 'bad input' });
   }
 
+  /** A stream completed from outside the handler (another call's answer, a broker message). */
+  @MessagePattern('later')
+  later(): Observable<number> {
+    return later.asObservable();
+  }
+
   /** Bound to nest-wire: served in a hybrid app by WireServer only. */
   @MessagePattern('wire.only', WIRE_TRANSPORT)
   wireOnly(): string {
@@ -29,6 +36,8 @@ class HooksController {
     return 'tcp';
   }
 }
+
+const later = new Subject<number>();
 
 @Module({ controllers: [HooksController] })
 class HooksModule {}
@@ -77,6 +86,22 @@ describe("WireServer and Nest's processing hooks", () => {
     expect(await firstValueFrom(app.client.send('double', 2))).toBe(4);
     expect(app.client.counters().openConnections).toBe(before);
     expect(app.client.stats().calls.failed.WIRE_CONNECTION ?? 0).toBe(0);
+  });
+
+  it('the end hook runs in the async context of its start hook, wherever the stream completes', async () => {
+    // What APM agents do: the start hook opens a store, the end hook reads it back.
+    const store = new AsyncLocalStorage<string>();
+    const ended: (string | undefined)[] = [];
+    app.running.server.setOnProcessingStartHook((_t, ctx, done) => store.run(`call:${(ctx as WireContext).getPattern()}`, done));
+    app.running.server.setOnProcessingEndHook(() => ended.push(store.getStore()));
+    const answer = firstValueFrom(app.client.send('later', 0));
+    await firstValueFrom(app.client.send('double', 1)); // barrier: 'later' is running
+    store.run('elsewhere', () => {
+      later.next(7);
+      later.complete();
+    });
+    expect(await answer).toBe(7);
+    expect(ended).toEqual(['call:double', 'call:later']);
   });
 
   it('a handler bound to another transport is not served; one bound to WIRE_TRANSPORT is', async () => {
