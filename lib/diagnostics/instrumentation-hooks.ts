@@ -53,6 +53,7 @@ export interface InstrumentationSlot {
   hooks: InstrumentationHooks | null;
 }
 
+/** Shared by every copy of nest-wire: an incompatible change to `InstrumentationHooks` must change the key. */
 const SLOT_KEY = Symbol.for('nest-wire.instrumentation');
 
 /**
