@@ -11,7 +11,7 @@ import {
   TracerProvider,
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace';
-import { firstValueFrom, lastValueFrom, range, toArray, type Observable } from 'rxjs';
+import { firstValueFrom, interval, lastValueFrom, range, toArray, type Observable } from 'rxjs';
 import { WireClient, WireContext, type WireClientOptions } from 'nest-wire';
 import { INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION, WireInstrumentation } from 'nest-wire/opentelemetry';
 import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
@@ -39,6 +39,12 @@ class ServiceB {
   count(@Payload() n: number, @Ctx() ctx: WireContext): Observable<number> {
     seenByB.push({ pattern: ctx.getPattern(), metadata: ctx.getMetadata() });
     return range(1, n);
+  }
+
+  /** Never completes: only a cancellation ends it. */
+  @MessagePattern('b.forever')
+  forever(): Observable<number> {
+    return interval(5);
   }
 
   @EventPattern('b.audit')
@@ -71,6 +77,11 @@ class ServiceA {
   @MessagePattern('a.stream')
   stream(@Payload() n: number): Observable<number> {
     return this.b.send('b.count', n);
+  }
+
+  @MessagePattern('a.forever')
+  forever(): Observable<number> {
+    return this.b.send('b.forever', {});
   }
 
   @MessagePattern('a.fail')
@@ -344,10 +355,10 @@ describe('OpenTelemetry: WireInstrumentation across gateway → A → B', () => 
     expect(only(spans, 'a.missing', SpanKind.SERVER).status.code).toBe(SpanStatusCode.ERROR);
   });
 
-  it('a call the caller cancels ends its span without an error', async () => {
+  it('a call the caller cancels ends the spans of the whole chain, without an error', async () => {
     const values: number[] = [];
     await new Promise<void>((resolve) => {
-      const sub = gateway.send<number>('a.stream', 1000).subscribe((v) => {
+      const sub = gateway.send<number>('a.forever', 0).subscribe((v) => {
         values.push(v);
         if (values.length === 2) {
           sub.unsubscribe();
@@ -355,9 +366,20 @@ describe('OpenTelemetry: WireInstrumentation across gateway → A → B', () => 
         }
       });
     });
-    const client = only(await finishedSpans(), 'a.stream', SpanKind.CLIENT);
-    expect(client.attributes['rpc.status_code']).toBe('WIRE_CANCELLED');
-    expect(client.status.code).toBe(SpanStatusCode.UNSET);
+    // Ordering barrier: a call after the CANCEL on the same connections (gateway → A, A → B),
+    // so A and B have processed it and ended their spans.
+    await firstValueFrom(gateway.send('a.observable', 1));
+    const spans = await finishedSpans();
+    const cancelled = [
+      only(spans, 'a.forever', SpanKind.CLIENT),
+      only(spans, 'a.forever', SpanKind.SERVER),
+      only(spans, 'b.forever', SpanKind.CLIENT),
+      only(spans, 'b.forever', SpanKind.SERVER),
+    ];
+    for (const span of cancelled) {
+      expect(span.attributes['rpc.status_code']).toBe('WIRE_CANCELLED');
+      expect(span.status.code).toBe(SpanStatusCode.UNSET);
+    }
   });
 
   it('the dispatch hook and per-call metadata still travel, next to traceparent', async () => {
