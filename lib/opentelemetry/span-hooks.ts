@@ -22,7 +22,6 @@ import {
   ATTR_ERROR_TYPE,
   ATTR_NETWORK_PEER_ADDRESS,
   ATTR_NETWORK_PEER_PORT,
-  ATTR_RPC_METHOD,
   ATTR_RPC_METHOD_ORIGINAL,
   ATTR_RPC_STATUS_CODE,
   ATTR_SERVER_ADDRESS,
@@ -84,10 +83,7 @@ export class SpanHooks implements InstrumentationHooks {
     // The pattern came from the network and matches nothing: it is not a span name (unbounded cardinality).
     const span = this.source.tracer.startSpan(
       UNKNOWN_METHOD,
-      {
-        kind: SpanKind.SERVER,
-        attributes: { ...callAttributes(UNKNOWN_METHOD), [ATTR_RPC_METHOD_ORIGINAL]: pattern, [ATTR_RPC_METHOD]: UNKNOWN_METHOD },
-      },
+      { kind: SpanKind.SERVER, attributes: { ...callAttributes(UNKNOWN_METHOD), [ATTR_RPC_METHOD_ORIGINAL]: pattern } },
       remoteParent(metadata),
     );
     setAddress(span, ATTR_NETWORK_PEER_ADDRESS, ATTR_NETWORK_PEER_PORT, remoteAddress);
