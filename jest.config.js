@@ -11,6 +11,7 @@ export default {
     '^(\\.{1,2}/.*)\\.js$': '$1',
     '^nest-wire$': '<rootDir>/lib/index.ts',
     '^nest-wire/terminus$': '<rootDir>/lib/terminus/index.ts',
+    '^nest-wire/opentelemetry$': '<rootDir>/lib/opentelemetry/index.ts',
   },
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: '<rootDir>/tsconfig.json' }],

@@ -6,6 +6,7 @@ export {
   type WireClientStats,
 } from './client/wire-client.js';
 export {
+  WIRE_TRANSPORT,
   WireServer,
   type WireServerEvents,
   type WireServerStatus,

@@ -90,6 +90,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     // Until this generation has been taken, the frame can still be abandoned unsent.
     call.generation = generation;
     this.calls.set(id, call);
+    if (call.trace !== null) call.trace.written(this.endpointKey, this.wire.socket);
   }
 
   /** Encodes and queues an EVENT; resolves once it has been handed to the OS. */

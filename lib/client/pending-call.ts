@@ -2,6 +2,7 @@ import type { Observer, Unsubscribable } from 'rxjs';
 import type { WheelEntry } from '../connection/timeout-wheel.js';
 import { CALL_CANCELLED as CANCELLED, type Outcome as CallOutcome } from '../connection/transport-stats.js';
 import { WireCancelledError } from '../errors.js';
+import type { ClientCallTrace } from '../diagnostics/instrumentation-hooks.js';
 
 /** The connection a call was written on. */
 export interface CallOwner {
@@ -46,6 +47,8 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   /** Fragments of a large value being received, and their total size. */
   fragments: Buffer[] | null = null;
   fragmentBytes = 0;
+  /** The instrumentation following this call (a span), if one is enabled; ended with the call. */
+  trace: ClientCallTrace | null = null;
 
   deadline = 0;
   wheelPrev: WheelEntry | null = null;
@@ -115,6 +118,10 @@ export class PendingCall implements WheelEntry, Unsubscribable {
       this.parentSignal!.removeEventListener('abort', this.onParentAbort);
       this.onParentAbort = null;
       this.parentSignal = null;
+    }
+    if (this.trace !== null) {
+      this.trace.end(outcome);
+      this.trace = null;
     }
     this.tracker.onSettled(this, outcome);
   }

@@ -26,6 +26,7 @@ import { Balancer, type BalancerListener, type WireClientStatus } from './balanc
 import { OutageLog } from '../connection/outage-log.js';
 import { overridesResponseHooks, SerializingObserver } from './serializer-hooks.js';
 import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
+import { instrumentation } from '../diagnostics/instrumentation-hooks.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 
 export type { WireClientStatus } from './balancer.js';
@@ -230,8 +231,18 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   }
 
   protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
-    const conn = await this.openConnection();
-    await conn.writeEvent(this.routeOf(packet.pattern), packet.data, packet.metadata);
+    const pattern = this.routeOf(packet.pattern);
+    const hooks = instrumentation.hooks;
+    const trace = hooks === null ? null : hooks.startClientCall('event', pattern, packet.metadata);
+    try {
+      const conn = await this.openConnection();
+      trace?.written(conn.endpointKey, conn.wire.socket);
+      await conn.writeEvent(pattern, packet.data, trace === null ? packet.metadata : trace.metadata);
+    } catch (err) {
+      trace?.end({ error: err });
+      throw err;
+    }
+    trace?.end(null);
     return undefined as T;
   }
 
@@ -246,6 +257,11 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
       if (options.propagate === false) propagate = false;
     }
     const call = new PendingCall(observer, this, timeoutMs, this.routeOf(packet.pattern), packet.data, metadata);
+    const hooks = instrumentation.hooks;
+    if (hooks !== null) {
+      call.trace = hooks.startClientCall('request', call.pattern, metadata);
+      call.metadata = call.trace.metadata;
+    }
     const now = performance.now();
     call.startedAt = now;
     this.callStats.started++;

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { CALL_CANCELLED, type Outcome } from '../connection/transport-stats.js';
 import { WireOverloadedError } from '../errors.js';
 import type { SignalSource } from './wire-context.js';
+import type { ServerCallTrace } from '../diagnostics/instrumentation-hooks.js';
 
 /** How a running call reaches its connection. */
 export interface CallSink {
@@ -45,6 +46,10 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
   wheelPrev: WheelEntry | null = null;
   wheelNext: WheelEntry | null = null;
   wheelSlot = -1;
+  /** The instrumentation following this call (a span), if one is enabled; ended with the call. */
+  trace: ServerCallTrace | null = null;
+  /** The error the call ended with, once it has (for `WireContext#getError`); undefined otherwise. */
+  failure: unknown = undefined;
 
   private credit: number;
   private buffer: (Uint8Array | null)[] | null = null;
@@ -131,7 +136,11 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
       this.buffer = null;
       if (this.terminal !== undefined) return this.finish(this.terminal);
     }
-    if (this.iterator !== null) this.pump();
+    if (this.iterator !== null) {
+      // Resumes the handler's generator: inside its trace, so calls it makes continue the trace.
+      if (this.trace === null) this.pump();
+      else this.trace.run(() => this.pump());
+    }
   }
 
   /** Called by the deadline wheel. */
@@ -216,6 +225,11 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
 
   private settle(outcome: Outcome): void {
     this.done = true;
+    if (outcome !== null && outcome !== CALL_CANCELLED) this.failure = outcome.error;
+    if (this.trace !== null) {
+      this.trace.end(outcome);
+      this.trace = null;
+    }
     this.sink.release(this, outcome);
   }
 }

@@ -20,6 +20,7 @@ import { FrameType, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '
 import { encodeTransportError } from '../protocol/transport-error.js';
 import { ServerCall, type CallSink } from './server-call.js';
 import { WireContext } from './wire-context.js';
+import { instrumentation } from '../diagnostics/instrumentation-hooks.js';
 
 /** What a session needs from the server that accepted it. */
 export interface SessionHost {
@@ -303,7 +304,9 @@ export class ServerSession implements ConnectionHandler, CallSink {
     const metadata = body.decodedMetadata;
     const handler = this.host.findHandler(pattern);
     if (handler === null) {
-      this.reject(id, 'WIRE_NO_HANDLER', new WireNoHandlerError().message);
+      const message = new WireNoHandlerError().message;
+      instrumentation.hooks?.recordUnhandled(pattern, metadata, this.wire.remoteAddress, 'WIRE_NO_HANDLER', message);
+      this.reject(id, 'WIRE_NO_HANDLER', message);
       return;
     }
     if (body.budgetMs === 0) {
@@ -329,7 +332,14 @@ export class ServerSession implements ConnectionHandler, CallSink {
       this.wire.pauseReading();
     }
     const ctx = new WireContext([pattern, metadata, id, deadlineAt, call, this.wire.remoteAddress]);
-    this.host.runRequest(handler, data, ctx, call);
+    const hooks = instrumentation.hooks;
+    if (hooks === null) {
+      this.host.runRequest(handler, data, ctx, call);
+      return;
+    }
+    // Traced: the handler, and the subscription to what it returns, run inside the call's span.
+    const trace = (call.trace = hooks.startServerCall('request', ctx));
+    trace.run(() => this.host.runRequest(handler, data, ctx, call));
   }
 
   private onEvent(flags: number, id: number, frameBody: Buffer): void {

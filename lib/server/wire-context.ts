@@ -1,8 +1,10 @@
 import { BaseRpcContext } from '@nestjs/microservices';
 
-/** Where a context gets its abort signal from (a running call), created lazily. */
+/** Where a context gets its abort signal from (a running call), created lazily, and how the call ended. */
 export interface SignalSource {
   readonly signal: AbortSignal;
+  /** The error the call ended with; undefined while it runs, and once it succeeded or was cancelled. */
+  readonly failure: unknown;
 }
 
 /** [pattern, metadata, requestId, deadline, signal source, remote address] */
@@ -56,5 +58,17 @@ export class WireContext extends BaseRpcContext<WireContextArgs> {
   /** `host:port` of the client. */
   getRemoteAddress(): string {
     return this.args[5];
+  }
+
+  /**
+   * The error the call failed with — what the caller receives: the value Nest's exception
+   * filters made of a thrown exception (`{ status: 'error', message }` for an `RpcException`),
+   * or a `WireError` such as `WireTimeoutError` — once it has ended; undefined while it
+   * runs, if it succeeded or was cancelled, and for events. Nest's processing end hook gets
+   * only the context: this is how it learns that the call failed.
+   */
+  getError(): unknown {
+    const source = this.args[4];
+    return source === null ? undefined : source.failure;
   }
 }

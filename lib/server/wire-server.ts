@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
+import { AsyncResource } from 'node:async_hooks';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { refuseSocket, type WireConnection } from '../connection/connection.js';
@@ -19,8 +20,17 @@ import { resolveServerOptions, type ResolvedServerOptions, type WireServerOption
 import type { ServerCall } from './server-call.js';
 import { ServerSession, type SessionHost, type SessionLimits } from './server-session.js';
 import type { WireContext } from './wire-context.js';
+import { instrumentation, traceEvent } from '../diagnostics/instrumentation-hooks.js';
 
 export type WireServerStatus = 'listening' | 'connected' | 'disconnected';
+
+/**
+ * The transport id of `WireServer` (Nest's `Server#transportId`), what processing hooks
+ * receive as their first argument: `@MessagePattern('sum', WIRE_TRANSPORT)` binds a handler
+ * to nest-wire only in a hybrid app. Registered (`Symbol.for`), so every copy of nest-wire
+ * in the process has the same one.
+ */
+export const WIRE_TRANSPORT: unique symbol = Symbol.for('nest-wire');
 
 /** Events `WireServer#on` accepts. */
 export type WireServerEvents = {
@@ -69,6 +79,7 @@ export class WireServer
   implements CustomTransportStrategy, SessionHost
 {
   protected override readonly logger = new Logger(WireServer.name);
+  override transportId: symbol = WIRE_TRANSPORT;
   /** Failed connections per client host, logged once per outage (not per attempt). */
   private readonly connectionFailures = new OutageLog(this.logger, 'from');
   protected readonly wireOptions: ResolvedServerOptions;
@@ -251,8 +262,13 @@ export class WireServer
   }
 
   runRequest(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void {
-    if (propagation.clients > 0) callContext.run(call, () => this.dispatch(handler, data, ctx, call));
-    else this.dispatch(handler, data, ctx, call);
+    try {
+      if (propagation.clients > 0) callContext.run(call, () => this.dispatch(handler, data, ctx, call));
+      else this.dispatch(handler, data, ctx, call);
+    } catch (err) {
+      // A processing start hook that throws synchronously must fail the call, not the connection.
+      this.failUnhandled(call, err);
+    }
   }
 
   /**
@@ -293,15 +309,18 @@ export class WireServer
         stream$ = this.transformToObservable(await handler(data, ctx));
       } catch (err) {
         // Nest's exception filters turn handler errors into an error stream; this is what slips past them.
-        runEndHook();
+        // Failed first, so that the end hook finds the error in `ctx.getError()`.
         this.failUnhandled(call, err);
+        runEndHook();
         return;
       }
       if (call.done) {
         runEndHook();
         return;
       }
-      call.run(this.onProcessingEndHook === undefined ? stream$ : stream$.pipe(finalize(runEndHook)));
+      // The end hook runs in the async context of its start hook (where an APM agent keeps the
+      // call's state), not in whatever context completes the stream (another call's answer).
+      call.run(this.onProcessingEndHook === undefined ? stream$ : stream$.pipe(finalize(AsyncResource.bind(runEndHook))));
     });
     // A processing start hook that throws must fail the call, not the process.
     if (started instanceof Promise) started.catch((err: unknown) => this.failUnhandled(call, err));
@@ -325,9 +344,13 @@ export class WireServer
       this.onEventDropped(pattern, new Error('the pattern has a @MessagePattern handler, not an @EventPattern one'));
       return;
     }
-    this.handleEvent(pattern, { pattern, data, metadata: ctx.getMetadata() }, ctx).catch((err: unknown) =>
-      this.logger.error(err),
-    );
+    const packet = { pattern, data, metadata: ctx.getMetadata() };
+    const hooks = instrumentation.hooks;
+    const handled =
+      hooks === null || handler === null
+        ? this.handleEvent(pattern, packet, ctx)
+        : traceEvent(hooks.startServerCall('event', ctx), () => this.handleEvent(pattern, packet, ctx));
+    handled.catch((err: unknown) => this.logger.error(err));
   }
 
   onEventDropped(pattern: string, err: unknown): void {
