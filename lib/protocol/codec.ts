@@ -1,5 +1,5 @@
 import { Unpackr, type Options } from 'msgpackr';
-import { WireCodecError } from '../errors.js';
+import { WireCodecError, WireOptionsError } from '../errors.js';
 import { MsgpackEncoder, type PayloadTypes } from './msgpack-encoder.js';
 import { datesToJson, mayHoldTimestamp } from './json-dates.js';
 
@@ -60,7 +60,7 @@ export class MsgpackCodec implements WireCodec {
   constructor(options: MsgpackCodecOptions = {}) {
     const types = options.payloadTypes ?? 'json';
     if (types !== 'json' && types !== 'native') {
-      throw new WireCodecError(`MsgpackCodec option payloadTypes must be 'json' or 'native', got ${String(types)}`);
+      throw new WireOptionsError(`MsgpackCodec option payloadTypes must be 'json' or 'native', got ${String(types)}`);
     }
     this.payloadTypes = types;
     this.encoder = new MsgpackEncoder(types);

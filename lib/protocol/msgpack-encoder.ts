@@ -358,7 +358,11 @@ export class MsgpackEncoder {
   private writeMap(map: Map<unknown, unknown>): void {
     this.writeLength(map.size, 0x80, 0xde);
     for (const [k, v] of map) {
-      if (!this.write(k, '')) this.buf[this.pos++] = 0xc0;
+      // A receiver decodes a map to an object: only keys that make a property name.
+      if (typeof k !== 'string' && typeof k !== 'number') {
+        throw new UnencodableValueError(`a Map key must be a string or a number to be sent, got ${typeof k}`);
+      }
+      this.write(k, '');
       if (!this.write(v, '')) this.buf[this.pos++] = 0xc0; // the entry exists: its value is nil
     }
   }
