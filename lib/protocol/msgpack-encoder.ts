@@ -9,10 +9,11 @@
  */
 export type PayloadTypes = 'json' | 'native';
 
-/** First slab; a value that does not fit grows it (4x what is in use, at least). */
+/**
+ * Small values share slabs of this size, one after the other (like Node's Buffer pool): a value
+ * held by a caller keeps at most one slab alive.
+ */
 const SLAB_BYTES = 16 * 1024;
-/** A slab grown past this is handed over with the value it was grown for, not reused. */
-const MAX_RETAINED_SLAB_BYTES = 1024 * 1024;
 /** Room every encode starts with, so that headers and numbers need no check. */
 const MIN_ROOM_BYTES = 64;
 /** Strings shorter than this are encoded by hand: cheaper than a call into C++. */
@@ -41,12 +42,16 @@ const utf8Write: Utf8Write =
  * cannot produce msgpackr's private extensions (records, undefined, Set/RegExp/Error/typed
  * array extensions, bundled strings, 0xc1): it has no code for them.
  *
- * Output goes into a slab that is never written again once a value has been returned from
- * it (the next value goes after it, or into a new slab), so callers may hold the bytes until
- * they are written.
+ * Output goes into a shared slab that is never written again once a value has been returned
+ * from it (the next value goes after it, or into a new slab), so callers may hold the bytes
+ * until they are written. A value that outgrows the room left in the slab moves to a buffer of
+ * its own, sized for it (strings by their exact UTF-8 length, otherwise doubling), so that a
+ * large value held in a queue costs about its size, never a slab several times larger.
  */
 export class MsgpackEncoder {
-  private buf: Buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  /** The slab small values share; `buf` is it, or a large value's own buffer during encode(). */
+  private shared: Buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  private buf: Buffer = this.shared;
   private view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   /** Next byte to write; bytes before `start` belong to values already returned. */
   private pos = 0;
@@ -63,35 +68,41 @@ export class MsgpackEncoder {
   encode(value: unknown): Buffer {
     // A toJSON or getter that itself encodes (with this codec) gets an encoder of its own.
     if (this.busy) return new MsgpackEncoder(this.native ? 'native' : 'json').encode(value);
-    if (this.buf.length - this.pos < MIN_ROOM_BYTES) this.newSlab(SLAB_BYTES);
-    this.start = this.pos;
+    if (this.shared.length - this.pos < MIN_ROOM_BYTES) {
+      this.shared = Buffer.allocUnsafeSlow(SLAB_BYTES);
+      this.use(this.shared, 0);
+    }
+    const sharedStart = (this.start = this.pos);
+    let inShared = false;
     this.busy = true;
     try {
       if (!this.write(value, '')) this.buf[this.pos++] = 0xc0; // top-level undefined: nil
-    } catch (err) {
-      this.pos = this.start;
-      throw err;
+      inShared = this.buf === this.shared;
+      return this.buf.subarray(this.start, this.pos);
     } finally {
       this.busy = false;
+      // The bytes of a value that stayed in the slab are the caller's now; the next value goes
+      // after them. A value that moved took its own buffer along; a failed one is discarded.
+      if (!inShared) this.use(this.shared, sharedStart);
     }
-    const out = this.buf.subarray(this.start, this.pos);
-    if (this.buf.length > MAX_RETAINED_SLAB_BYTES) this.newSlab(SLAB_BYTES);
-    return out;
   }
 
-  private newSlab(bytes: number): void {
-    this.buf = Buffer.allocUnsafeSlow(bytes);
-    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
-    this.pos = this.start = 0;
+  private use(buf: Buffer, pos: number): void {
+    this.buf = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.pos = this.start = pos;
   }
 
-  /** Makes room for `bytes` more (plus MIN_ROOM_BYTES), moving the value so far to a bigger slab. */
+  /**
+   * Makes room for `bytes` more (plus MIN_ROOM_BYTES), moving the value so far to a buffer of
+   * its own: exactly big enough, or twice the value so far, whichever is larger.
+   */
   private ensure(bytes: number): void {
     if (this.pos + bytes + MIN_ROOM_BYTES <= this.buf.length) return;
     const used = this.pos - this.start;
     const old = this.buf;
     const oldStart = this.start;
-    this.newSlab(Math.max(SLAB_BYTES, (used + bytes + MIN_ROOM_BYTES) * 4));
+    this.use(Buffer.allocUnsafeSlow(Math.max(used + bytes + MIN_ROOM_BYTES, used * 2, SLAB_BYTES)), 0);
     old.copy(this.buf, 0, oldStart, oldStart + used);
     this.pos = used;
   }
@@ -209,7 +220,10 @@ export class MsgpackEncoder {
     const chars = s.length;
     // Header sized for `chars` bytes (exact for ASCII); moved below if the UTF-8 is longer.
     const header = chars < 0x20 ? 1 : chars < 0x100 ? 2 : chars < 0x10000 ? 3 : 5;
-    this.ensure(chars * 3 + 5);
+    // Room for the worst case (3 bytes a UTF-16 unit); if that is not free, for the exact length.
+    if (this.pos + chars * 3 + 5 + MIN_ROOM_BYTES > this.buf.length) {
+      this.ensure((chars < SHORT_STRING_CHARS ? chars * 3 : Buffer.byteLength(s)) + 5);
+    }
     const buf = this.buf;
     const at = this.pos;
     let bytes: number;

@@ -261,6 +261,20 @@ describe('MsgpackEncoder buffers', () => {
     encoded.forEach((bytes, i) => expect(json.decode(bytes)).toEqual(values[i]));
   });
 
+  it('gives a large value a buffer of about its size, and lets small ones share a slab', () => {
+    for (const body of ['x'.repeat(65536), 'é'.repeat(100_000), 'y'.repeat(3 << 20)]) {
+      const bytes = json.encode({ id: 1, body });
+      expect(bytes.buffer.byteLength).toBeLessThan(bytes.length + 1024);
+    }
+    const many = json.encode(Array.from({ length: 50_000 }, (_, i) => ({ i })));
+    expect(many.buffer.byteLength).toBeLessThanOrEqual(2 * many.length + 16 * 1024);
+    const a = json.encode({ small: 1 });
+    const b = json.encode({ small: 2 });
+    expect(a.buffer).toBe(b.buffer);
+    expect(a.buffer.byteLength).toBeLessThanOrEqual(16 * 1024);
+    expect(json.decode(a)).toEqual({ small: 1 }); // b went after a, not over it
+  });
+
   it('drops the right map entries when their values are left out, whatever the header width', () => {
     for (const n of [1, 15, 16, 17, 300, 70_000]) {
       const obj: Record<string, unknown> = {};
