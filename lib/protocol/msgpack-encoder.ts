@@ -13,11 +13,15 @@ export type PayloadTypes = 'json' | 'native';
  * Small values share slabs of this size, one after the other (like Node's Buffer pool): a value
  * held by a caller keeps at most one slab alive.
  */
-const SLAB_BYTES = 16 * 1024;
+const SLAB_BYTES = 32 * 1024;
+/** A value that needs more than this moves out of the shared slab into a buffer of its own. */
+const LARGE_VALUE_BYTES = SLAB_BYTES / 4;
 /** Room every encode starts with, so that headers and numbers need no check. */
 const MIN_ROOM_BYTES = 64;
 /** Strings shorter than this are encoded by hand: cheaper than a call into C++. */
 const SHORT_STRING_CHARS = 64;
+
+const UTF8 = new TextEncoder();
 
 const TWO_32 = 2 ** 32;
 const TWO_63 = 2 ** 63;
@@ -49,13 +53,16 @@ const utf8Write: Utf8Write =
  * large value held in a queue costs about its size, never a slab several times larger.
  */
 export class MsgpackEncoder {
-  /** The slab small values share; `buf` is it, or a large value's own buffer during encode(). */
+  /** The slab small values share, and where the next value starts in it. */
   private shared: Buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  private sharedView = new DataView(this.shared.buffer, this.shared.byteOffset, this.shared.byteLength);
+  private sharedPos = 0;
+  /** Where the value being encoded goes: `shared`, or (a large value) a buffer of its own. */
   private buf: Buffer = this.shared;
-  private view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
-  /** Next byte to write; bytes before `start` belong to values already returned. */
+  private view: DataView = this.sharedView;
+  /** Next byte to write in `buf`. */
   private pos = 0;
-  /** Where the value being encoded begins. */
+  /** Where the value being encoded begins in `buf`. */
   private start = 0;
   private readonly native: boolean;
   /** True while a value is being written (see encode). */
@@ -68,42 +75,48 @@ export class MsgpackEncoder {
   encode(value: unknown): Buffer {
     // A toJSON or getter that itself encodes (with this codec) gets an encoder of its own.
     if (this.busy) return new MsgpackEncoder(this.native ? 'native' : 'json').encode(value);
-    if (this.shared.length - this.pos < MIN_ROOM_BYTES) {
-      this.shared = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      this.use(this.shared, 0);
-    }
-    const sharedStart = (this.start = this.pos);
-    let inShared = false;
+    if (this.shared.length - this.sharedPos < MIN_ROOM_BYTES) this.newSharedSlab();
+    this.buf = this.shared;
+    this.view = this.sharedView;
+    this.pos = this.start = this.sharedPos;
     this.busy = true;
     try {
       if (!this.write(value, '')) this.buf[this.pos++] = 0xc0; // top-level undefined: nil
-      inShared = this.buf === this.shared;
+      // The bytes are the caller's now: the next value in this slab goes after them.
+      if (this.buf === this.shared) this.sharedPos = this.pos;
       return this.buf.subarray(this.start, this.pos);
     } finally {
       this.busy = false;
-      // The bytes of a value that stayed in the slab are the caller's now; the next value goes
-      // after them. A value that moved took its own buffer along; a failed one is discarded.
-      if (!inShared) this.use(this.shared, sharedStart);
     }
   }
 
-  private use(buf: Buffer, pos: number): void {
-    this.buf = buf;
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    this.pos = this.start = pos;
+  private newSharedSlab(): void {
+    this.shared = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    this.sharedView = new DataView(this.shared.buffer, this.shared.byteOffset, this.shared.byteLength);
+    this.sharedPos = 0;
   }
 
   /**
-   * Makes room for `bytes` more (plus MIN_ROOM_BYTES), moving the value so far to a buffer of
-   * its own: exactly big enough, or twice the value so far, whichever is larger.
+   * Makes room for `bytes` more (plus MIN_ROOM_BYTES). A value that stays small moves to a fresh
+   * shared slab; a large one to a buffer of its own, exactly big enough or twice the value so
+   * far, whichever is larger (so many small writes cost amortised O(1) copies).
    */
   private ensure(bytes: number): void {
     if (this.pos + bytes + MIN_ROOM_BYTES <= this.buf.length) return;
     const used = this.pos - this.start;
     const old = this.buf;
     const oldStart = this.start;
-    this.use(Buffer.allocUnsafeSlow(Math.max(used + bytes + MIN_ROOM_BYTES, used * 2, SLAB_BYTES)), 0);
+    const needed = used + bytes + MIN_ROOM_BYTES;
+    if (needed <= LARGE_VALUE_BYTES) {
+      this.newSharedSlab();
+      this.buf = this.shared;
+      this.view = this.sharedView;
+    } else {
+      this.buf = Buffer.allocUnsafeSlow(Math.max(needed, used * 2));
+      this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+    }
     old.copy(this.buf, 0, oldStart, oldStart + used);
+    this.start = 0;
     this.pos = used;
   }
 
@@ -220,14 +233,24 @@ export class MsgpackEncoder {
     const chars = s.length;
     // Header sized for `chars` bytes (exact for ASCII); moved below if the UTF-8 is longer.
     const header = chars < 0x20 ? 1 : chars < 0x100 ? 2 : chars < 0x10000 ? 3 : 5;
-    // Room for the worst case (3 bytes a UTF-16 unit); if that is not free, for the exact length.
-    if (this.pos + chars * 3 + 5 + MIN_ROOM_BYTES > this.buf.length) {
-      this.ensure((chars < SHORT_STRING_CHARS ? chars * 3 : Buffer.byteLength(s)) + 5);
-    }
-    const buf = this.buf;
+    // Room for the worst case (3 bytes a UTF-16 unit) is the fast path. A long string that does
+    // not fit it gets room for one byte a unit (ASCII, the common case), then its exact length
+    // if that was not enough: a large value's buffer is its size, not three times it.
+    const worstFits = this.pos + chars * 3 + 5 + MIN_ROOM_BYTES <= this.buf.length;
+    if (!worstFits) this.ensure((chars < SHORT_STRING_CHARS ? chars * 3 : chars) + 5);
+    let buf = this.buf;
     const at = this.pos;
     let bytes: number;
-    if (chars < SHORT_STRING_CHARS) {
+    if (!worstFits && chars >= SHORT_STRING_CHARS) {
+      const out = UTF8.encodeInto(s, buf.subarray(at + header, buf.length - MIN_ROOM_BYTES));
+      if (out.read === chars) {
+        bytes = out.written;
+      } else {
+        this.ensure(Buffer.byteLength(s) + 5);
+        buf = this.buf;
+        bytes = utf8Write.call(buf, s, this.pos + header, buf.length - this.pos - header);
+      }
+    } else if (chars < SHORT_STRING_CHARS) {
       let p = at + header;
       for (let i = 0; i < chars; i++) {
         let c = s.charCodeAt(i);
@@ -257,6 +280,11 @@ export class MsgpackEncoder {
       bytes = utf8Write.call(buf, s, at + header, buf.length - at - header);
     }
     const needed = bytes < 0x20 ? 1 : bytes < 0x100 ? 2 : bytes < 0x10000 ? 3 : 5;
+    return this.finishString(buf, this.pos, header, needed, bytes);
+  }
+
+  /** Writes the str header for `bytes` at `at`, moving the bytes if `needed` differs from `header`. */
+  private finishString(buf: Buffer, at: number, header: number, needed: number, bytes: number): void {
     if (needed !== header) buf.copyWithin(at + needed, at + header, at + header + bytes);
     if (needed === 1) {
       buf[at] = 0xa0 | bytes;
