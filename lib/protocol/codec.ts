@@ -72,7 +72,10 @@ export class MsgpackCodec implements WireCodec {
     try {
       return this.encoder.encode(value);
     } catch (err) {
-      throw new WireCodecError(`cannot encode value as msgpack: ${(err as Error).message}`, { cause: err });
+      const message = (err as Error).message;
+      // JSON.stringify names a cycle; a recursive walk only overflows the stack.
+      const hint = err instanceof RangeError && /call stack/.test(message) ? ' (is the value cyclic?)' : '';
+      throw new WireCodecError(`cannot encode value as msgpack: ${message}${hint}`, { cause: err });
     }
   }
 

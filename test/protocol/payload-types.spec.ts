@@ -299,6 +299,7 @@ describe('MsgpackEncoder buffers', () => {
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
     expect(() => json.encode(cyclic)).toThrow(WireCodecError);
+    expect(() => json.encode(cyclic)).toThrow(/cyclic/);
     expect(() => json.encode({ get x() { throw new Error('getter'); } })).toThrow(WireCodecError);
     expect(() => json.encode({ toJSON() { throw new Error('toJSON'); } })).toThrow(WireCodecError);
     expect(roundTrip(json, { fine: true })).toEqual({ fine: true }); // the encoder is still usable
