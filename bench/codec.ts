@@ -52,6 +52,7 @@ const payloads: Array<[string, unknown]> = [
 // The same DTO with the Date already a string: what a Date costs in 'json' mode (toISOString).
 const dto = payloads[3][1] as Record<string, unknown>;
 payloads.push(['nested DTO, date as string', { ...dto, placedAt: '2026-12-01T08:00:00.000Z' }]);
+payloads.push(['100 x { id, name, price, ok }', Array.from({ length: 100 }, (_, i) => ({ id: i * 7919, name: `item ${i}`, price: i + 0.99, ok: i % 2 === 0 }))]);
 
 const ENCODE_ONLY = args.has('encode-only');
 

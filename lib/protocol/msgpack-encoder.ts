@@ -125,7 +125,7 @@ export class MsgpackEncoder {
    * function, a symbol, or a `toJSON` returning one): the caller drops the map entry or writes nil.
    * `key` is what JSON passes to `toJSON`: the property name, or the array index (a number here,
    * made a string only when a `toJSON` is called). Scalars are written without a bounds check:
-   * the check on entry leaves MIN_ROOM_BYTES, more than the largest scalar (15 bytes).
+   * the check on entry leaves MIN_ROOM_BYTES, more than the largest one (an ISO date, 25 bytes).
    */
   private write(value: unknown, key: string | number): boolean {
     if (this.buf.length - this.pos < MIN_ROOM_BYTES) this.ensure(0);
@@ -328,6 +328,11 @@ export class MsgpackEncoder {
   private writeObject(obj: object, key: string | number): boolean {
     if (Array.isArray(obj)) {
       this.writeArray(obj);
+      return true;
+    }
+    // Plain objects, the common case, skip the instanceof checks below.
+    if (obj.constructor === Object && typeof (obj as { toJSON?: unknown }).toJSON !== 'function') {
+      this.writeFields(obj as Record<string, unknown>);
       return true;
     }
     if (obj instanceof Uint8Array || obj instanceof ArrayBuffer) {
