@@ -173,6 +173,8 @@ const END = '<!-- payload-types:end -->';
 describe('README "Payload types" table (Nest TCP vs nest-wire, real apps)', () => {
   const apps: INestMicroservice[] = [];
   const sides: Side[] = [];
+  /** A 'native' client of the 'json' server and a 'json' client of the 'native' one. */
+  const mixed: Side[] = [];
 
   beforeAll(async () => {
     // nest-wire apps first: startWireApp's `logger: false` replaces Nest's global logger, and
@@ -182,6 +184,8 @@ describe('README "Payload types" table (Nest TCP vs nest-wire, real apps)', () =
       const running = await startWireApp(ProbeModule, { payloadTypes });
       apps.push(running.app);
       wireSides.push({ name: `nest-wire ${payloadTypes}`, client: clientFor(running, { payloadTypes }), serverErrors: new Subject() });
+      const other = payloadTypes === 'json' ? 'native' : 'json';
+      mixed.push({ name: `${other} client, ${payloadTypes} server`, client: clientFor(running, { payloadTypes: other }), serverErrors: new Subject() });
     }
     const logger = new CapturingLogger();
     const tcpApp = await NestFactory.createMicroservice(ProbeModule, {
@@ -194,11 +198,11 @@ describe('README "Payload types" table (Nest TCP vs nest-wire, real apps)', () =
     const tcpPort = (tcpApp.unwrap<NetServer>().address() as AddressInfo).port;
     const tcpClient = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } });
     sides.push({ name: 'Nest TCP', client: tcpClient, serverErrors: logger.errors }, ...wireSides);
-    await Promise.all(sides.map((s) => s.client.connect()));
+    await Promise.all([...sides, ...mixed].map((s) => s.client.connect()));
   });
 
   afterAll(async () => {
-    for (const side of sides) await side.client.close();
+    for (const side of [...sides, ...mixed]) await side.client.close();
     for (const app of apps) await app.close();
   });
 
@@ -228,5 +232,20 @@ describe('README "Payload types" table (Nest TCP vs nest-wire, real apps)', () =
     const wire = await observe(sides[1], ROWS.findIndex((r) => r[0] === 'Date'));
     const native = await observe(sides[2], ROWS.findIndex((r) => r[0] === 'Date'));
     expect([tcp, wire, native]).toEqual([`'${DATE}'`, `'${DATE}'`, `Date ${DATE}`]);
+  });
+
+  it('works with the two sides in different modes: each decides what it sends and what it receives', async () => {
+    const [nativeToJson, jsonToNative] = mixed;
+    received.length = 0;
+    // The 'native' client sends a timestamp; the 'json' server's handler receives the ISO string.
+    await lastValueFrom(nativeToJson.client.send('take', { at: new Date(DATE), n: 2n ** 60n }));
+    expect(received[0]).toEqual({ at: DATE, n: 2 ** 60 });
+    // The 'json' server answers a Date as its ISO string, whatever the client's mode.
+    const date = ROWS.findIndex((r) => r[0] === 'Date');
+    expect(await lastValueFrom(nativeToJson.client.send('give', date))).toBe(DATE);
+    // The 'native' server sends a timestamp; the 'json' client receives the ISO string.
+    expect(await lastValueFrom(jsonToNative.client.send('give', date))).toBe(DATE);
+    const big = ROWS.findIndex((r) => r[0] === 'BigInt (> 2⁵³)');
+    expect(await lastValueFrom(jsonToNative.client.send('give', big))).toBe(2 ** 63);
   });
 });
