@@ -183,6 +183,13 @@ describe("payloadTypes 'json' (default)", () => {
     expect(json.decode(Buffer.from('81a174d7ff0000000400000001', 'hex'))).toEqual({ t: '1970-01-01T00:00:01.000Z' }); // 64-bit, 1 ns
     expect(json.decode(Buffer.from('91c70cff000000007fffffffffffffff', 'hex'))).toEqual([null]); // 96-bit, beyond Date
     expect(native.decode(Buffer.from('d6ff00000001', 'hex'))).toEqual(new Date(1000));
+    // Binary data full of 0xff (which the timestamp scan looks for) stays binary, a timestamp next to it a string.
+    const ff = Buffer.alloc(100_000, 0xff);
+    expect(roundTrip(json, { ff })).toEqual({ ff });
+    expect(json.decode(Buffer.concat([Buffer.from('92c50100', 'hex'), ff.subarray(0, 256), Buffer.from('d6ff00000001', 'hex')]))).toEqual([
+      ff.subarray(0, 256),
+      '1970-01-01T00:00:01.000Z',
+    ]);
   });
 });
 
