@@ -56,5 +56,5 @@ export {
   type WireEndpoint,
   type WireAuthInfo,
 } from './options.js';
-export { MsgpackCodec, MSGPACK_CODEC_ID, type WireCodec } from './protocol/codec.js';
+export { MsgpackCodec, MSGPACK_CODEC_ID, type MsgpackCodecOptions, type PayloadTypes, type WireCodec } from './protocol/codec.js';
 export type { CompressionAlgorithm } from './protocol/compression.js';

@@ -1,7 +1,7 @@
 import type { PeerCertificate, ConnectionOptions as TlsConnectionOptions, TlsOptions } from 'node:tls';
 import { WireOptionsError } from './errors.js';
 import { checkOptionKeys, unknownOptionError, type OptionKeys } from './option-keys.js';
-import { MsgpackCodec, type WireCodec } from './protocol/codec.js';
+import { MsgpackCodec, type PayloadTypes, type WireCodec } from './protocol/codec.js';
 import { PayloadCompressor, type CompressionAlgorithm } from './protocol/compression.js';
 
 export const DEFAULT_HOST = 'localhost';
@@ -54,6 +54,12 @@ export interface WireCommonOptions {
   handshakeTimeoutMs?: number;
   /** Payload codec; both sides must use the same one. Default msgpack (standard form). */
   codec?: WireCodec;
+  /**
+   * How JS values map to msgpack payloads (README "Payload types"): `'json'` (default) delivers
+   * them the way Nest's TCP transport (JSON) does, binary data excepted; `'native'` carries
+   * Date, BigInt, Map, Set and typed arrays natively. Each side picks its own; not with `codec`.
+   */
+  payloadTypes?: PayloadTypes;
   /** Unix domain socket path, instead of host/port (same-host deployments). */
   path?: string;
   /**
@@ -172,6 +178,7 @@ const COMMON_OPTION_KEYS = {
   path: true,
   compression: true,
   heartbeatIntervalMs: true,
+  payloadTypes: true,
 } as const satisfies OptionKeys<WireCommonOptions>;
 
 export const SERVER_OPTION_KEYS = {
@@ -402,7 +409,13 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
   if (typeof host !== 'string' || host.length === 0) {
     throw new WireOptionsError(`${where} option host must be a non-empty string, got ${String(host)}`);
   }
-  const codec = options.codec ?? new MsgpackCodec();
+  if (options.codec != null && options.payloadTypes !== undefined) {
+    throw new WireOptionsError(
+      `${where}: give either codec or payloadTypes, not both (a custom codec decides its own types; for msgpack use codec: new MsgpackCodec({ payloadTypes }))`,
+    );
+  }
+  const payloadTypes = checkOneOf(options.payloadTypes ?? 'json', ['json', 'native'] as const, `${where} option payloadTypes`);
+  const codec = options.codec ?? new MsgpackCodec({ payloadTypes });
   if (typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
     throw new WireOptionsError(`${where} option codec must implement encode(value) and decode(bytes)`);
   }

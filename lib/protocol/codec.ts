@@ -1,5 +1,9 @@
-import { Packr, type Options } from 'msgpackr';
-import { WireCodecError } from '../errors.js';
+import { Unpackr, type Options } from 'msgpackr';
+import { WireCodecError, WireOptionsError } from '../errors.js';
+import { MsgpackEncoder, type PayloadTypes } from './msgpack-encoder.js';
+import { datesToJson, mayHoldTimestamp } from './json-dates.js';
+
+export type { PayloadTypes } from './msgpack-encoder.js';
 
 /**
  * Turns payloads into bytes and back. Pluggable: both sides announce the codec id
@@ -17,45 +21,68 @@ export interface WireCodec {
 
 export const MSGPACK_CODEC_ID = 1;
 
-// `int64AsType: 'auto'` is supported at runtime but missing from msgpackr's typings.
-const MSGPACK_OPTIONS = {
-  useRecords: false,
-  moreTypes: false,
-  encodeUndefinedAsNil: true,
-  skipValues: [undefined],
-  copyBuffers: true,
-  int64AsType: 'auto',
-  mapsAsObjects: true,
-} as unknown as Options;
+export interface MsgpackCodecOptions {
+  /** How JS values map to msgpack: `'json'` (default, as over Nest TCP) or `'native'`. README "Payload types". */
+  payloadTypes?: PayloadTypes;
+}
 
 /**
- * msgpack in its standard form, readable by any msgpack library:
- * - `useRecords: false`: msgpackr's record extension is private to msgpackr.
- * - `encodeUndefinedAsNil` + `skipValues: [undefined]`: msgpackr would otherwise write
- *   `undefined` as a private extension; this maps it the way JSON does (dropped from
- *   objects, `null` in arrays), so a handler sees what it would see over Nest's TCP transport.
+ * Decoding with msgpackr (`int64AsType` is supported at runtime but missing from its typings):
  * - `copyBuffers: true`: binary values must not alias the reusable read buffer.
- * - `int64AsType: 'auto'`: 64-bit integers from other languages become numbers when exact.
+ * - `int64AsType`: `'number'` in 'json' mode (the nearest double, as `JSON.parse` reads a long
+ *   integer); `'auto'` in 'native' mode (a number up to 2^53, a BigInt beyond).
  * - Maps decode to plain objects; msgpackr drops `__proto__` keys while decoding.
- * See docs/PROTOCOL.md (Codec) for the measurements behind these choices.
+ */
+function unpackOptions(types: PayloadTypes): Options {
+  return {
+    useRecords: false,
+    moreTypes: false,
+    copyBuffers: true,
+    int64AsType: types === 'json' ? 'number' : 'auto',
+    mapsAsObjects: true,
+  } as unknown as Options;
+}
+
+/**
+ * msgpack in its standard form, readable by any msgpack library (docs/PROTOCOL.md §5). Encoding
+ * is nest-wire's own (msgpack-encoder.ts): it writes standard types only, integers as integers,
+ * and maps JS values per `payloadTypes`; decoding is msgpackr's.
  */
 export class MsgpackCodec implements WireCodec {
   readonly id = MSGPACK_CODEC_ID;
   readonly name = 'msgpack';
-  private readonly packr = new Packr(MSGPACK_OPTIONS);
+  readonly payloadTypes: PayloadTypes;
+  private readonly encoder: MsgpackEncoder;
+  private readonly unpackr: Unpackr;
+  /** 'json' mode: a received timestamp becomes its ISO string, as a Date through JSON. */
+  private readonly jsonDates: boolean;
 
+  constructor(options: MsgpackCodecOptions = {}) {
+    const types = options.payloadTypes ?? 'json';
+    if (types !== 'json' && types !== 'native') {
+      throw new WireOptionsError(`MsgpackCodec option payloadTypes must be 'json' or 'native', got ${String(types)}`);
+    }
+    this.payloadTypes = types;
+    this.encoder = new MsgpackEncoder(types);
+    this.unpackr = new Unpackr(unpackOptions(types));
+    this.jsonDates = types === 'json';
+  }
 
   encode(value: unknown): Uint8Array {
     try {
-      return this.packr.pack(value);
+      return this.encoder.encode(value);
     } catch (err) {
-      throw new WireCodecError(`cannot encode value as msgpack: ${(err as Error).message}`, { cause: err });
+      const message = (err as Error).message;
+      // JSON.stringify names a cycle; a recursive walk only overflows the stack.
+      const hint = err instanceof RangeError && /call stack/.test(message) ? ' (is the value cyclic?)' : '';
+      throw new WireCodecError(`cannot encode value as msgpack: ${message}${hint}`, { cause: err });
     }
   }
 
   decode(bytes: Uint8Array): unknown {
     try {
-      return this.packr.unpack(bytes);
+      const value: unknown = this.unpackr.unpack(bytes);
+      return this.jsonDates && mayHoldTimestamp(bytes) ? datesToJson(value) : value;
     } catch (err) {
       throw new WireCodecError(`cannot decode msgpack payload: ${(err as Error).message}`, { cause: err });
     }
