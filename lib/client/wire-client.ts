@@ -58,6 +58,12 @@ export interface WireClientCounters {
 }
 
 /**
+ * Nest 12.0.4+ builds outgoing packets in `createPacket`, which runs the hook set by
+ * `setOnDispatchHook`; Nest 11 (and 12.0.0-12.0.3) has neither, so the packet is made here.
+ */
+const NEST_CREATES_PACKETS = typeof (ClientProxy.prototype as unknown as { createPacket?: unknown }).createPacket === 'function';
+
+/**
  * A Nest `ClientProxy` speaking nest-wire. Register it like any client:
  * `ClientsModule.register([{ name: 'MATH', customClass: WireClient, options }])`,
  * or create it with `new WireClient(options)`.
@@ -206,7 +212,11 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
       return throwError(() => new InvalidMessageException());
     }
     return new Observable<TResult>((subscriber) =>
-      this.startCall(this.createPacket(pattern, data), options, subscriber as Subscriber<unknown>),
+      this.startCall(
+        NEST_CREATES_PACKETS ? this.createPacket(pattern, data) : { pattern, data },
+        options,
+        subscriber as Subscriber<unknown>,
+      ),
     );
   }
 
