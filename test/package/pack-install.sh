@@ -39,6 +39,37 @@ if (!pkg.license || !pkg.repository || !pkg.homepage || !pkg.bugs) problems.push
 if (problems.length) { console.error('package.json in the tarball:', problems.join('; ')); process.exit(1); }
 JS
 (cd "$repo" && node scripts/entries.mjs --check)
+tar -xzf "$tarball" -C "$work" package/dist
+node --input-type=module - "$repo" "$work/package" <<'JS'
+// Every entry point whose source exists is in the tarball, both builds with their types; and the
+// built code imports no package that is not a dependency or peer (e.g. @nestjs/core, reflect-metadata).
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+const [repo, pkgDir] = process.argv.slice(2);
+const { ENTRY_POINTS, builtPath } = await import(join(repo, 'scripts/entry-points.mjs'));
+const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
+const problems = [];
+for (const { subpath, source } of ENTRY_POINTS) {
+  if (!existsSync(join(repo, source))) {
+    console.log(`    entry ${subpath}: no ${source} yet, skipped`);
+    continue;
+  }
+  for (const build of ['esm', 'cjs']) for (const ext of ['.js', '.d.ts']) {
+    const f = `dist/${build}/${builtPath(source)}${ext}`;
+    if (!existsSync(join(pkgDir, f))) problems.push(`${subpath}: ${f} missing`);
+  }
+}
+const allowed = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})]);
+const walk = (dir) => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+for (const file of walk(join(pkgDir, 'dist')).filter((f) => f.endsWith('.js'))) {
+  for (const [, spec] of readFileSync(file, 'utf8').matchAll(/(?:from\s+|require\()['"]([^'"./][^'"]*)['"]/g)) {
+    if (spec.startsWith('node:')) continue;
+    const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+    if (!allowed.has(name)) problems.push(`${file.slice(pkgDir.length + 1)} imports ${spec}, not a dependency or peer`);
+  }
+}
+if (problems.length) { console.error(problems.join('\n')); process.exit(1); }
+JS
 
 for app in esm-nest12 cjs-nest11; do
   echo "--- $app: install (its own Nest from the registry + the tarball)"
