@@ -7,6 +7,8 @@ import { after, before, test } from 'node:test';
 
 const cjs = createRequire(import.meta.url)('nest-wire');
 const esm = await import('nest-wire');
+// One Nest for both copies (a peer dependency): quiet its default logger's debug lines.
+(await import('@nestjs/common')).Logger.overrideLogger(['error', 'warn']);
 
 /** A WireServer on port 0 with the given handlers, listening. */
 async function listen(copy, handlers) {
