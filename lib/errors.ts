@@ -1,3 +1,6 @@
+/** Marks nest-wire's errors, whichever copy of the package made them (see `WireError[Symbol.hasInstance]`). */
+const WIRE_ERROR_BRAND = Symbol.for('nest-wire.error');
+
 /**
  * Every failure nest-wire reports is a `WireError` with a stable `code`, so callers
  * can branch on `err.code` instead of parsing messages. Transport failures (these
@@ -7,12 +10,31 @@
 export class WireError extends Error {
   readonly code: string;
 
+  /**
+   * `instanceof` across copies of nest-wire: an app may load both the ESM and the
+   * CommonJS build, and an error made by one must still be `instanceof WireTimeoutError`
+   * (say) of the other. Past the ordinary prototype check, a nest-wire error (branded on
+   * the prototype, from any copy) matches a class whose name appears in its class chain.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    if (typeof value !== 'object' || value === null || (value as { [WIRE_ERROR_BRAND]?: unknown })[WIRE_ERROR_BRAND] !== true) {
+      return false;
+    }
+    for (let proto = Object.getPrototypeOf(value); proto !== null; proto = Object.getPrototypeOf(proto)) {
+      if (Object.hasOwn(proto, 'constructor') && proto.constructor.name === this.name) return true;
+    }
+    return false;
+  }
+
   constructor(message: string, code = 'WIRE_ERROR', options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
   }
 }
+
+Object.defineProperty(WireError.prototype, WIRE_ERROR_BRAND, { value: true });
 
 /** The peer sent bytes that are not a valid nest-wire frame stream. */
 export class WireProtocolError extends WireError {

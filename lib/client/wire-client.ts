@@ -62,6 +62,12 @@ export interface WireClientCounters {
 }
 
 /**
+ * Nest 12.0.4+ builds outgoing packets in `createPacket`, which runs the hook set by
+ * `setOnDispatchHook`; Nest 11 (and 12.0.0-12.0.3) has neither, so WireClient provides both.
+ */
+const NEST_CREATES_PACKETS = typeof (ClientProxy.prototype as unknown as { createPacket?: unknown }).createPacket === 'function';
+
+/**
  * A Nest `ClientProxy` speaking nest-wire. Register it like any client:
  * `ClientsModule.register([{ name: 'MATH', customClass: WireClient, options }])`,
  * or create it with `new WireClient(options)`.
@@ -216,8 +222,24 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
     return new Observable<TResult>((subscriber) => {
       const observer = subscriber as Subscriber<unknown>;
       // The PendingCall is the teardown: unsubscribing cancels the call.
-      return this.startCall(this.createPacket(pattern, data), options, this.responseHooks ? new SerializingObserver(observer, this) : observer);
+      return this.startCall(this.packetOf(pattern, data), options, this.responseHooks ? new SerializingObserver(observer, this) : observer);
     });
+  }
+
+  /**
+   * Sets a hook called with every outgoing packet (requests and events) before it is sent;
+   * it may assign `packet.metadata`. Nest 12.0.4+ has the same; this makes it work on Nest 11.
+   */
+  override setOnDispatchHook(hook: (packet: ReadPacket) => void): void {
+    this.onDispatchHook = hook;
+  }
+
+  /** Nest's `createPacket`, or the same on a Nest that lacks it: the packet, after the dispatch hook. */
+  private packetOf(pattern: unknown, data: unknown): ReadPacket {
+    if (NEST_CREATES_PACKETS) return this.createPacket(pattern, data);
+    const packet: ReadPacket = { pattern, data };
+    this.onDispatchHook?.(packet);
+    return packet;
   }
 
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
@@ -231,6 +253,8 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   }
 
   protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
+    // Nest 12.0.4+'s `emit` ran the dispatch hook in `createPacket`; an older one did not.
+    if (!NEST_CREATES_PACKETS) this.onDispatchHook?.(packet);
     const pattern = this.routeOf(packet.pattern);
     const hooks = instrumentation.hooks;
     const trace = hooks === null ? null : hooks.startClientCall('event', pattern, packet.metadata);

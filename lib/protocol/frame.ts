@@ -11,7 +11,7 @@
  */
 
 /** Bytes sent once, before the first frame, by both sides: "NWIR". */
-export const MAGIC = Buffer.from([0x4e, 0x57, 0x49, 0x52]);
+export const MAGIC: Buffer = Buffer.from([0x4e, 0x57, 0x49, 0x52]);
 
 export const PROTOCOL_VERSION = 1;
 

@@ -67,6 +67,13 @@ const MAX_CACHED_ROUTES = 4096;
 const UNKNOWN_EXCEPTION = { status: 'error', message: 'Internal server error' };
 
 /**
+ * `runWithProcessingHooks` arrived in Nest 12.0.4. Before it, the processing hooks (which
+ * Nest 11.1.13 has and 11.1.0 has not) are run by `withProcessingHooks` below, as Nest 12 does.
+ */
+const NEST_RUNS_PROCESSING_HOOKS =
+  typeof (Server.prototype as unknown as { runWithProcessingHooks?: unknown }).runWithProcessingHooks === 'function';
+
+/**
  * A Nest microservice transport speaking nest-wire:
  * `NestFactory.createMicroservice(AppModule, { strategy: new WireServer({ port }) })`.
  *
@@ -303,7 +310,7 @@ export class WireServer
       }
       return;
     }
-    const started: unknown = this.runWithProcessingHooks(ctx, async (runEndHook) => {
+    const started: unknown = this.withProcessingHooks(ctx, async (runEndHook) => {
       let stream$: Observable<unknown>;
       try {
         stream$ = this.transformToObservable(await handler(data, ctx));
@@ -324,6 +331,26 @@ export class WireServer
     });
     // A processing start hook that throws must fail the call, not the process.
     if (started instanceof Promise) started.catch((err: unknown) => this.failUnhandled(call, err));
+  }
+
+  /** Nest's `runWithProcessingHooks`, or the same sequence on a Nest that lacks it. */
+  private withProcessingHooks(ctx: WireContext, fn: (runEndHook: () => void) => Promise<void>): unknown {
+    if (NEST_RUNS_PROCESSING_HOOKS) return this.runWithProcessingHooks(ctx, fn);
+    const transportId = this.transportId as symbol;
+    return this.onProcessingStartHook(transportId, ctx, async () => {
+      let ended = false;
+      const runEndHook = () => {
+        if (ended) return;
+        ended = true;
+        this.onProcessingEndHook?.(transportId, ctx);
+      };
+      try {
+        await fn(runEndHook);
+      } catch (err) {
+        runEndHook();
+        throw err;
+      }
+    });
   }
 
   private runResult(call: ServerCall, result: unknown): void {
