@@ -65,6 +65,11 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     return this.calls.size;
   }
 
+  /** Bytes encoded and not yet taken by the socket. */
+  get queuedBytes(): number {
+    return this.wire.queuedBytes;
+  }
+
   get isOpen(): boolean {
     return this.wire.isOpen && !this.draining;
   }

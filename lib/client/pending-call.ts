@@ -7,6 +7,8 @@ import { WireCancelledError } from '../errors.js';
 export interface CallOwner {
   /** The caller gave up on a written call: forget it and tell the server. */
   abandon(call: PendingCall): void;
+  /** The call's deadline passed while it was written here: cancel it and fail it with `WireTimeoutError`. */
+  expire(call: PendingCall): void;
 }
 
 /** Whoever accounts for calls (the client): told exactly once when a call ends. */

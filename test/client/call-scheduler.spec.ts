@@ -1,0 +1,226 @@
+import { CallStats } from '../../lib/connection/transport-stats.js';
+import { WireConnectionError, WireOverloadedError, WireTimeoutError, type WireError } from '../../lib/errors.js';
+import { CallScheduler, type CallConnection, type CallRouter, type SchedulerOptions } from '../../lib/client/call-scheduler.js';
+import { PendingCall, type CallOwner } from '../../lib/client/pending-call.js';
+
+/** A connection that records what is written on it; `room` calls fit before it is full. */
+class FakeConnection implements CallConnection, CallOwner {
+  readonly written: PendingCall[] = [];
+  queuedBytes = 0;
+  refuse: WireError | null = null;
+  constructor(
+    readonly endpointKey: string,
+    public room = Infinity,
+  ) {}
+  get isFull(): boolean {
+    return this.written.length >= this.room;
+  }
+  write(call: PendingCall, _budgetMs: number): void {
+    if (this.refuse !== null) throw this.refuse;
+    call.owner = this;
+    call.id = this.written.length + 1;
+    this.written.push(call);
+  }
+  abandon(call: PendingCall): void {
+    call.owner = null;
+  }
+  expire(call: PendingCall): void {
+    call.owner = null;
+    call.fail(new WireTimeoutError(call.timeoutMs));
+  }
+  /** Answers a written call the way ClientConnection does: out of its table, then complete. */
+  answer(call: PendingCall, value: unknown): void {
+    call.owner = null;
+    call.complete(true, value);
+  }
+}
+
+class FakeRouter implements CallRouter {
+  connections: FakeConnection[] = [];
+  isConnecting = true;
+  get readyCount(): number {
+    return this.connections.length;
+  }
+  pick(): CallConnection | null {
+    let best: FakeConnection | null = null;
+    for (const c of this.connections) if (best === null || c.written.length < best.written.length) best = c;
+    return best;
+  }
+  unreachableError(): WireError {
+    return new WireConnectionError('no server reachable (test)');
+  }
+}
+
+type Seen = { values: unknown[]; error: unknown; completed: boolean };
+
+function setup(options: Partial<SchedulerOptions> = {}) {
+  const stats = new CallStats();
+  const scheduler = new CallScheduler({ maxPendingCalls: 100, overflow: 'fail', maxQueuedBytes: 1 << 20, nackRetries: 3, ...options }, stats);
+  const router = new FakeRouter();
+  scheduler.router = router;
+  const start = (timeoutMs = 0): { call: PendingCall; seen: Seen } => {
+    const seen: Seen = { values: [], error: undefined, completed: false };
+    const call = new PendingCall(
+      { next: (v) => seen.values.push(v), error: (e) => (seen.error = e), complete: () => (seen.completed = true) },
+      scheduler,
+      timeoutMs,
+      'p',
+      1,
+      undefined,
+    );
+    stats.started++;
+    scheduler.submit(call, performance.now());
+    return { call, seen };
+  };
+  return { scheduler, router, stats, start };
+}
+
+describe('CallScheduler (no Nest, no sockets)', () => {
+  it('writes a call on the least-loaded connection at once', () => {
+    const { router, start, scheduler } = setup();
+    const a = new FakeConnection('a');
+    const b = new FakeConnection('b');
+    router.connections.push(a, b);
+    start();
+    start();
+    expect(a.written.length + b.written.length).toBe(2);
+    expect(a.written.length).toBe(1);
+    expect(scheduler.pending).toBe(2);
+    expect(scheduler.queued).toBe(0);
+  });
+
+  it('queues calls while no connection is open and writes them in order once one is', () => {
+    const { router, start, scheduler } = setup();
+    const calls = [start().call, start().call, start().call];
+    expect(scheduler.queued).toBe(3);
+    const conn = new FakeConnection('a');
+    router.connections.push(conn);
+    scheduler.drain();
+    expect(conn.written).toEqual(calls);
+    expect(scheduler.queued).toBe(0);
+  });
+
+  it('keeps a call queued while the only connection is full, and writes it when a slot frees', () => {
+    const { router, start, scheduler } = setup();
+    const conn = new FakeConnection('a', 1);
+    router.connections.push(conn);
+    const first = start();
+    const second = start();
+    expect(conn.written).toEqual([first.call]);
+    expect(scheduler.queued).toBe(1);
+    conn.room = 2;
+    conn.answer(first.call, 'one');
+    expect(first.seen.values).toEqual(['one']);
+    expect(conn.written).toEqual([first.call, second.call]);
+    expect(scheduler.pending).toBe(1);
+  });
+
+  it("overflow 'fail' refuses a call past maxPendingCalls with WireOverloadedError", () => {
+    const { router, start, stats } = setup({ maxPendingCalls: 2 });
+    router.connections.push(new FakeConnection('a'));
+    start();
+    start();
+    const third = start();
+    expect(third.seen.error).toBeInstanceOf(WireOverloadedError);
+    expect((third.seen.error as Error).message).toMatch(/maxPendingCalls 2/);
+    expect(stats.snapshot().failed).toEqual({ WIRE_OVERLOADED: 1 });
+  });
+
+  it("overflow 'wait' holds a call past maxPendingCalls until a slot frees", () => {
+    const { router, start, scheduler } = setup({ maxPendingCalls: 1, overflow: 'wait' });
+    const conn = new FakeConnection('a');
+    router.connections.push(conn);
+    const first = start();
+    const second = start();
+    expect(conn.written).toEqual([first.call]);
+    expect(scheduler.queued).toBe(1);
+    conn.answer(first.call, 1);
+    expect(conn.written).toEqual([first.call, second.call]);
+    expect(scheduler.queued).toBe(0);
+  });
+
+  it('fails a call when the picked connection has more than maxQueuedBytes waiting', () => {
+    const { router, start } = setup({ maxQueuedBytes: 1024 });
+    const conn = new FakeConnection('a');
+    conn.queuedBytes = 4096;
+    router.connections.push(conn);
+    const { seen } = start();
+    expect(seen.error).toBeInstanceOf(WireOverloadedError);
+    expect(conn.written).toEqual([]);
+  });
+
+  it('fails a call whose write throws, with that error, and frees its slot', () => {
+    const { router, start, scheduler } = setup();
+    const conn = new FakeConnection('a');
+    conn.refuse = new WireOverloadedError('refused by the fake');
+    router.connections.push(conn);
+    const { seen } = start();
+    expect(seen.error).toBe(conn.refuse);
+    expect(scheduler.pending).toBe(0);
+  });
+
+  it('re-sends a NACKed call at the head of the queue, at most nackRetries times', () => {
+    const { router, start, scheduler } = setup({ nackRetries: 2 });
+    const conn = new FakeConnection('a');
+    router.connections.push(conn);
+    const { call, seen } = start();
+    const reason = new WireOverloadedError('nacked');
+    for (let i = 0; i < 2; i++) {
+      call.owner = null;
+      scheduler.resend(call, reason);
+      expect(seen.error).toBeUndefined();
+    }
+    expect(conn.written).toEqual([call, call, call]);
+    call.owner = null;
+    scheduler.resend(call, reason);
+    expect(seen.error).toBe(reason);
+    expect(scheduler.resends).toBe(3);
+  });
+
+  it('fails queued calls at once when nothing is reachable', () => {
+    const { router, start, scheduler } = setup();
+    const { seen } = start();
+    router.isConnecting = false;
+    scheduler.failQueuedCalls(router.unreachableError());
+    expect(seen.error).toBeInstanceOf(WireConnectionError);
+    const late = start();
+    expect((late.seen.error as Error).message).toMatch(/no server reachable/);
+    expect(scheduler.pending).toBe(0);
+  });
+
+  it('an unsubscribed queued call leaves the queue and its slot', () => {
+    const { start, scheduler } = setup();
+    const { call, seen } = start();
+    call.unsubscribe();
+    expect(scheduler.queued).toBe(0);
+    expect(scheduler.pending).toBe(0);
+    expect(seen.error).toBeUndefined();
+  });
+
+  it('close() fails queued and held calls', () => {
+    const { start, scheduler } = setup({ maxPendingCalls: 1, overflow: 'wait' });
+    const a = start();
+    const b = start();
+    scheduler.close(new WireConnectionError('client closed'));
+    expect(a.seen.error).toBeInstanceOf(WireConnectionError);
+    expect(b.seen.error).toBeInstanceOf(WireConnectionError);
+  });
+
+  it('a queued call times out with WireTimeoutError, a written one through its connection', async () => {
+    const { router, start } = setup();
+    const queued = start(20);
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => queued.seen.error !== undefined && (clearInterval(poll), resolve()), 5);
+    });
+    expect(queued.seen.error).toBeInstanceOf(WireTimeoutError);
+    const conn = new FakeConnection('a');
+    router.connections.push(conn);
+    const written = start(20);
+    expect(conn.written).toEqual([written.call]);
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => written.seen.error !== undefined && (clearInterval(poll), resolve()), 5);
+    });
+    expect((written.seen.error as WireTimeoutError).timeoutMs).toBe(20);
+    expect(written.call.owner).toBeNull();
+  });
+});
