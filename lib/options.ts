@@ -26,6 +26,9 @@ export const DEFAULT_MAX_PATTERN_BYTES = 1024;
 export const DEFAULT_MAX_METADATA_ENTRIES = 64;
 export const DEFAULT_MAX_METADATA_BYTES = 8 * 1024;
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
+export const DEFAULT_RETRY_MAX_ATTEMPTS = 3;
+export const DEFAULT_RETRY_BUDGET_PERCENT = 20;
+export const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND = 10;
 
 /** What `authenticate` learns about the connection besides the credentials. */
 export interface WireAuthInfo {
@@ -144,6 +147,18 @@ export interface WireClientOptions extends WireCommonOptions {
    * cancelled with it. Default true; per call: `send(p, d, { propagate: false })`.
    */
   propagate?: boolean;
+  /**
+   * Patterns safe to run more than once (retried after a lost connection or an overloaded
+   * server, hedged): exact strings, regular expressions, or a function of the pattern.
+   * Default: none. Per call: `send(p, d, { idempotent: true })`.
+   */
+  idempotent?: (string | RegExp)[] | ((pattern: string) => boolean);
+  /**
+   * Retries: at most `maxAttempts` attempts per call (default 3), all within its timeout;
+   * every retry (NACK re-sends included) spends from one budget per client: `percent` %
+   * (default 20) of the calls started over the last 10 s, plus `minPerSecond` (default 10).
+   */
+  retry?: { maxAttempts?: number; budget?: { percent?: number; minPerSecond?: number } };
 }
 
 /** Per-call options: the optional third argument of `WireClient#send`. */
@@ -154,6 +169,8 @@ export interface WireCallOptions {
   metadata?: Record<string, string>;
   /** Set false to not inherit the deadline and cancellation of the call being handled. */
   propagate?: boolean;
+  /** Overrides the client's `idempotent` list for this call. */
+  idempotent?: boolean;
 }
 
 /**
@@ -204,10 +221,24 @@ export const CLIENT_OPTION_KEYS = {
   overflow: true,
   maxQueuedBytes: true,
   streamCredit: true,
+  idempotent: true,
+  retry: true,
   propagate: true,
 } as const satisfies OptionKeys<WireClientOptions>;
 
-export const CALL_OPTION_KEYS = { timeout: true, metadata: true, propagate: true } as const satisfies OptionKeys<WireCallOptions>;
+export const CALL_OPTION_KEYS = {
+  timeout: true,
+  metadata: true,
+  propagate: true,
+  idempotent: true,
+} as const satisfies OptionKeys<WireCallOptions>;
+
+export const RETRY_OPTION_KEYS = { maxAttempts: true, budget: true } as const satisfies OptionKeys<
+  NonNullable<WireClientOptions['retry']>
+>;
+export const RETRY_BUDGET_OPTION_KEYS = { percent: true, minPerSecond: true } as const satisfies OptionKeys<
+  NonNullable<NonNullable<WireClientOptions['retry']>['budget']>
+>;
 
 const RECONNECT_OPTION_KEYS = { initialDelayMs: true, maxDelayMs: true } as const satisfies OptionKeys<
   NonNullable<WireClientOptions['reconnect']>
@@ -222,7 +253,7 @@ const COMPRESSION_OPTION_KEYS = { algorithm: true, thresholdBytes: true } as con
  */
 export function checkCallOptionKeys(options: WireCallOptions): void {
   if (options === null || typeof options !== 'object') {
-    throw new WireOptionsError(`send() options must be an object ({ timeout, metadata, propagate }), got ${String(options)}`);
+    throw new WireOptionsError(`send() options must be an object ({ timeout, metadata, propagate, idempotent }), got ${String(options)}`);
   }
   for (const key in options) {
     if (!Object.hasOwn(CALL_OPTION_KEYS, key)) throw unknownOptionError(key, CALL_OPTION_KEYS, 'send()');
@@ -271,6 +302,9 @@ export interface ResolvedClientOptions extends ResolvedCommonOptions {
   maxQueuedBytes: number;
   streamCredit: number;
   propagate: boolean;
+  /** Whether a pattern is idempotent; null when none is. */
+  idempotent: ((pattern: string) => boolean) | null;
+  retry: { maxAttempts: number; budget: { percent: number; minPerSecond: number } };
 }
 
 export function resolveServerOptions(options: WireServerOptions = {}): ResolvedServerOptions {
@@ -367,6 +401,53 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
     ),
     streamCredit: checkInteger(options.streamCredit ?? DEFAULT_STREAM_CREDIT, 1, 0xffffffff, `${where} option streamCredit`),
     propagate: checkBoolean(options.propagate ?? true, `${where} option propagate`),
+    idempotent: resolveIdempotent(options.idempotent, where),
+    retry: resolveRetry(options.retry, where),
+  };
+}
+
+/** One test for the `idempotent` option: a Set for the strings, then the regular expressions. */
+function resolveIdempotent(value: WireClientOptions['idempotent'], where: string): ((pattern: string) => boolean) | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'function') return value;
+  const what = `${where} option idempotent`;
+  if (!Array.isArray(value)) {
+    throw new WireOptionsError(`${what} must be an array of patterns (strings or RegExps) or a function (pattern) => boolean`);
+  }
+  const exact = new Set<string>();
+  const expressions: RegExp[] = [];
+  value.forEach((entry, i) => {
+    if (typeof entry === 'string') exact.add(entry);
+    else if (entry instanceof RegExp) expressions.push(entry);
+    else throw new WireOptionsError(`${what}[${i}] must be a string or a RegExp, got ${typeof entry}`);
+  });
+  if (expressions.length === 0) return (pattern) => exact.has(pattern);
+  return (pattern) => {
+    if (exact.has(pattern)) return true;
+    for (const re of expressions) {
+      re.lastIndex = 0; // a /g or /y expression keeps state between tests
+      if (re.test(pattern)) return true;
+    }
+    return false;
+  };
+}
+
+function resolveRetry(value: WireClientOptions['retry'], where: string): ResolvedClientOptions['retry'] {
+  const retry = value ?? {};
+  checkOptionKeys(retry, RETRY_OPTION_KEYS, `${where} option retry`);
+  const budget = retry.budget ?? {};
+  checkOptionKeys(budget, RETRY_BUDGET_OPTION_KEYS, `${where} option retry.budget`);
+  return {
+    maxAttempts: checkInteger(retry.maxAttempts ?? DEFAULT_RETRY_MAX_ATTEMPTS, 1, 10, `${where} option retry.maxAttempts`),
+    budget: {
+      percent: checkInteger(budget.percent ?? DEFAULT_RETRY_BUDGET_PERCENT, 0, 100, `${where} option retry.budget.percent`),
+      minPerSecond: checkInteger(
+        budget.minPerSecond ?? DEFAULT_RETRY_BUDGET_MIN_PER_SECOND,
+        0,
+        1_000_000,
+        `${where} option retry.budget.minPerSecond`,
+      ),
+    },
   };
 }
 

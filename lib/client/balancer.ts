@@ -102,13 +102,20 @@ export class Balancer implements EndpointEvents {
     return false;
   }
 
-  /** The open connection with the fewest calls in flight, or null if none is open. */
-  pick(): ClientConnection | null {
+  /**
+   * The open connection with the fewest calls in flight, or null if none is open. With
+   * `avoid` (endpoints a call was already sent to), one to another endpoint if there is one.
+   */
+  pick(avoid: readonly string[] | null = null): ClientConnection | null {
     const ready = this.ready;
     const n = ready.length;
     if (n === 0) {
       this.start();
       return null;
+    }
+    if (avoid !== null) {
+      const other = this.pickAvoiding(avoid);
+      if (other !== null) return other;
     }
     if (n === 1) return ready[0];
     if (n <= EXACT_PICK_LIMIT) {
@@ -124,6 +131,16 @@ export class Balancer implements EndpointEvents {
     const a = ready[(Math.random() * n) | 0];
     const b = ready[(Math.random() * n) | 0];
     return b.inFlight < a.inFlight ? b : a;
+  }
+
+  /** The least-loaded open connection to an endpoint not in `avoid`; null if every one is. */
+  pickAvoiding(avoid: readonly string[]): ClientConnection | null {
+    let best: ClientConnection | null = null;
+    for (const c of this.ready) {
+      if (avoid.includes(c.endpointKey)) continue;
+      if (best === null || c.inFlight < best.inFlight) best = c;
+    }
+    return best;
   }
 
   /** Resolves once a connection is open; rejects if no server can be reached. */

@@ -1,8 +1,39 @@
 import { performance } from 'node:perf_hooks';
 import type { CallStats, Outcome } from '../connection/transport-stats.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
-import { WireOverloadedError, WireTimeoutError, type WireError } from '../errors.js';
+import { WireConnectionError, WireError, WireOverloadedError, WireTimeoutError } from '../errors.js';
+import { LoadBudget } from './load-budget.js';
 import { CallQueue, type CallTracker, type PendingCall } from './pending-call.js';
+
+/**
+ * Codes after which an idempotent call that may have run is sent again: the connection
+ * was lost, or the server refused to work on it (overloaded, shutting down). Application
+ * errors, WIRE_NO_HANDLER, WIRE_AUTH, WIRE_LIMIT, codec errors, timeouts and cancellation
+ * are answers, not accidents of the transport: they would come back the same.
+ */
+const RETRYABLE_AFTER_WRITE: ReadonlySet<string> = new Set(['WIRE_CONNECTION', 'WIRE_OVERLOADED', 'WIRE_DRAINING']);
+
+export function isRetryableAfterWrite(err: unknown): boolean {
+  return err instanceof WireError && RETRYABLE_AFTER_WRITE.has(err.code);
+}
+
+/**
+ * The call's own error, saying that it was not retried because the budget is spent: a
+ * copy of the same class and code (the original may be shared by every call of a
+ * connection), with the original as `cause`.
+ */
+export function budgetExhaustedError(err: unknown): unknown {
+  if (!(err instanceof WireError)) return err;
+  const copy = Object.assign(Object.create(Object.getPrototypeOf(err) as object) as WireError, err);
+  Object.defineProperty(copy, 'message', {
+    value: `${err.message} (not retried: the client's retry budget is exhausted)`,
+    writable: true,
+    configurable: true,
+  });
+  Object.defineProperty(copy, 'cause', { value: err, writable: true, configurable: true });
+  copy.stack = `${copy.name}: ${copy.message}`;
+  return copy;
+}
 
 /** A connection the scheduler can write a call on (`ClientConnection`). */
 export interface CallConnection {
@@ -22,8 +53,11 @@ export interface CallRouter {
   readonly readyCount: number;
   /** True while no connection is open but one may open soon. */
   readonly isConnecting: boolean;
-  /** The open connection with the fewest calls in flight, or null if none is open. */
-  pick(): CallConnection | null;
+  /**
+   * The open connection with the fewest calls in flight, or null if none is open; with
+   * `avoid`, one to an endpoint not in it if there is one.
+   */
+  pick(avoid: readonly string[] | null): CallConnection | null;
   /** The error calls get when nothing is reachable. */
   unreachableError(): WireError;
 }
@@ -34,6 +68,7 @@ export interface SchedulerOptions {
   overflow: 'fail' | 'wait';
   maxQueuedBytes: number;
   nackRetries: number;
+  retry: { maxAttempts: number; budget: { percent: number; minPerSecond: number } };
 }
 
 /**
@@ -54,6 +89,14 @@ export class CallScheduler implements CallTracker {
   pending = 0;
   /** Calls sent again after a NACK or because their frame never left a closed connection. */
   resends = 0;
+  /** Re-sends that spent from the retry budget: after a NACK, or an idempotent call's retry. */
+  retries = 0;
+  /** Calls that failed with their own error because the retry budget was spent. */
+  retryBudgetExhausted = 0;
+  /** The client closed: nothing is retried. */
+  closed = false;
+  /** One per client: every retry, NACK re-sends included, spends from it. */
+  private readonly retryBudget: LoadBudget;
   /** Accepted calls waiting for a connection (or for room on one), in order. */
   private readonly queue = new CallQueue();
   /** Calls held by `overflow: 'wait'` until `pending` drops below `maxPendingCalls`. */
@@ -64,6 +107,8 @@ export class CallScheduler implements CallTracker {
     private readonly callStats: CallStats,
   ) {
     this.wheel = new TimeoutWheel<PendingCall>((call) => this.onCallTimeout(call));
+    const { percent, minPerSecond } = options.retry.budget;
+    this.retryBudget = new LoadBudget(percent / 100, minPerSecond);
   }
 
   /** Calls not yet written (waiting for a connection, room, or a pending slot). */
@@ -76,6 +121,7 @@ export class CallScheduler implements CallTracker {
    * writes it, queues it, holds it (`overflow: 'wait'`) or fails it (`overflow: 'fail'`).
    */
   submit(call: PendingCall, now: number): void {
+    this.retryBudget.deposit(now);
     if (call.timeoutMs > 0) this.wheel.add(call, now + call.timeoutMs);
     if (this.pending >= this.options.maxPendingCalls) {
       if (this.options.overflow === 'fail') {
@@ -96,6 +142,7 @@ export class CallScheduler implements CallTracker {
 
   /** Fails every queued and held call (the client closed) and clears the wheel. */
   close(err: Error): void {
+    this.closed = true;
     this.failQueued(this.held, err);
     this.failQueued(this.queue, err);
     this.wheel.clear();
@@ -130,6 +177,58 @@ export class CallScheduler implements CallTracker {
       this.failUnwritten(call, reason);
       return;
     }
+    // A NACK means a server read the request and refused it: sending it again is extra load,
+    // paid from the budget. A frame that never left this process added load nowhere.
+    if (!(reason instanceof WireConnectionError)) {
+      if (!this.spendRetry(call)) {
+        this.failUnwritten(call, budgetExhaustedError(reason));
+        return;
+      }
+    }
+    this.requeue(call);
+  }
+
+  /**
+   * CallTracker: an attempt failed after its frame was written. An idempotent call is sent
+   * again (to a server not yet tried, if any) when the cause was the transport, within
+   * `maxAttempts`, its deadline and the budget; any other call fails: it may have run.
+   */
+  attemptFailed(call: PendingCall, err: unknown): void {
+    if (
+      this.closed ||
+      !call.idempotent ||
+      call.streamed ||
+      !isRetryableAfterWrite(err) ||
+      1 + call.resends + call.retries >= this.options.retry.maxAttempts ||
+      (call.timeoutMs > 0 && call.deadline <= performance.now())
+    ) {
+      call.fail(err);
+      return;
+    }
+    if (!this.spendRetry(call)) {
+      call.fail(budgetExhaustedError(err));
+      return;
+    }
+    call.retries++;
+    // The connection took it out of the wheel with its table entry: its one deadline goes on.
+    if (call.timeoutMs > 0) this.wheel.add(call, call.deadline);
+    this.requeue(call);
+  }
+
+  /** Takes one retry from the budget; counts it, or counts the refusal. */
+  private spendRetry(_call: PendingCall): boolean {
+    if (this.retryBudget.trySpend(performance.now())) {
+      this.retries++;
+      return true;
+    }
+    this.retryBudgetExhausted++;
+    return false;
+  }
+
+  /** Puts a call that will be sent again at the head of the queue, remembering where it went. */
+  private requeue(call: PendingCall): void {
+    const tried = (call.tried ??= []);
+    if (call.lastEndpoint !== null && !tried.includes(call.lastEndpoint)) tried.push(call.lastEndpoint);
     this.queue.unshift(call);
     if (this.router.readyCount > 0) this.drain();
     else if (!this.router.isConnecting) this.failQueued(this.queue, this.router.unreachableError());
@@ -169,7 +268,7 @@ export class CallScheduler implements CallTracker {
 
   /** Writes the call if an open connection has room; false if it must wait. */
   private tryWrite(call: PendingCall): boolean {
-    const conn = this.router.pick();
+    const conn = this.router.pick(call.tried);
     if (conn === null || conn.isFull) return false;
     if (conn.queuedBytes > this.options.maxQueuedBytes) {
       this.failUnwritten(
@@ -184,6 +283,7 @@ export class CallScheduler implements CallTracker {
     const budgetMs = call.timeoutMs > 0 ? Math.max(0, Math.ceil(call.deadline - performance.now())) : -1;
     try {
       conn.write(call, budgetMs);
+      call.lastEndpoint = conn.endpointKey;
     } catch (err) {
       this.failUnwritten(call, err);
     }

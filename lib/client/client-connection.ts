@@ -148,7 +148,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     for (const call of calls) {
       call.owner = null;
       this.wheel.remove(call);
-      call.fail(err);
+      call.attemptFailed(err);
     }
   }
 
@@ -251,7 +251,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
         this.wire.coalescer.schedule();
         call.delivered = 0;
       }
-      call.observer.next(value);
+      call.next(value);
       return;
     }
     this.remove(call);
@@ -313,7 +313,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
         err = e;
       }
     }
-    call.fail(err);
+    call.attemptFailed(err);
   }
 
   /** Takes an ended call out of this connection's table and out of the timeout wheel. */

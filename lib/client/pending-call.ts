@@ -19,6 +19,11 @@ export interface CallTracker {
   withdraw(call: PendingCall): void;
   /** The call was certainly not processed (NACK, or never sent): send it again elsewhere. */
   resend(call: PendingCall, reason: Error): void;
+  /**
+   * The call's attempt on its connection failed with `err` (the call is out of that
+   * connection's table and out of the wheel): retry it, or fail it.
+   */
+  attemptFailed(call: PendingCall, err: unknown): void;
 }
 
 /**
@@ -43,6 +48,16 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   generation = -1;
   /** Times the call was re-sent after a NACK or an unsent frame. */
   resends = 0;
+  /** Times the call was retried after it may have run (idempotent calls only). */
+  retries = 0;
+  /** Safe to run more than once: may be retried after it was written, and hedged. */
+  idempotent = false;
+  /** A stream value has been delivered: the call can no longer be retried or hedged. */
+  streamed = false;
+  /** Endpoint of the connection the call was last written on. */
+  lastEndpoint: string | null = null;
+  /** Endpoints tried, once the call is re-sent (null before: no array for a call sent once). */
+  tried: string[] | null = null;
   /** When the call started (`performance.now()`), for latency statistics. */
   startedAt = 0;
   /** Fragments of a large value being received, and their total size. */
@@ -79,6 +94,18 @@ export class PendingCall implements WheelEntry, Unsubscribable {
     if (this.owner !== null) this.owner.abandon(this);
     else this.tracker.withdraw(this);
     this.finish(CANCELLED);
+  }
+
+  /** Delivers a stream value (the call goes on). */
+  next(value: unknown): void {
+    this.streamed = true;
+    this.observer.next(value);
+  }
+
+  /** The attempt on its connection failed: the tracker retries the call or fails it. */
+  attemptFailed(err: unknown): void {
+    if (this.settled) return;
+    this.tracker.attemptFailed(this, err);
   }
 
   /** Ends the call successfully; `value` (if any) is delivered first. */

@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Observable, throwError, type Observer, type Subscriber } from 'rxjs';
 import { callContext, propagation } from '../call-context.js';
 import { CallStats, TransportCounters, type CallStatsSnapshot, type Outcome } from '../connection/transport-stats.js';
-import { WireCancelledError, WireConnectionError, WireError, WireTimeoutError } from '../errors.js';
+import { WireCancelledError, WireConnectionError, WireError, WireOptionsError, WireTimeoutError } from '../errors.js';
 import {
   checkCallOptionKeys,
   checkTimeout,
@@ -32,7 +32,16 @@ export type WireClientEvents = {
 
 /** What `WireClient#stats()` returns. */
 export interface WireClientStats {
-  calls: CallStatsSnapshot & { inFlight: number; pending: number; queued: number; resends: number };
+  calls: CallStatsSnapshot & {
+    inFlight: number;
+    pending: number;
+    queued: number;
+    resends: number;
+    /** Re-sends paid from the retry budget (after a NACK, or an idempotent call's retry). */
+    retries: number;
+    /** Calls that failed with their own error because the retry budget was spent. */
+    retryBudgetExhausted: number;
+  };
   transport: { bytesIn: number; bytesOut: number; framesIn: number; framesOut: number; writes: number };
   endpoints: { endpoint: string; state: string; connections: number; inFlight: number }[];
 }
@@ -158,7 +167,15 @@ export class WireClient extends ClientProxy<WireClientEvents> {
   stats(): WireClientStats {
     const { inFlight, pending, queued, resends } = this.counters();
     return {
-      calls: { ...this.callStats.snapshot(), inFlight, pending, queued, resends },
+      calls: {
+        ...this.callStats.snapshot(),
+        inFlight,
+        pending,
+        queued,
+        resends,
+        retries: this.scheduler.retries,
+        retryBudgetExhausted: this.scheduler.retryBudgetExhausted,
+      },
       transport: { ...this.transport },
       endpoints: this.balancer.endpointSnapshots(),
     };
@@ -229,7 +246,17 @@ export class WireClient extends ClientProxy<WireClientEvents> {
       if (options.metadata !== undefined) metadata = { ...metadata, ...options.metadata };
       if (options.propagate === false) propagate = false;
     }
-    const call = new PendingCall(observer, this.scheduler, timeoutMs, this.routeOf(packet.pattern), packet.data, metadata);
+    const route = this.routeOf(packet.pattern);
+    const call = new PendingCall(observer, this.scheduler, timeoutMs, route, packet.data, metadata);
+    const idempotent = options?.idempotent;
+    if (idempotent !== undefined) {
+      if (typeof idempotent !== 'boolean') {
+        return this.failAtOnce(call, new WireOptionsError(`send() option idempotent must be true or false, got ${String(idempotent)}`));
+      }
+      call.idempotent = idempotent;
+    } else if (this.wireOptions.idempotent !== null) {
+      call.idempotent = this.wireOptions.idempotent(route);
+    }
     const now = performance.now();
     call.startedAt = now;
     this.callStats.started++;
@@ -282,6 +309,7 @@ export class WireClient extends ClientProxy<WireClientEvents> {
   /** After `close()`, a new call or `connect()` starts a fresh pool (as Nest's clients do). */
   private reopen(): void {
     this.closed = false;
+    this.scheduler.closed = false;
     this.balancer = this.createBalancer();
   }
 }

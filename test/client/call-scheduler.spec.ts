@@ -41,9 +41,12 @@ class FakeRouter implements CallRouter {
   get readyCount(): number {
     return this.connections.length;
   }
-  pick(): CallConnection | null {
+  pick(avoid: readonly string[] | null): CallConnection | null {
     let best: FakeConnection | null = null;
-    for (const c of this.connections) if (best === null || c.written.length < best.written.length) best = c;
+    for (const c of this.connections) {
+      if (avoid?.includes(c.endpointKey) && this.connections.some((o) => !avoid.includes(o.endpointKey))) continue;
+      if (best === null || c.written.length < best.written.length) best = c;
+    }
     return best;
   }
   unreachableError(): WireError {
@@ -55,10 +58,10 @@ type Seen = { values: unknown[]; error: unknown; completed: boolean };
 
 function setup(options: Partial<SchedulerOptions> = {}) {
   const stats = new CallStats();
-  const scheduler = new CallScheduler({ maxPendingCalls: 100, overflow: 'fail', maxQueuedBytes: 1 << 20, nackRetries: 3, ...options }, stats);
+  const scheduler = new CallScheduler({ maxPendingCalls: 100, overflow: 'fail', maxQueuedBytes: 1 << 20, nackRetries: 3, retry: { maxAttempts: 3, budget: { percent: 20, minPerSecond: 10 } }, ...options }, stats);
   const router = new FakeRouter();
   scheduler.router = router;
-  const start = (timeoutMs = 0): { call: PendingCall; seen: Seen } => {
+  const start = (timeoutMs = 0, idempotent = false): { call: PendingCall; seen: Seen } => {
     const seen: Seen = { values: [], error: undefined, completed: false };
     const call = new PendingCall(
       { next: (v) => seen.values.push(v), error: (e) => (seen.error = e), complete: () => (seen.completed = true) },
@@ -68,6 +71,7 @@ function setup(options: Partial<SchedulerOptions> = {}) {
       1,
       undefined,
     );
+    call.idempotent = idempotent;
     stats.started++;
     scheduler.submit(call, performance.now());
     return { call, seen };
@@ -222,5 +226,99 @@ describe('CallScheduler (no Nest, no sockets)', () => {
     });
     expect((written.seen.error as WireTimeoutError).timeoutMs).toBe(20);
     expect(written.call.owner).toBeNull();
+  });
+
+  describe('retries', () => {
+    /** What ClientConnection does when a written call's connection is lost: out of its table, then attemptFailed. */
+    const lose = (call: PendingCall, err: unknown) => {
+      call.owner = null;
+      call.attemptFailed(err);
+    };
+
+    it('an idempotent call that may have run is retried on another endpoint', () => {
+      const { router, start, scheduler } = setup();
+      const a = new FakeConnection('a');
+      const b = new FakeConnection('b');
+      router.connections.push(a, b);
+      const { call, seen } = start(0, true);
+      const first = a.written.includes(call) ? a : b;
+      const other = first === a ? b : a;
+      lose(call, new WireConnectionError('connection closed'));
+      expect(seen.error).toBeUndefined();
+      expect(other.written).toEqual([call]);
+      lose(call, new WireOverloadedError('busy'));
+      expect(seen.error).toBeUndefined();
+      expect(scheduler.retries).toBe(2);
+      // Third attempt was the last (maxAttempts 3): the next loss fails it with its own error.
+      const last = new WireConnectionError('lost again');
+      lose(call, last);
+      expect(seen.error).toBe(last);
+    });
+
+    it('a call that is not idempotent fails at once: it may have run', () => {
+      const { router, start, scheduler } = setup();
+      router.connections.push(new FakeConnection('a'), new FakeConnection('b'));
+      const { call, seen } = start();
+      const err = new WireConnectionError('connection closed');
+      lose(call, err);
+      expect(seen.error).toBe(err);
+      expect(scheduler.retries).toBe(0);
+    });
+
+    it('application errors, timeouts and other codes are never retried', () => {
+      const { router, start, scheduler } = setup();
+      router.connections.push(new FakeConnection('a'), new FakeConnection('b'));
+      for (const err of [{ status: 'error', message: 'app' }, new WireTimeoutError(5), new Error('plain')]) {
+        const { call, seen } = start(0, true);
+        lose(call, err);
+        expect(seen.error).toBe(err);
+      }
+      expect(scheduler.retries).toBe(0);
+    });
+
+    it('a streaming call that delivered a value is not retried', () => {
+      const { router, start } = setup();
+      router.connections.push(new FakeConnection('a'), new FakeConnection('b'));
+      const { call, seen } = start(0, true);
+      call.next(1);
+      const err = new WireConnectionError('connection closed');
+      lose(call, err);
+      expect(seen.values).toEqual([1]);
+      expect(seen.error).toBe(err);
+    });
+
+    it('once the budget is spent the call fails at once with its own error, saying why', () => {
+      const { router, start, scheduler } = setup({ retry: { maxAttempts: 3, budget: { percent: 0, minPerSecond: 1 } } });
+      router.connections.push(new FakeConnection('a'), new FakeConnection('b'));
+      const one = start(0, true);
+      lose(one.call, new WireConnectionError('lost'));
+      expect(one.seen.error).toBeUndefined();
+      const two = start(0, true);
+      const err = new WireConnectionError('lost', { cause: Object.assign(new Error('reset'), { code: 'ECONNRESET', syscall: 'read' }) });
+      lose(two.call, err);
+      const got = two.seen.error as WireConnectionError;
+      expect(got).toBeInstanceOf(WireConnectionError);
+      expect(got.code).toBe('WIRE_CONNECTION');
+      expect(got.syscallCode).toBe('ECONNRESET');
+      expect(got.message).toMatch(/retry budget is exhausted/);
+      expect(got.cause).toBe(err);
+      expect(scheduler.retryBudgetExhausted).toBe(1);
+    });
+
+    it('NACK re-sends spend from the same budget; frames that never left do not', () => {
+      const { router, start, scheduler } = setup({ retry: { maxAttempts: 3, budget: { percent: 0, minPerSecond: 1 } } });
+      router.connections.push(new FakeConnection('a'));
+      const { call, seen } = start();
+      call.owner = null;
+      scheduler.resend(call, new WireConnectionError('connection closed before the frame was written'));
+      call.owner = null;
+      scheduler.resend(call, new WireOverloadedError('nack 1'));
+      expect(seen.error).toBeUndefined();
+      call.owner = null;
+      scheduler.resend(call, new WireOverloadedError('nack 2'));
+      expect((seen.error as Error).message).toMatch(/^nack 2 \(not retried: the client's retry budget is exhausted\)$/);
+      expect(scheduler.retries).toBe(1);
+      expect(scheduler.resends).toBe(3);
+    });
   });
 });
