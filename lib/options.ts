@@ -27,6 +27,8 @@ export const DEFAULT_MAX_METADATA_ENTRIES = 64;
 export const DEFAULT_MAX_METADATA_BYTES = 8 * 1024;
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 export const DEFAULT_RETRY_MAX_ATTEMPTS = 3;
+export const DEFAULT_HEDGE_DELAY_MS = 50;
+export const DEFAULT_HEDGE_MAX_EXTRA_PERCENT = 5;
 export const DEFAULT_RETRY_BUDGET_PERCENT = 20;
 export const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND = 10;
 
@@ -159,6 +161,13 @@ export interface WireClientOptions extends WireCommonOptions {
    * (default 20) of the calls started over the last 10 s, plus `minPerSecond` (default 10).
    */
   retry?: { maxAttempts?: number; budget?: { percent?: number; minPerSecond?: number } };
+  /**
+   * Hedged requests for idempotent calls: with no answer `delayMs` after a call was written
+   * (a number, default 50, or `'p95'`: the latency observed for its pattern), a copy goes to
+   * another server; the first answer wins, the other copy is cancelled. Copies add at most
+   * `maxExtraPercent` % (default 5) of the calls started. Default: off.
+   */
+  hedge?: { delayMs?: number | 'p95'; maxExtraPercent?: number };
 }
 
 /** Per-call options: the optional third argument of `WireClient#send`. */
@@ -223,6 +232,7 @@ export const CLIENT_OPTION_KEYS = {
   streamCredit: true,
   idempotent: true,
   retry: true,
+  hedge: true,
   propagate: true,
 } as const satisfies OptionKeys<WireClientOptions>;
 
@@ -235,6 +245,9 @@ export const CALL_OPTION_KEYS = {
 
 export const RETRY_OPTION_KEYS = { maxAttempts: true, budget: true } as const satisfies OptionKeys<
   NonNullable<WireClientOptions['retry']>
+>;
+export const HEDGE_OPTION_KEYS = { delayMs: true, maxExtraPercent: true } as const satisfies OptionKeys<
+  NonNullable<WireClientOptions['hedge']>
 >;
 export const RETRY_BUDGET_OPTION_KEYS = { percent: true, minPerSecond: true } as const satisfies OptionKeys<
   NonNullable<NonNullable<WireClientOptions['retry']>['budget']>
@@ -305,6 +318,8 @@ export interface ResolvedClientOptions extends ResolvedCommonOptions {
   /** Whether a pattern is idempotent; null when none is. */
   idempotent: ((pattern: string) => boolean) | null;
   retry: { maxAttempts: number; budget: { percent: number; minPerSecond: number } };
+  /** Null when hedging is off. */
+  hedge: { delayMs: number | 'p95'; maxExtraPercent: number } | null;
 }
 
 export function resolveServerOptions(options: WireServerOptions = {}): ResolvedServerOptions {
@@ -403,6 +418,22 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
     propagate: checkBoolean(options.propagate ?? true, `${where} option propagate`),
     idempotent: resolveIdempotent(options.idempotent, where),
     retry: resolveRetry(options.retry, where),
+    hedge: resolveHedge(options.hedge, where),
+  };
+}
+
+function resolveHedge(value: WireClientOptions['hedge'], where: string): ResolvedClientOptions['hedge'] {
+  if (value === undefined || value === null) return null;
+  checkOptionKeys(value, HEDGE_OPTION_KEYS, `${where} option hedge`);
+  const delay = value.delayMs ?? DEFAULT_HEDGE_DELAY_MS;
+  return {
+    delayMs: delay === 'p95' ? 'p95' : checkInteger(delay, 1, MAX_TIMEOUT_MS, `${where} option hedge.delayMs (ms, or 'p95')`),
+    maxExtraPercent: checkInteger(
+      value.maxExtraPercent ?? DEFAULT_HEDGE_MAX_EXTRA_PERCENT,
+      1,
+      100,
+      `${where} option hedge.maxExtraPercent`,
+    ),
   };
 }
 

@@ -3,7 +3,8 @@ import type { CallStats, Outcome } from '../connection/transport-stats.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { WireConnectionError, WireError, WireOverloadedError, WireTimeoutError } from '../errors.js';
 import { LoadBudget } from './load-budget.js';
-import { CallQueue, type CallTracker, type PendingCall } from './pending-call.js';
+import { PatternLatency } from './pattern-latency.js';
+import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
 
 /**
  * Codes after which an idempotent call that may have run is sent again: the connection
@@ -60,7 +61,12 @@ export interface CallRouter {
   pick(avoid: readonly string[] | null): CallConnection | null;
   /** The error calls get when nothing is reachable. */
   unreachableError(): WireError;
+  /** The least-loaded open connection to an endpoint not in `avoid`; null if there is none. */
+  pickAvoiding(avoid: readonly string[]): CallConnection | null;
 }
+
+/** A hedged copy's own observer is never called: its answers go to the call it copies. */
+const COPY_OBSERVER = { next(): void {}, error(): void {}, complete(): void {} };
 
 /** The options the scheduler applies. */
 export interface SchedulerOptions {
@@ -69,6 +75,8 @@ export interface SchedulerOptions {
   maxQueuedBytes: number;
   nackRetries: number;
   retry: { maxAttempts: number; budget: { percent: number; minPerSecond: number } };
+  /** Off when null; `delayMs: 'p95'` waits for the pattern's observed 95th percentile. */
+  hedge: { delayMs: number | 'p95'; maxExtraPercent: number } | null;
 }
 
 /**
@@ -95,8 +103,15 @@ export class CallScheduler implements CallTracker {
   retryBudgetExhausted = 0;
   /** The client closed: nothing is retried. */
   closed = false;
+  /** Hedged copies sent, and how many of them answered first. */
+  hedges = 0;
+  hedgeWins = 0;
   /** One per client: every retry, NACK re-sends included, spends from it. */
   private readonly retryBudget: LoadBudget;
+  /** Hedged copies may add at most `maxExtraPercent` % of the calls started (no floor). */
+  private readonly hedgeBudget: LoadBudget | null;
+  /** Latency per pattern, for `hedge.delayMs: 'p95'`. */
+  private readonly latency: PatternLatency | null;
   /** Accepted calls waiting for a connection (or for room on one), in order. */
   private readonly queue = new CallQueue();
   /** Calls held by `overflow: 'wait'` until `pending` drops below `maxPendingCalls`. */
@@ -109,6 +124,9 @@ export class CallScheduler implements CallTracker {
     this.wheel = new TimeoutWheel<PendingCall>((call) => this.onCallTimeout(call));
     const { percent, minPerSecond } = options.retry.budget;
     this.retryBudget = new LoadBudget(percent / 100, minPerSecond);
+    const hedge = options.hedge;
+    this.hedgeBudget = hedge === null ? null : new LoadBudget(hedge.maxExtraPercent / 100, 0);
+    this.latency = hedge?.delayMs === 'p95' ? new PatternLatency() : null;
   }
 
   /** Calls not yet written (waiting for a connection, room, or a pending slot). */
@@ -122,6 +140,7 @@ export class CallScheduler implements CallTracker {
    */
   submit(call: PendingCall, now: number): void {
     this.retryBudget.deposit(now);
+    this.hedgeBudget?.deposit(now);
     if (call.timeoutMs > 0) this.wheel.add(call, now + call.timeoutMs);
     if (this.pending >= this.options.maxPendingCalls) {
       if (this.options.overflow === 'fail') {
@@ -172,6 +191,7 @@ export class CallScheduler implements CallTracker {
   /** CallTracker: the call was not processed (NACK, or its frame never left): try another connection. */
   resend(call: PendingCall, reason: Error): void {
     if (call.settled) return;
+    if (call.hedge !== null && !call.answered) return this.hedgeAttemptFailed(call, reason);
     this.resends++;
     if (++call.resends > this.options.nackRetries) {
       this.failUnwritten(call, reason);
@@ -194,7 +214,9 @@ export class CallScheduler implements CallTracker {
    * `maxAttempts`, its deadline and the budget; any other call fails: it may have run.
    */
   attemptFailed(call: PendingCall, err: unknown): void {
+    if (call.hedge !== null && !call.answered && isRetryableAfterWrite(err)) return this.hedgeAttemptFailed(call, err);
     if (
+      call.isCopy ||
       this.closed ||
       !call.idempotent ||
       call.streamed ||
@@ -210,10 +232,92 @@ export class CallScheduler implements CallTracker {
       return;
     }
     call.retries++;
-    // The connection took it out of the wheel with its table entry: its one deadline goes on.
-    if (call.timeoutMs > 0) this.wheel.add(call, call.deadline);
+    this.keepDeadline(call);
     this.requeue(call);
   }
+
+  /** Hedging: the first answer of two copies wins; the other copy is cancelled (CANCEL). */
+  raceWon(winner: PendingCall): void {
+    const other = winner.hedge!;
+    winner.answered = other.answered = true;
+    if (!winner.isCopy) {
+      this.cancelCopy(other);
+      return;
+    }
+    this.hedgeWins++;
+    // The call stays (slot, deadline, observer); only its attempt stops. The links stay too:
+    // the copy's answers go to it, and its end (a timeout, the caller leaving) cancels the copy.
+    const primary = other;
+    if (primary.owner !== null) {
+      primary.owner.abandon(primary);
+      this.keepDeadline(primary);
+    }
+  }
+
+  /**
+   * While both copies race, one whose attempt failed for a reason that would be retried
+   * steps aside and the other carries the call: a copy is dropped; the call itself waits
+   * for its copy (keeping its deadline). With neither left, the call is retried as usual.
+   */
+  private hedgeAttemptFailed(call: PendingCall, err: unknown): void {
+    if (!call.isCopy) {
+      this.keepDeadline(call);
+      return;
+    }
+    const primary = call.hedge!;
+    this.cancelCopy(call);
+    if (!primary.settled && primary.owner === null && primary.queue === null) {
+      // The call's own attempt had already stepped aside: it is retried (or fails) now.
+      this.wheel.remove(primary);
+      this.attemptFailed(primary, err);
+    }
+  }
+
+  /** Ends a hedged copy quietly (CANCEL if it is written) and unlinks it from its call. */
+  private cancelCopy(copy: PendingCall): void {
+    if (copy.hedge !== null) copy.hedge.hedge = null;
+    copy.hedge = null;
+    copy.unsubscribe();
+  }
+
+  /** Puts a call whose connection took it out of the wheel back in, with its one deadline. */
+  private keepDeadline(call: PendingCall): void {
+    if (call.timeoutMs <= 0) return;
+    this.wheel.remove(call);
+    this.wheel.add(call, call.deadline);
+  }
+
+  /** Arms the hedge timer of a call just written for the first time, if it is to be hedged. */
+  private armHedge(call: PendingCall): void {
+    const delay = this.options.hedge!.delayMs;
+    const delayMs = delay === 'p95' ? this.latency!.p95(call.pattern) : delay;
+    if (delayMs < 0) return; // 'p95' with too few samples for that pattern yet
+    call.hedgeTimer = setTimeout(this.onHedgeTimer, delayMs, call);
+    call.hedgeTimer.unref();
+  }
+
+  /** No answer within the hedge delay: a copy goes to another server, if the budget allows. */
+  private readonly onHedgeTimer = (call: PendingCall): void => {
+    call.hedgeTimer = null;
+    if (call.settled || call.answered || call.streamed || call.owner === null || call.lastEndpoint === null) return;
+    const conn = this.router.pickAvoiding([call.lastEndpoint]);
+    if (conn === null || conn.isFull || conn.queuedBytes > this.options.maxQueuedBytes) return;
+    if (!this.hedgeBudget!.trySpend(performance.now())) return;
+    const copy = new PendingCall(COPY_OBSERVER, this, call.timeoutMs, call.pattern, call.data, call.metadata);
+    copy.isCopy = true;
+    copy.idempotent = true;
+    copy.deadline = call.deadline;
+    const budgetMs = call.timeoutMs > 0 ? Math.max(0, Math.ceil(call.deadline - performance.now())) : -1;
+    try {
+      conn.write(copy, budgetMs);
+    } catch {
+      return; // the call itself goes on; a copy that cannot be written is simply not sent
+    }
+    copy.lastEndpoint = conn.endpointKey;
+    copy.hedge = call;
+    call.hedge = copy;
+    this.hedges++;
+  };
 
   /** Takes one retry from the budget; counts it, or counts the refusal. */
   private spendRetry(_call: PendingCall): boolean {
@@ -236,6 +340,18 @@ export class CallScheduler implements CallTracker {
 
   /** CallTracker: a call ended, by whatever path. Frees its slot for the next one. */
   onSettled(call: PendingCall, outcome: Outcome): void {
+    if (call.isCopy) {
+      // A copy counts nowhere; it only leaves its call.
+      if (call.hedge !== null) call.hedge.hedge = null;
+      call.hedge = null;
+      return;
+    }
+    if (call.hedgeTimer !== null) {
+      clearTimeout(call.hedgeTimer);
+      call.hedgeTimer = null;
+    }
+    if (call.hedge !== null) this.cancelCopy(call.hedge);
+    if (outcome === null && this.latency !== null && call.idempotent) this.latency.record(call.pattern, performance.now() - call.startedAt);
     this.callStats.settled(call.startedAt, outcome);
     if (!call.accepted) return;
     call.accepted = false;
@@ -286,6 +402,10 @@ export class CallScheduler implements CallTracker {
       call.lastEndpoint = conn.endpointKey;
     } catch (err) {
       this.failUnwritten(call, err);
+      return true;
+    }
+    if (this.hedgeBudget !== null && call.idempotent && call.hedgeTimer === null && call.hedge === null && !call.answered) {
+      this.armHedge(call);
     }
     return true;
   }

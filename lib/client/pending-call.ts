@@ -24,6 +24,8 @@ export interface CallTracker {
    * connection's table and out of the wheel): retry it, or fail it.
    */
   attemptFailed(call: PendingCall, err: unknown): void;
+  /** Hedging: `winner`, one of two copies of a call, has the first answer; the other must stop. */
+  raceWon(winner: PendingCall): void;
 }
 
 /**
@@ -58,6 +60,17 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   lastEndpoint: string | null = null;
   /** Endpoints tried, once the call is re-sent (null before: no array for a call sent once). */
   tried: string[] | null = null;
+  /**
+   * Hedging: the other copy of this call while both may answer (and, once the copy has won,
+   * the link between the copy and the call it answers for); null for a call never hedged.
+   */
+  hedge: PendingCall | null = null;
+  /** A hedged copy: not counted anywhere, its answers go to `hedge`, the call it copies. */
+  isCopy = false;
+  /** The race between the copies is decided (first value, end, or an error that is not retried). */
+  answered = false;
+  /** Fires when the call should be hedged (`hedge.delayMs` after it was written). */
+  hedgeTimer: NodeJS.Timeout | null = null;
   /** When the call started (`performance.now()`), for latency statistics. */
   startedAt = 0;
   /** Fragments of a large value being received, and their total size. */
@@ -98,6 +111,10 @@ export class PendingCall implements WheelEntry, Unsubscribable {
 
   /** Delivers a stream value (the call goes on). */
   next(value: unknown): void {
+    if (this.hedge !== null) {
+      if (!this.answered) this.tracker.raceWon(this);
+      if (this.isCopy) return this.hedge?.next(value);
+    }
     this.streamed = true;
     this.observer.next(value);
   }
@@ -111,6 +128,15 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   /** Ends the call successfully; `value` (if any) is delivered first. */
   complete(hasValue: boolean, value?: unknown): void {
     if (this.settled) return;
+    if (this.hedge !== null) {
+      if (!this.answered) this.tracker.raceWon(this);
+      const primary = this.hedge;
+      if (this.isCopy) {
+        this.finish(null);
+        primary?.complete(hasValue, value);
+        return;
+      }
+    }
     this.finish(null);
     if (hasValue) this.observer.next(value);
     this.observer.complete();
@@ -119,6 +145,15 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   /** Ends the call with `err`. */
   fail(err: unknown): void {
     if (this.settled) return;
+    if (this.hedge !== null) {
+      if (!this.answered) this.tracker.raceWon(this);
+      const primary = this.hedge;
+      if (this.isCopy) {
+        this.finish({ error: err });
+        primary?.fail(err);
+        return;
+      }
+    }
     this.finish({ error: err });
     this.observer.error(err);
   }

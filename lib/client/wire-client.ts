@@ -41,6 +41,9 @@ export interface WireClientStats {
     retries: number;
     /** Calls that failed with their own error because the retry budget was spent. */
     retryBudgetExhausted: number;
+    /** Hedged copies sent, and how many of them answered first. */
+    hedges: number;
+    hedgeWins: number;
   };
   transport: { bytesIn: number; bytesOut: number; framesIn: number; framesOut: number; writes: number };
   endpoints: { endpoint: string; state: string; connections: number; inFlight: number }[];
@@ -175,6 +178,8 @@ export class WireClient extends ClientProxy<WireClientEvents> {
         resends,
         retries: this.scheduler.retries,
         retryBudgetExhausted: this.scheduler.retryBudgetExhausted,
+        hedges: this.scheduler.hedges,
+        hedgeWins: this.scheduler.hedgeWins,
       },
       transport: { ...this.transport },
       endpoints: this.balancer.endpointSnapshots(),

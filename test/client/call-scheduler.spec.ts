@@ -21,7 +21,9 @@ class FakeConnection implements CallConnection, CallOwner {
     call.id = this.written.length + 1;
     this.written.push(call);
   }
+  readonly abandoned: PendingCall[] = [];
   abandon(call: PendingCall): void {
+    this.abandoned.push(call);
     call.owner = null;
   }
   expire(call: PendingCall): void {
@@ -49,6 +51,11 @@ class FakeRouter implements CallRouter {
     }
     return best;
   }
+  pickAvoiding(avoid: readonly string[]): CallConnection | null {
+    let best: FakeConnection | null = null;
+    for (const c of this.connections) if (!avoid.includes(c.endpointKey) && (best === null || c.written.length < best.written.length)) best = c;
+    return best;
+  }
   unreachableError(): WireError {
     return new WireConnectionError('no server reachable (test)');
   }
@@ -58,7 +65,7 @@ type Seen = { values: unknown[]; error: unknown; completed: boolean };
 
 function setup(options: Partial<SchedulerOptions> = {}) {
   const stats = new CallStats();
-  const scheduler = new CallScheduler({ maxPendingCalls: 100, overflow: 'fail', maxQueuedBytes: 1 << 20, nackRetries: 3, retry: { maxAttempts: 3, budget: { percent: 20, minPerSecond: 10 } }, ...options }, stats);
+  const scheduler = new CallScheduler({ maxPendingCalls: 100, overflow: 'fail', maxQueuedBytes: 1 << 20, nackRetries: 3, retry: { maxAttempts: 3, budget: { percent: 20, minPerSecond: 10 } }, hedge: null, ...options }, stats);
   const router = new FakeRouter();
   scheduler.router = router;
   const start = (timeoutMs = 0, idempotent = false): { call: PendingCall; seen: Seen } => {
@@ -319,6 +326,87 @@ describe('CallScheduler (no Nest, no sockets)', () => {
       expect((seen.error as Error).message).toMatch(/^nack 2 \(not retried: the client's retry budget is exhausted\)$/);
       expect(scheduler.retries).toBe(1);
       expect(scheduler.resends).toBe(3);
+    });
+  });
+
+  describe('hedging', () => {
+    const hedged = { hedge: { delayMs: 5, maxExtraPercent: 100 } } as const;
+    const until = (p: () => boolean) =>
+      new Promise<void>((resolve) => {
+        const poll = setInterval(() => p() && (clearInterval(poll), resolve()), 2);
+      });
+
+    function twoServers(options: Partial<SchedulerOptions>) {
+      const env = setup(options);
+      const a = new FakeConnection('a');
+      const b = new FakeConnection('b');
+      env.router.connections.push(a, b);
+      // One call started first so the bucket (5 % of calls, no floor) has a token.
+      return { ...env, a, b };
+    }
+
+    it('after delayMs a copy goes to the other server; the first answer wins and the other copy is cancelled', async () => {
+      const { start, scheduler, a, b } = twoServers(hedged);
+      const { call, seen } = start(1000, true);
+      const first = a.written.includes(call) ? a : b;
+      const other = first === a ? b : a;
+      await until(() => other.written.length === 1);
+      const copy = other.written[0];
+      expect(copy.isCopy).toBe(true);
+      other.answer(copy, 'from the copy');
+      expect(seen.values).toEqual(['from the copy']);
+      expect(seen.completed).toBe(true);
+      // The original was cancelled on its connection.
+      expect(first.abandoned).toEqual([call]);
+      expect(scheduler.hedges).toBe(1);
+      expect(scheduler.hedgeWins).toBe(1);
+      expect(scheduler.pending).toBe(0);
+    });
+
+    it('when the original answers first the copy is cancelled', async () => {
+      const { start, scheduler, a, b } = twoServers(hedged);
+      const { call, seen } = start(1000, true);
+      const first = a.written.includes(call) ? a : b;
+      const other = first === a ? b : a;
+      await until(() => other.written.length === 1);
+      const copy = other.written[0];
+      first.answer(call, 'original');
+      expect(seen.values).toEqual(['original']);
+      expect(other.abandoned).toEqual([copy]);
+      expect(copy.settled).toBe(true);
+      expect(scheduler.hedgeWins).toBe(0);
+    });
+
+    it('a copy that loses its connection steps aside; the original carries on', async () => {
+      const { start, a, b } = twoServers(hedged);
+      const { call, seen } = start(1000, true);
+      const first = a.written.includes(call) ? a : b;
+      const other = first === a ? b : a;
+      await until(() => other.written.length === 1);
+      const copy = other.written[0];
+      copy.owner = null;
+      copy.attemptFailed(new WireConnectionError('lost'));
+      expect(seen.error).toBeUndefined();
+      expect(copy.settled).toBe(true);
+      first.answer(call, 'original');
+      expect(seen.values).toEqual(['original']);
+    });
+
+    it('a stream is hedged only until its first value', async () => {
+      const { start, scheduler, a, b } = twoServers(hedged);
+      const { call } = start(1000, true);
+      call.next('first value');
+      await new Promise((r) => setTimeout(r, 30));
+      expect(a.written.length + b.written.length).toBe(1);
+      expect(scheduler.hedges).toBe(0);
+    });
+
+    it('copies are limited by the bucket: maxExtraPercent of the calls started', async () => {
+      const { start, scheduler, a, b } = twoServers({ hedge: { delayMs: 5, maxExtraPercent: 10 } });
+      for (let i = 0; i < 25; i++) start(1000, true);
+      await new Promise((r) => setTimeout(r, 40));
+      expect(scheduler.hedges).toBe(2);
+      expect(a.written.length + b.written.length).toBe(27);
     });
   });
 });

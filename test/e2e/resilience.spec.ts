@@ -72,3 +72,77 @@ describe('retries: three servers, one killed with calls in flight', () => {
     });
   });
 });
+
+/** Runs `total` calls, `concurrency` at a time; returns each call's latency in ms (all must succeed). */
+async function runLoad(client: WireClient, total: number, concurrency: number, firstId = 1): Promise<number[]> {
+  const latencies: number[] = [];
+  let next = firstId;
+  const end = firstId + total;
+  const worker = async () => {
+    while (next < end) {
+      const id = next++;
+      const t0 = performance.now();
+      const r = await call(client, id, 0);
+      if (!r.ok) throw r.err;
+      latencies.push(performance.now() - t0);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return latencies;
+}
+
+describe('hedging: one of three servers stalls 5 % of its calls by 500 ms', () => {
+  let fleet: FleetMember[];
+  let client: WireClient;
+  beforeAll(async () => {
+    fleet = await startFleet(3);
+    fleet[1].behaviour.stallMs = (id) => (id % 20 === 0 ? 500 : 0);
+  });
+  afterAll(async () => {
+    client?.close();
+    await stopFleet(fleet);
+  });
+
+  it('sends copies of slow calls to another server: the copy wins, the stalled handler is cancelled, extra load stays within 5 %', async () => {
+    client = await fleetClient(fleet, { idempotent: ['work'], hedge: { delayMs: 20, maxExtraPercent: 5 } });
+    const calls = 600;
+    await runLoad(client, calls, 6);
+    const stats = client.stats().calls;
+    const stalledOnB = [...fleet[1].behaviour.invocations.keys()].filter((id) => id % 20 === 0).length;
+    expect(stalledOnB).toBeGreaterThan(0);
+    expect(stats.hedges).toBeGreaterThan(0);
+    expect(stats.hedgeWins).toBeGreaterThan(0);
+    // The bucket has no burst: copies never exceed 5 % of the calls started.
+    expect(stats.hedges).toBeLessThanOrEqual(Math.floor(0.05 * stats.started));
+    // Counted on the servers: every handler run beyond one per call is a copy.
+    const runs = fleet.reduce((s, m) => s + m.behaviour.total, 0);
+    expect(runs - calls).toBe(stats.hedges);
+    expect(stats.succeeded).toBe(calls);
+    // Each copy that won cancelled the stalled original: its handler saw the signal abort.
+    await waitUntil(() => fleet[1].behaviour.aborted >= stats.hedgeWins);
+    expect(fleet[1].behaviour.aborted).toBe(stats.hedgeWins);
+  });
+
+  it('a call answered before the delay sends no copy', async () => {
+    const c = await fleetClient(fleet, { idempotent: ['work'], hedge: { delayMs: 2000 } });
+    try {
+      for (let i = 0; i < 40; i++) expect((await call(c, 100_000 + i, 0)).ok).toBe(true);
+      expect(c.stats().calls.hedges).toBe(0);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('calls that are not idempotent are never hedged', async () => {
+    const c = await fleetClient(fleet, { hedge: { delayMs: 1 } });
+    try {
+      const before = fleet[1].behaviour.total;
+      // Ids that stall on b: no copy goes elsewhere, the call waits for b.
+      for (let i = 0; i < 6; i++) expect((await call(c, 200_000 + i * 20, 0)).ok).toBe(true);
+      expect(c.stats().calls.hedges).toBe(0);
+      expect(fleet[1].behaviour.total).toBeGreaterThan(before);
+    } finally {
+      c.close();
+    }
+  });
+});
