@@ -28,6 +28,10 @@ export const DEFAULT_MAX_METADATA_BYTES = 8 * 1024;
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 export const DEFAULT_RETRY_MAX_ATTEMPTS = 3;
 export const DEFAULT_HEDGE_DELAY_MS = 50;
+export const DEFAULT_EJECTION_CONSECUTIVE_FAILURES = 5;
+export const DEFAULT_BASE_EJECTION_MS = 30_000;
+export const DEFAULT_MAX_EJECTION_MS = 300_000;
+export const DEFAULT_MAX_EJECTED_PERCENT = 50;
 export const DEFAULT_HEDGE_MAX_EXTRA_PERCENT = 5;
 export const DEFAULT_RETRY_BUDGET_PERCENT = 20;
 export const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND = 10;
@@ -168,6 +172,13 @@ export interface WireClientOptions extends WireCommonOptions {
    * `maxExtraPercent` % (default 5) of the calls started. Default: off.
    */
   hedge?: { delayMs?: number | 'p95'; maxExtraPercent?: number };
+  /**
+   * Outlier ejection: an endpoint whose calls fail `consecutiveFailures` times in a row
+   * (default 5) for transport reasons leaves rotation for `baseEjectionMs` (default 30 000),
+   * doubling on each repeat up to `maxEjectionMs` (default 300 000), and is PINGed before it
+   * gets calls again; at most `maxEjectedPercent` % (default 50) of endpoints at once. Default: off.
+   */
+  outlierDetection?: { consecutiveFailures?: number; baseEjectionMs?: number; maxEjectionMs?: number; maxEjectedPercent?: number };
 }
 
 /** Per-call options: the optional third argument of `WireClient#send`. */
@@ -233,6 +244,7 @@ export const CLIENT_OPTION_KEYS = {
   idempotent: true,
   retry: true,
   hedge: true,
+  outlierDetection: true,
   propagate: true,
 } as const satisfies OptionKeys<WireClientOptions>;
 
@@ -249,6 +261,12 @@ export const RETRY_OPTION_KEYS = { maxAttempts: true, budget: true } as const sa
 export const HEDGE_OPTION_KEYS = { delayMs: true, maxExtraPercent: true } as const satisfies OptionKeys<
   NonNullable<WireClientOptions['hedge']>
 >;
+export const OUTLIER_DETECTION_OPTION_KEYS = {
+  consecutiveFailures: true,
+  baseEjectionMs: true,
+  maxEjectionMs: true,
+  maxEjectedPercent: true,
+} as const satisfies OptionKeys<NonNullable<WireClientOptions['outlierDetection']>>;
 export const RETRY_BUDGET_OPTION_KEYS = { percent: true, minPerSecond: true } as const satisfies OptionKeys<
   NonNullable<NonNullable<WireClientOptions['retry']>['budget']>
 >;
@@ -320,6 +338,8 @@ export interface ResolvedClientOptions extends ResolvedCommonOptions {
   retry: { maxAttempts: number; budget: { percent: number; minPerSecond: number } };
   /** Null when hedging is off. */
   hedge: { delayMs: number | 'p95'; maxExtraPercent: number } | null;
+  /** Null when outlier ejection is off. */
+  outlierDetection: { consecutiveFailures: number; baseEjectionMs: number; maxEjectionMs: number; maxEjectedPercent: number } | null;
 }
 
 export function resolveServerOptions(options: WireServerOptions = {}): ResolvedServerOptions {
@@ -419,6 +439,28 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
     idempotent: resolveIdempotent(options.idempotent, where),
     retry: resolveRetry(options.retry, where),
     hedge: resolveHedge(options.hedge, where),
+    outlierDetection: resolveOutlierDetection(options.outlierDetection, where),
+  };
+}
+
+function resolveOutlierDetection(
+  value: WireClientOptions['outlierDetection'],
+  where: string,
+): ResolvedClientOptions['outlierDetection'] {
+  if (value === undefined || value === null) return null;
+  const what = `${where} option outlierDetection`;
+  checkOptionKeys(value, OUTLIER_DETECTION_OPTION_KEYS, what);
+  const baseEjectionMs = checkInteger(value.baseEjectionMs ?? DEFAULT_BASE_EJECTION_MS, 1, MAX_TIMEOUT_MS, `${what}.baseEjectionMs`);
+  return {
+    consecutiveFailures: checkInteger(value.consecutiveFailures ?? DEFAULT_EJECTION_CONSECUTIVE_FAILURES, 1, 1_000_000, `${what}.consecutiveFailures`),
+    baseEjectionMs,
+    maxEjectionMs: checkInteger(
+      value.maxEjectionMs ?? Math.max(DEFAULT_MAX_EJECTION_MS, baseEjectionMs),
+      baseEjectionMs,
+      MAX_TIMEOUT_MS,
+      `${what}.maxEjectionMs (at least baseEjectionMs)`,
+    ),
+    maxEjectedPercent: checkInteger(value.maxEjectedPercent ?? DEFAULT_MAX_EJECTED_PERCENT, 0, 100, `${what}.maxEjectedPercent`),
   };
 }
 

@@ -9,6 +9,10 @@ import { formatAddress, type EndpointAddress, type ResolvedClientOptions } from 
 import type { ClientConnection } from './client-connection.js';
 import { Endpoint, EndpointState, type EndpointEvents } from './endpoint.js';
 import type { PendingCall } from './pending-call.js';
+import { OutlierDetector, type EjectionHost } from './outlier-detector.js';
+
+/** How long a readmission PING may take before the endpoint counts as still failing. */
+const PROBE_TIMEOUT_MS = 5000;
 
 export type WireClientStatus = 'connected' | 'reconnecting' | 'disconnected';
 
@@ -36,9 +40,15 @@ const EXACT_PICK_LIMIT = 8;
  * addresses and re-resolved every `resolveIntervalMs`: new addresses are added,
  * vanished ones drained (no new calls, closed when their calls end).
  */
-export class Balancer implements EndpointEvents {
-  /** Connections in rotation: open, handshake done, not draining. */
+export class Balancer implements EndpointEvents, EjectionHost {
+  /** Connections in rotation: open, handshake done, not draining, endpoint not ejected. */
   private readonly ready: ClientConnection[] = [];
+  /** Open connections of ejected endpoints: out of rotation until a PING readmits them. */
+  private readonly benched: ClientConnection[] = [];
+  /** Endpoints out of rotation (outlier ejection). */
+  private readonly ejected = new Set<string>();
+  /** Null unless `outlierDetection` is set. */
+  private readonly outliers: OutlierDetector | null;
   /** Where the next exact pick starts scanning. */
   private rotation = 0;
   private readonly endpoints = new Map<string, Endpoint>();
@@ -67,6 +77,67 @@ export class Balancer implements EndpointEvents {
       counters,
       compression: options.compression,
     };
+    this.outliers = options.outlierDetection === null ? null : new OutlierDetector(options.outlierDetection, this);
+  }
+
+  /** True when calls' outcomes are to be reported with `recordOutcome`. */
+  get detectsOutliers(): boolean {
+    return this.outliers !== null;
+  }
+
+  /** An attempt on `endpoint` ended: `err` null if the server answered (whatever the answer). */
+  recordOutcome(endpoint: string, err: unknown): void {
+    this.outliers?.record(endpoint, err);
+  }
+
+  get endpointCount(): number {
+    return this.endpoints.size;
+  }
+
+  /** EjectionHost: the endpoint has connections in rotation, and so does another. */
+  canSpare(endpoint: string): boolean {
+    let own = false;
+    let other = false;
+    for (const c of this.ready) {
+      if (c.endpointKey === endpoint) own = true;
+      else other = true;
+    }
+    return own && other;
+  }
+
+  eject(endpoint: string): void {
+    this.ejected.add(endpoint);
+    for (let i = this.ready.length - 1; i >= 0; i--) {
+      const conn = this.ready[i];
+      if (conn.endpointKey !== endpoint) continue;
+      this.ready.splice(i, 1);
+      this.benched.push(conn);
+    }
+  }
+
+  readmit(endpoint: string): void {
+    if (!this.ejected.delete(endpoint) || this.closed) return;
+    let back = 0;
+    for (let i = this.benched.length - 1; i >= 0; i--) {
+      const conn = this.benched[i];
+      if (conn.endpointKey !== endpoint) continue;
+      this.benched.splice(i, 1);
+      this.ready.push(conn);
+      back++;
+    }
+    if (back > 0) this.listener.onReady(endpoint);
+  }
+
+  probe(endpoint: string): Promise<boolean> | null {
+    const conn = this.benched.find((c) => c.endpointKey === endpoint && c.wire.isOpen);
+    if (conn === undefined) return null;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS).unref();
+      conn.wire.ping().then(
+        () => resolve(true),
+        () => resolve(false),
+      ).finally(() => clearTimeout(timer));
+    });
   }
 
   get readyCount(): number {
@@ -81,9 +152,12 @@ export class Balancer implements EndpointEvents {
     return this.ready.map((c) => c.wire.socket);
   }
 
-  /** Per endpoint: state, open connections, calls in flight. */
-  endpointSnapshots(): ReturnType<Endpoint['snapshot']>[] {
-    return [...this.endpoints.values()].map((ep) => ep.snapshot());
+  /** Per endpoint: state, open connections, calls in flight, and its ejection state. */
+  endpointSnapshots(): (ReturnType<Endpoint['snapshot']> & { ejected: boolean; ejectedUntil: number; ejections: number })[] {
+    return [...this.endpoints.values()].map((ep) => {
+      const ejection = this.outliers?.snapshot(ep.key) ?? { ejected: false, ejectedUntil: 0, ejections: 0 };
+      return { ...ep.snapshot(), ...ejection };
+    });
   }
 
   /** Endpoint keys and states (diagnostics, tests). */
@@ -170,14 +244,20 @@ export class Balancer implements EndpointEvents {
     this.closed = true;
     if (this.resolveTimer !== null) clearInterval(this.resolveTimer);
     this.heartbeats.stop();
+    this.outliers?.close();
     for (const ep of this.endpoints.values()) ep.shutdown(false);
     this.endpoints.clear();
     this.ready.length = 0;
+    this.benched.length = 0;
     this.rejectWaiters(new WireConnectionError('client closed'));
   }
 
   onConnectionReady(conn: ClientConnection): void {
     if (this.closed) return conn.close(null);
+    if (this.ejected.has(conn.endpointKey)) {
+      this.benched.push(conn); // in rotation again once a PING readmits its endpoint
+      return;
+    }
     this.ready.push(conn);
     if (this.ready.length === 1) this.listener.onStatus('connected');
     const waiters = this.waiters;
@@ -187,6 +267,8 @@ export class Balancer implements EndpointEvents {
   }
 
   onConnectionGone(conn: ClientConnection, err: WireError | null): void {
+    const b = this.benched.indexOf(conn);
+    if (b >= 0) this.benched.splice(b, 1);
     const i = this.ready.indexOf(conn);
     if (i >= 0) {
       this.ready.splice(i, 1);
@@ -271,6 +353,8 @@ export class Balancer implements EndpointEvents {
       // A host that failed to resolve this time keeps its endpoints until it resolves again.
       if ('host' in ep.address && failedHosts.size > 0 && this.isFromFailedHost(ep, failedHosts)) continue;
       this.endpoints.delete(key);
+      this.outliers?.forget(key);
+      this.ejected.delete(key);
       ep.shutdown(true);
       for (const conn of [...this.ready]) if (this.endpointOf(conn) === key) this.onConnectionGone(conn, null);
     }

@@ -63,6 +63,10 @@ export interface CallRouter {
   unreachableError(): WireError;
   /** The least-loaded open connection to an endpoint not in `avoid`; null if there is none. */
   pickAvoiding(avoid: readonly string[]): CallConnection | null;
+  /** True when outcomes are to be reported (outlier detection is on). */
+  readonly detectsOutliers: boolean;
+  /** An attempt on `endpoint` ended: `err` null if the server answered (whatever the answer). */
+  recordOutcome(endpoint: string, err: unknown): void;
 }
 
 /** A hedged copy's own observer is never called: its answers go to the call it copies. */
@@ -191,6 +195,9 @@ export class CallScheduler implements CallTracker {
   /** CallTracker: the call was not processed (NACK, or its frame never left): try another connection. */
   resend(call: PendingCall, reason: Error): void {
     if (call.settled) return;
+    if (this.router.detectsOutliers && call.lastEndpoint !== null && !(reason instanceof WireConnectionError)) {
+      this.router.recordOutcome(call.lastEndpoint, reason);
+    }
     if (call.hedge !== null && !call.answered) return this.hedgeAttemptFailed(call, reason);
     this.resends++;
     if (++call.resends > this.options.nackRetries) {
@@ -214,6 +221,7 @@ export class CallScheduler implements CallTracker {
    * `maxAttempts`, its deadline and the budget; any other call fails: it may have run.
    */
   attemptFailed(call: PendingCall, err: unknown): void {
+    if (this.router.detectsOutliers && call.lastEndpoint !== null && !this.closed) this.router.recordOutcome(call.lastEndpoint, err);
     if (call.hedge !== null && !call.answered && isRetryableAfterWrite(err)) return this.hedgeAttemptFailed(call, err);
     if (
       call.isCopy ||
@@ -340,6 +348,7 @@ export class CallScheduler implements CallTracker {
 
   /** CallTracker: a call ended, by whatever path. Frees its slot for the next one. */
   onSettled(call: PendingCall, outcome: Outcome): void {
+    if (outcome === null && call.lastEndpoint !== null && this.router.detectsOutliers) this.router.recordOutcome(call.lastEndpoint, null);
     if (call.isCopy) {
       // A copy counts nowhere; it only leaves its call.
       if (call.hedge !== null) call.hedge.hedge = null;
@@ -424,6 +433,9 @@ export class CallScheduler implements CallTracker {
 
   private onCallTimeout(call: PendingCall): void {
     const owner = call.owner;
+    if (owner !== null && this.router.detectsOutliers && call.lastEndpoint !== null) {
+      this.router.recordOutcome(call.lastEndpoint, new WireTimeoutError(call.timeoutMs));
+    }
     if (owner !== null) owner.expire(call);
     else this.failUnwritten(call, new WireTimeoutError(call.timeoutMs));
   }

@@ -56,6 +56,8 @@ class FakeRouter implements CallRouter {
     for (const c of this.connections) if (!avoid.includes(c.endpointKey) && (best === null || c.written.length < best.written.length)) best = c;
     return best;
   }
+  readonly detectsOutliers = false;
+  recordOutcome(): void {}
   unreachableError(): WireError {
     return new WireConnectionError('no server reachable (test)');
   }

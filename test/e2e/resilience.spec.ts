@@ -146,3 +146,86 @@ describe('hedging: one of three servers stalls 5 % of its calls by 500 ms', () =
     }
   });
 });
+
+describe('outlier ejection: one of three servers answers WIRE_OVERLOADED to everything', () => {
+  let fleet: FleetMember[];
+  beforeAll(async () => {
+    fleet = await startFleet(3);
+  });
+  afterAll(async () => {
+    await stopFleet(fleet);
+  });
+  const endpointOf = (client: WireClient, member: FleetMember) => client.stats().endpoints.find((e) => e.endpoint === member.endpoint)!;
+
+  it('is ejected after consecutiveFailures failures, its traffic moves, and it returns once it recovers and the time has passed', async () => {
+    const base = 300;
+    const client = await fleetClient(fleet, { outlierDetection: { consecutiveFailures: 3, baseEjectionMs: base, maxEjectionMs: 10 * base } });
+    const b = fleet[1];
+    try {
+      b.behaviour.overloaded = true;
+      let id = 1;
+      let failures = 0;
+      // Calls one at a time: the tie-breaking rotation spreads them over the three servers.
+      for (let i = 0; i < 60 && !endpointOf(client, b).ejected; i++) {
+        const r = await call(client, id++, 0);
+        if (!r.ok) {
+          expect((r.err as Error & { code: string }).code).toBe('WIRE_OVERLOADED');
+          failures++;
+        }
+      }
+      const ejectedAfter = b.behaviour.total;
+      expect(endpointOf(client, b).ejected).toBe(true);
+      expect(failures).toBe(3);
+      expect(ejectedAfter).toBe(3);
+      expect(endpointOf(client, b).ejections).toBe(1);
+      expect(endpointOf(client, b).ejectedUntil).toBeGreaterThan(0);
+      // Out of rotation: everything goes to the others and succeeds.
+      for (let i = 0; i < 30; i++) expect((await call(client, id++, 0)).ok).toBe(true);
+      expect(b.behaviour.total).toBe(ejectedAfter);
+
+      b.behaviour.overloaded = false;
+      await waitUntil(() => !endpointOf(client, b).ejected);
+      expect(endpointOf(client, b).ejectedUntil).toBe(0);
+      for (let i = 0; i < 30; i++) expect((await call(client, id++, 0)).ok).toBe(true);
+      expect(b.behaviour.total).toBeGreaterThan(ejectedAfter);
+
+      // A repeat: ejected again, for twice as long.
+      b.behaviour.overloaded = true;
+      const before = Date.now();
+      for (let i = 0; i < 60 && !endpointOf(client, b).ejected; i++) await call(client, id++, 0);
+      const again = endpointOf(client, b);
+      expect(again.ejected).toBe(true);
+      expect(again.ejections).toBe(2);
+      expect(again.ejectedUntil - before).toBeGreaterThanOrEqual(2 * base);
+      b.behaviour.overloaded = false;
+    } finally {
+      client.close();
+    }
+  });
+
+  it('with one server, it is never ejected', async () => {
+    const b = fleet[1];
+    b.behaviour.overloaded = true;
+    const client = await fleetClient([b], { outlierDetection: { consecutiveFailures: 2, baseEjectionMs: 100 } });
+    try {
+      for (let i = 0; i < 10; i++) expect((await call(client, 1000 + i, 0)).ok).toBe(false);
+      expect(endpointOf(client, b)).toMatchObject({ ejected: false, ejections: 0 });
+    } finally {
+      b.behaviour.overloaded = false;
+      client.close();
+    }
+  });
+
+  it('maxEjectedPercent bounds how many are out at once', async () => {
+    for (const m of fleet) m.behaviour.overloaded = true;
+    const client = await fleetClient(fleet, { outlierDetection: { consecutiveFailures: 2, baseEjectionMs: 60_000, maxEjectedPercent: 34 } });
+    try {
+      for (let i = 0; i < 30; i++) await call(client, 2000 + i, 0);
+      const ejected = client.stats().endpoints.filter((e) => e.ejected).length;
+      expect(ejected).toBe(1);
+    } finally {
+      for (const m of fleet) m.behaviour.overloaded = false;
+      client.close();
+    }
+  });
+});
