@@ -113,6 +113,11 @@ export interface WireServerOptions extends WireCommonOptions {
    * that connection are refused with `WIRE_OVERLOADED`. Default 64 MiB.
    */
   maxQueuedBytes?: number;
+  /**
+   * Calls run at once across the whole server; past it new requests get NACK
+   * `WIRE_OVERLOADED` without running (clients send them elsewhere). 0 (default): no limit.
+   */
+  maxConcurrentCalls?: number;
 }
 
 export interface WireClientOptions extends WireCommonOptions {
@@ -224,6 +229,7 @@ export const SERVER_OPTION_KEYS = {
   maxInFlightPerConnection: true,
   maxStreamBufferBytes: true,
   maxQueuedBytes: true,
+  maxConcurrentCalls: true,
 } as const satisfies OptionKeys<WireServerOptions>;
 
 export const CLIENT_OPTION_KEYS = {
@@ -314,6 +320,7 @@ export interface ResolvedServerOptions extends ResolvedCommonOptions {
   maxInFlightPerConnection: number;
   maxStreamBufferBytes: number;
   maxQueuedBytes: number;
+  maxConcurrentCalls: number;
 }
 
 export interface ResolvedClientOptions extends ResolvedCommonOptions {
@@ -383,6 +390,7 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
       Number.MAX_SAFE_INTEGER,
       `${where} option maxQueuedBytes`,
     ),
+    maxConcurrentCalls: checkInteger(options.maxConcurrentCalls ?? 0, 0, 0xffffffff, `${where} option maxConcurrentCalls (0: no limit)`),
   };
 }
 

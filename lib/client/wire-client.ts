@@ -46,7 +46,17 @@ export interface WireClientStats {
     hedgeWins: number;
   };
   transport: { bytesIn: number; bytesOut: number; framesIn: number; framesOut: number; writes: number };
-  endpoints: { endpoint: string; state: string; connections: number; inFlight: number }[];
+  endpoints: {
+    endpoint: string;
+    state: string;
+    connections: number;
+    inFlight: number;
+    /** Out of rotation (outlier ejection) until `ejectedUntil` (`Date.now()` ms; 0 when in rotation) and a PING answered. */
+    ejected: boolean;
+    ejectedUntil: number;
+    /** Times this endpoint was ejected. */
+    ejections: number;
+  }[];
 }
 
 /** Counters for tests and diagnostics. */

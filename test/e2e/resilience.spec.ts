@@ -229,3 +229,115 @@ describe('outlier ejection: one of three servers answers WIRE_OVERLOADED to ever
     }
   });
 });
+
+describe('load shedding on the server', () => {
+  let fleet: FleetMember[];
+  beforeAll(async () => {
+    fleet = await startFleet(2, (i) => (i === 0 ? { maxConcurrentCalls: 1 } : {}));
+  });
+  afterAll(async () => {
+    await stopFleet(fleet);
+  });
+
+  it('past maxConcurrentCalls new requests get NACK WIRE_OVERLOADED without running, and go to another server', async () => {
+    const [a, b] = fleet;
+    // A client of its own keeps a's one slot busy.
+    const busy = await fleetClient([a]);
+    const client = await fleetClient(fleet);
+    try {
+      const long = call(busy, 1, 500);
+      await waitUntil(() => a.behaviour.total === 1);
+      for (let i = 0; i < 10; i++) expect((await call(client, 10 + i, 0)).ok).toBe(true);
+      expect(a.behaviour.total).toBe(1); // nothing else ran on a
+      expect(b.behaviour.total).toBe(10);
+      const nacked = a.running.server.stats().calls.failed.NACK_WIRE_OVERLOADED ?? 0;
+      expect(nacked).toBeGreaterThan(0);
+      expect(client.stats().calls.retries).toBe(nacked);
+      expect((await long).ok).toBe(true);
+    } finally {
+      busy.close();
+      client.close();
+    }
+  });
+
+  it('the limit counts calls across connections, and frees as calls end', async () => {
+    const [a] = fleet;
+    const one = await fleetClient([a]);
+    const two = await fleetClient([a], { nackRetries: 0 });
+    try {
+      const long = call(one, 100, 300);
+      await waitUntil(() => a.behaviour.invocations.has(100));
+      const refused = await call(two, 101, 0);
+      expect(refused.ok).toBe(false);
+      expect((refused as { err: { code: string } }).err.code).toBe('WIRE_OVERLOADED');
+      expect(a.behaviour.invocations.has(101)).toBe(false);
+      expect((await long).ok).toBe(true);
+      expect((await call(two, 102, 0)).ok).toBe(true);
+    } finally {
+      one.close();
+      two.close();
+    }
+  });
+
+  it('a handler that throws WireOverloadedError (through a filter that lets it pass) sends idempotent calls elsewhere', async () => {
+    const [a, b] = fleet;
+    a.behaviour.overloaded = true;
+    const client = await fleetClient(fleet, { idempotent: ['work'] });
+    try {
+      const before = a.behaviour.total;
+      for (let i = 0; i < 10; i++) expect((await call(client, 200 + i, 0))).toMatchObject({ ok: true, server: b.behaviour.name });
+      expect(a.behaviour.total).toBeGreaterThan(before); // a was asked, answered WIRE_OVERLOADED
+      expect(client.stats().calls.retries).toBe(a.behaviour.total - before);
+    } finally {
+      a.behaviour.overloaded = false;
+      client.close();
+    }
+  });
+});
+
+describe('the retry budget: every server overloaded for 2 s under a steady load', () => {
+  let fleet: FleetMember[];
+  beforeAll(async () => {
+    fleet = await startFleet(3);
+  });
+  afterAll(async () => {
+    await stopFleet(fleet);
+  });
+
+  it('retries stay within 20 % of calls + 10/s (counted on the servers), and calls fail at once, not at their timeout', async () => {
+    const client = await fleetClient(fleet, { idempotent: ['work'], timeout: 5000 });
+    const results: Promise<Result>[] = [];
+    let id = 1;
+    const startedAt = performance.now();
+    // ~500 calls/s: 5 every 10 ms; 1 s healthy, then 2 s with every server overloaded.
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        const t = performance.now() - startedAt;
+        for (const m of fleet) m.behaviour.overloaded = t >= 1000;
+        if (t >= 3000) {
+          clearInterval(timer);
+          resolve();
+          return;
+        }
+        for (let k = 0; k < 5; k++) results.push(call(client, id++, 0));
+      }, 10);
+    });
+    const settled = await Promise.all(results);
+    const seconds = Math.ceil((performance.now() - startedAt) / 1000);
+    for (const m of fleet) m.behaviour.overloaded = false;
+    const calls = settled.length;
+    const runs = fleet.reduce((s, m) => s + m.behaviour.total, 0);
+    const retriesOnServers = runs - calls;
+    const stats = client.stats().calls;
+    expect(retriesOnServers).toBe(stats.retries);
+    expect(retriesOnServers).toBeLessThanOrEqual(0.2 * calls + 10 * seconds);
+    const failed = settled.filter((r) => !r.ok) as { err: Error & { code: string } }[];
+    expect(failed.length).toBeGreaterThan(0);
+    // Each failure is the call's own WIRE_OVERLOADED, never a timeout: nobody waits for a budget.
+    for (const f of failed) expect(f.err.code).toBe('WIRE_OVERLOADED');
+    const exhausted = failed.filter((f) => /retry budget is exhausted/.test(f.err.message)).length;
+    expect(exhausted).toBe(stats.retryBudgetExhausted);
+    expect(exhausted).toBeGreaterThan(0);
+    client.close();
+  });
+});

@@ -80,11 +80,14 @@ export interface FleetMember {
 }
 
 /** Starts `n` servers, each behind its own proxy. */
-export async function startFleet(n: number, options: WireServerOptions = {}): Promise<FleetMember[]> {
+export async function startFleet(
+  n: number,
+  options: WireServerOptions | ((i: number) => WireServerOptions) = {},
+): Promise<FleetMember[]> {
   const fleet: FleetMember[] = [];
   for (let i = 0; i < n; i++) {
     const behaviour = new Behaviour(String.fromCharCode(97 + i));
-    const running = await startWireApp(resilienceModule(behaviour), options);
+    const running = await startWireApp(resilienceModule(behaviour), typeof options === 'function' ? options(i) : options);
     const proxy = await FaultProxy.start(running.port);
     fleet.push({ behaviour, running, proxy, endpoint: `127.0.0.1:${proxy.port}` });
   }
