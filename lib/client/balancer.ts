@@ -152,12 +152,10 @@ export class Balancer implements EndpointEvents, EjectionHost {
     return this.ready.map((c) => c.wire.socket);
   }
 
-  /** Per endpoint: state, open connections, calls in flight, and its ejection state. */
-  endpointSnapshots(): (ReturnType<Endpoint['snapshot']> & { ejected: boolean; ejectedUntil: number; ejections: number })[] {
-    return [...this.endpoints.values()].map((ep) => {
-      const ejection = this.outliers?.snapshot(ep.key) ?? { ejected: false, ejectedUntil: 0, ejections: 0 };
-      return { ...ep.snapshot(), ...ejection };
-    });
+  /** Per endpoint: state, open connections, calls in flight, and (with `outlierDetection`) its ejection state. */
+  endpointSnapshots(): (ReturnType<Endpoint['snapshot']> & { ejected?: boolean; ejectedUntil?: number; ejections?: number })[] {
+    const outliers = this.outliers;
+    return [...this.endpoints.values()].map((ep) => (outliers === null ? ep.snapshot() : { ...ep.snapshot(), ...outliers.snapshot(ep.key) }));
   }
 
   /** Endpoint keys and states (diagnostics, tests). */

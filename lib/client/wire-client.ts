@@ -51,11 +51,13 @@ export interface WireClientStats {
     state: string;
     connections: number;
     inFlight: number;
-    /** Out of rotation (outlier ejection) until `ejectedUntil` (`Date.now()` ms; 0 when in rotation) and a PING answered. */
-    ejected: boolean;
-    ejectedUntil: number;
-    /** Times this endpoint was ejected. */
-    ejections: number;
+    /**
+     * With `outlierDetection` only: out of rotation until `ejectedUntil` (`Date.now()` ms; 0
+     * when in rotation) has passed and a PING was answered; `ejections`: times it was ejected.
+     */
+    ejected?: boolean;
+    ejectedUntil?: number;
+    ejections?: number;
   }[];
 }
 
