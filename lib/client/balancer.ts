@@ -270,6 +270,10 @@ export class Balancer implements EndpointEvents, EjectionHost {
     const i = this.ready.indexOf(conn);
     if (i >= 0) {
       this.ready.splice(i, 1);
+      // Never leave ejected endpoints benched when nothing else is in rotation.
+      if (this.ready.length === 0 && this.benched.length > 0 && !this.closed) {
+        for (const endpoint of [...this.ejected]) this.outliers?.release(endpoint);
+      }
       if (this.ready.length === 0 && !this.closed) this.listener.onStatus('reconnecting');
     }
     if (err !== null && !this.closed) {

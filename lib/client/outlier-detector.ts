@@ -77,6 +77,15 @@ export class OutlierDetector {
     return { ejected: state.ejectedUntil > 0, ejectedUntil: state.ejectedUntil, ejections: state.ejections };
   }
 
+  /** Ends an ejection early (no other endpoint is left in rotation): the endpoint takes calls again. */
+  release(endpoint: string): void {
+    const state = this.states.get(endpoint);
+    if (state === undefined || state.ejectedUntil === 0) return;
+    if (state.timer !== null) clearTimeout(state.timer);
+    state.timer = null;
+    this.readmit(endpoint, state);
+  }
+
   /** The endpoint is gone (DNS no longer lists it): forget it. */
   forget(endpoint: string): void {
     const state = this.states.get(endpoint);
@@ -137,12 +146,16 @@ export class OutlierDetector {
     void probing.then((answered) => {
       if (this.closed || this.states.get(endpoint) !== state || state.ejectedUntil === 0) return;
       if (!answered) return this.eject(endpoint, state);
-      state.ejectedUntil = 0;
-      state.failures = 0;
-      state.readmittedAt = performance.now();
-      this.ejectedCount--;
-      this.host.readmit(endpoint);
+      this.readmit(endpoint, state);
     });
+  }
+
+  private readmit(endpoint: string, state: OutlierState): void {
+    state.ejectedUntil = 0;
+    state.failures = 0;
+    state.readmittedAt = performance.now();
+    this.ejectedCount--;
+    this.host.readmit(endpoint);
   }
 }
 

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { firstValueFrom } from 'rxjs';
+import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 import { WireConnectionError, type WireClient } from '../../lib/index.js';
 import { fleetClient, invocationsById, startFleet, stopFleet, waitUntil, type FleetMember } from '../helpers/resilience-app.js';
 
@@ -123,6 +123,25 @@ describe('hedging: one of three servers stalls 5 % of its calls by 500 ms', () =
     expect(fleet[1].behaviour.aborted).toBe(stats.hedgeWins);
   });
 
+  it('a stream is hedged until its first value: the copy streams, the stalled original is cancelled', async () => {
+    const c = await fleetClient([fleet[0], fleet[1]], { idempotent: ['work.stream'], hedge: { delayMs: 20, maxExtraPercent: 100 } });
+    try {
+      // Enough short calls first for the bucket (no burst) to hold a token.
+      for (let i = 0; i < 4; i++) await call(c, 300_000 + i, 0);
+      const aborted = fleet[1].behaviour.aborted;
+      // Id 300_020 stalls on b only; sent until one lands there.
+      let values: number[] = [];
+      for (let i = 0; i < 4 && c.stats().calls.hedgeWins === 0; i++) {
+        values = await lastValueFrom(c.send<number>('work.stream', { id: 300_020 + i * 20, count: 3 }).pipe(toArray()));
+        expect(values).toEqual([0, 1, 2]);
+      }
+      expect(c.stats().calls.hedgeWins).toBe(1);
+      await waitUntil(() => fleet[1].behaviour.aborted === aborted + 1);
+    } finally {
+      c.close();
+    }
+  });
+
   it('a call answered before the delay sends no copy', async () => {
     const c = await fleetClient(fleet, { idempotent: ['work'], hedge: { delayMs: 2000 } });
     try {
@@ -213,6 +232,25 @@ describe('outlier ejection: one of three servers answers WIRE_OVERLOADED to ever
     } finally {
       b.behaviour.overloaded = false;
       client.close();
+    }
+  });
+
+  it('an ejected endpoint is readmitted at once when no other is left in rotation', async () => {
+    const own = await startFleet(3);
+    const client = await fleetClient(own, { outlierDetection: { consecutiveFailures: 2, baseEjectionMs: 60_000 } });
+    try {
+      const b = own[1];
+      b.behaviour.overloaded = true;
+      for (let i = 0; i < 30 && !endpointOf(client, b).ejected; i++) await call(client, 3000 + i, 0);
+      expect(endpointOf(client, b).ejected).toBe(true);
+      b.behaviour.overloaded = false;
+      await own[0].proxy.close();
+      await own[2].proxy.close();
+      await waitUntil(() => !endpointOf(client, b).ejected);
+      expect(await call(client, 4000, 0)).toMatchObject({ ok: true, server: 'b' });
+    } finally {
+      client.close();
+      await stopFleet(own);
     }
   });
 
