@@ -86,11 +86,14 @@ export interface SchedulerOptions {
 /**
  * The client's call scheduler, without Nest: counts calls against `maxPendingCalls`
  * (failing or holding the overflow), writes each call on the connection the router picks
- * or queues it until one has room, re-sends calls that certainly did not run, and frees
+ * or queues it until one has room, re-sends calls that certainly did not run, retries
+ * idempotent calls after transport failures and hedges them, all within budgets, and frees
  * a call's slot when it settles. Deadlines of every call live in its timing wheel.
  *
  * Invariants: a call is in at most one of `held` and `queue`; `pending` counts the calls
  * with `accepted` set (queued or written, not settled); a call in `queue` has no owner.
+ * Hedging: a call and its copy point at each other through `hedge` while they race; a copy
+ * is never queued, held, in the wheel or counted; it ends when its call ends.
  */
 export class CallScheduler implements CallTracker {
   /** Deadlines of every call not settled (queued, held or written). */
@@ -207,7 +210,7 @@ export class CallScheduler implements CallTracker {
     // A NACK means a server read the request and refused it: sending it again is extra load,
     // paid from the budget. A frame that never left this process added load nowhere.
     if (!(reason instanceof WireConnectionError)) {
-      if (!this.spendRetry(call)) {
+      if (!this.spendRetry()) {
         this.failUnwritten(call, budgetExhaustedError(reason));
         return;
       }
@@ -235,7 +238,7 @@ export class CallScheduler implements CallTracker {
       call.fail(err);
       return;
     }
-    if (!this.spendRetry(call)) {
+    if (!this.spendRetry()) {
       call.fail(budgetExhaustedError(err));
       return;
     }
@@ -253,6 +256,8 @@ export class CallScheduler implements CallTracker {
       return;
     }
     this.hedgeWins++;
+    // The answer comes from the copy's server (for outlier detection, not the slow one's).
+    other.lastEndpoint = winner.lastEndpoint;
     // The call stays (slot, deadline, observer); only its attempt stops. The links stay too:
     // the copy's answers go to it, and its end (a timeout, the caller leaving) cancels the copy.
     const primary = other;
@@ -328,7 +333,7 @@ export class CallScheduler implements CallTracker {
   };
 
   /** Takes one retry from the budget; counts it, or counts the refusal. */
-  private spendRetry(_call: PendingCall): boolean {
+  private spendRetry(): boolean {
     if (this.retryBudget.trySpend(performance.now())) {
       this.retries++;
       return true;
