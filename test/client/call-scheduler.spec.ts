@@ -1,5 +1,17 @@
 import { CallStats } from '../../lib/connection/transport-stats.js';
-import { WireConnectionError, WireOverloadedError, WireTimeoutError, type WireError } from '../../lib/errors.js';
+import {
+  WireAuthError,
+  WireCancelledError,
+  WireCodecError,
+  WireConnectionError,
+  WireFrameTooLargeError,
+  WireLimitError,
+  WireNoHandlerError,
+  WireOverloadedError,
+  WireTimeoutError,
+  type WireError,
+} from '../../lib/errors.js';
+import { PatternLatency } from '../../lib/client/pattern-latency.js';
 import { CallScheduler, type CallConnection, type CallRouter, type SchedulerOptions } from '../../lib/client/call-scheduler.js';
 import { PendingCall, type CallOwner } from '../../lib/client/pending-call.js';
 
@@ -277,12 +289,45 @@ describe('CallScheduler (no Nest, no sockets)', () => {
     it('application errors, timeouts and other codes are never retried', () => {
       const { router, start, scheduler } = setup();
       router.connections.push(new FakeConnection('a'), new FakeConnection('b'));
-      for (const err of [{ status: 'error', message: 'app' }, new WireTimeoutError(5), new Error('plain')]) {
+      const answers = [
+        { status: 'error', message: 'app' },
+        new Error('plain'),
+        new WireTimeoutError(5),
+        new WireNoHandlerError(),
+        new WireAuthError(),
+        new WireLimitError('pattern too long'),
+        new WireCodecError('bad msgpack'),
+        new WireFrameTooLargeError(10, 5),
+        new WireCancelledError(),
+      ];
+      for (const err of answers) {
         const { call, seen } = start(0, true);
         lose(call, err);
         expect(seen.error).toBe(err);
       }
       expect(scheduler.retries).toBe(0);
+    });
+
+    it('a retry never outlives the call: past its deadline the call fails with its own error', () => {
+      const { router, start, scheduler } = setup();
+      router.connections.push(new FakeConnection('a'), new FakeConnection('b'));
+      const { call, seen } = start(10_000, true);
+      call.deadline = performance.now() - 1; // the time is up (the wheel would fire at its next tick)
+      const err = new WireConnectionError('lost');
+      lose(call, err);
+      expect(seen.error).toBe(err);
+      expect(scheduler.retries).toBe(0);
+    });
+
+    it('a retried call keeps its one deadline in the wheel', () => {
+      const { router, start, scheduler } = setup();
+      router.connections.push(new FakeConnection('a'), new FakeConnection('b'));
+      const { call } = start(10_000, true);
+      const deadline = call.deadline;
+      scheduler.wheel.remove(call); // what the connection does when it fails the attempt
+      lose(call, new WireConnectionError('lost'));
+      expect(call.deadline).toBe(deadline);
+      expect(call.wheelSlot).toBeGreaterThanOrEqual(0);
     });
 
     it('a streaming call that delivered a value is not retried', () => {
@@ -409,6 +454,21 @@ describe('CallScheduler (no Nest, no sockets)', () => {
       await new Promise((r) => setTimeout(r, 40));
       expect(scheduler.hedges).toBe(2);
       expect(a.written.length + b.written.length).toBe(27);
+    });
+  });
+
+  describe('PatternLatency (for hedge.delayMs: p95)', () => {
+    it('has no p95 before 20 calls of a pattern, then the 95th percentile of that pattern only', () => {
+      const latency = new PatternLatency();
+      for (let i = 1; i <= 19; i++) latency.record('a', i);
+      expect(latency.p95('a')).toBe(-1);
+      latency.record('a', 20);
+      expect(latency.p95('a')).toBeGreaterThanOrEqual(19);
+      expect(latency.p95('a')).toBeLessThanOrEqual(21);
+      for (let i = 0; i < 100; i++) latency.record('b', 1000);
+      expect(latency.p95('b')).toBeGreaterThan(900);
+      expect(latency.p95('a')).toBeLessThanOrEqual(21);
+      expect(latency.p95('c')).toBe(-1);
     });
   });
 });
