@@ -144,12 +144,13 @@ export class Balancer implements EndpointEvents, EjectionHost {
     return this.ready.length;
   }
 
+  /** Open connections: in rotation, and benched ones of ejected endpoints (their calls still count). */
   get connections(): readonly ClientConnection[] {
-    return this.ready;
+    return this.benched.length === 0 ? this.ready : [...this.ready, ...this.benched];
   }
 
   get sockets(): Socket[] {
-    return this.ready.map((c) => c.wire.socket);
+    return this.connections.map((c) => c.wire.socket);
   }
 
   /** Per endpoint: state, open connections, calls in flight, and (with `outlierDetection`) its ejection state. */
