@@ -262,8 +262,20 @@ async function main(): Promise<void> {
   mkdirSync(dirname(opts.out), { recursive: true });
   mkdirSync(dirname(opts.chart), { recursive: true });
   writeFileSync(opts.chart, renderChart(info, results));
-  writeFileSync(opts.out, renderMarkdown(info, results, extras));
+  writeFileSync(opts.out, renderMarkdown(info, results, extras) + sectionsOfOtherScripts(opts.out));
   log(`bench: done in ${info.totalSeconds.toFixed(0)} s; wrote ${relative(ROOT, opts.out)}, ${relative(ROOT, opts.chart)}, ${relative(ROOT, opts.json)}`);
+}
+
+/** The "Tail latency" section (written by bench/tail-latency.ts, not by this run) of the file being replaced, kept. */
+function sectionsOfOtherScripts(path: string): string {
+  let previous: string;
+  try {
+    previous = readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+  const at = previous.indexOf('\n## Tail latency\n');
+  return at < 0 ? '' : previous.slice(at);
 }
 
 export function sizeLabel(size: number): string {

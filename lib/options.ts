@@ -26,6 +26,15 @@ export const DEFAULT_MAX_PATTERN_BYTES = 1024;
 export const DEFAULT_MAX_METADATA_ENTRIES = 64;
 export const DEFAULT_MAX_METADATA_BYTES = 8 * 1024;
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
+export const DEFAULT_RETRY_MAX_ATTEMPTS = 3;
+export const DEFAULT_HEDGE_DELAY_MS = 50;
+export const DEFAULT_EJECTION_CONSECUTIVE_FAILURES = 5;
+export const DEFAULT_BASE_EJECTION_MS = 30_000;
+export const DEFAULT_MAX_EJECTION_MS = 300_000;
+export const DEFAULT_MAX_EJECTED_PERCENT = 50;
+export const DEFAULT_HEDGE_MAX_EXTRA_PERCENT = 5;
+export const DEFAULT_RETRY_BUDGET_PERCENT = 20;
+export const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND = 10;
 
 /** What `authenticate` learns about the connection besides the credentials. */
 export interface WireAuthInfo {
@@ -110,6 +119,11 @@ export interface WireServerOptions extends WireCommonOptions {
    * that connection are refused with `WIRE_OVERLOADED`. Default 64 MiB.
    */
   maxQueuedBytes?: number;
+  /**
+   * Calls run at once across the whole server; past it new requests get NACK
+   * `WIRE_OVERLOADED` without running (clients send them elsewhere). 0 (default): no limit.
+   */
+  maxConcurrentCalls?: number;
 }
 
 export interface WireClientOptions extends WireCommonOptions {
@@ -150,6 +164,32 @@ export interface WireClientOptions extends WireCommonOptions {
    * cancelled with it. Default true; per call: `send(p, d, { propagate: false })`.
    */
   propagate?: boolean;
+  /**
+   * Patterns safe to run more than once (retried after a lost connection or an overloaded
+   * server, hedged): exact strings, regular expressions, or a function of the pattern.
+   * Default: none. Per call: `send(p, d, { idempotent: true })`.
+   */
+  idempotent?: (string | RegExp)[] | ((pattern: string) => boolean);
+  /**
+   * Retries: at most `maxAttempts` attempts per call (default 3), all within its timeout;
+   * every retry (NACK re-sends included) spends from one budget per client: `percent` %
+   * (default 20) of the calls started over the last 10 s, plus `minPerSecond` (default 10).
+   */
+  retry?: { maxAttempts?: number; budget?: { percent?: number; minPerSecond?: number } };
+  /**
+   * Hedged requests for idempotent calls: with no answer `delayMs` after a call was written
+   * (a number, default 50, or `'p95'`: the latency observed for its pattern), a copy goes to
+   * another server; the first answer wins, the other copy is cancelled. Copies add at most
+   * `maxExtraPercent` % (default 5) of the calls started. Default: off.
+   */
+  hedge?: { delayMs?: number | 'p95'; maxExtraPercent?: number };
+  /**
+   * Outlier ejection: an endpoint whose calls fail `consecutiveFailures` times in a row
+   * (default 5) for transport reasons leaves rotation for `baseEjectionMs` (default 30 000),
+   * doubling on each repeat up to `maxEjectionMs` (default 300 000), and is PINGed before it
+   * gets calls again; at most `maxEjectedPercent` % (default 50) of endpoints at once. Default: off.
+   */
+  outlierDetection?: { consecutiveFailures?: number; baseEjectionMs?: number; maxEjectionMs?: number; maxEjectedPercent?: number };
 }
 
 /** Per-call options: the optional third argument of `WireClient#send`. */
@@ -160,6 +200,8 @@ export interface WireCallOptions {
   metadata?: Record<string, string>;
   /** Set false to not inherit the deadline and cancellation of the call being handled. */
   propagate?: boolean;
+  /** Overrides the client's `idempotent` list for this call. */
+  idempotent?: boolean;
 }
 
 /**
@@ -194,6 +236,7 @@ export const SERVER_OPTION_KEYS = {
   maxInFlightPerConnection: true,
   maxStreamBufferBytes: true,
   maxQueuedBytes: true,
+  maxConcurrentCalls: true,
 } as const satisfies OptionKeys<WireServerOptions>;
 
 export const CLIENT_OPTION_KEYS = {
@@ -211,10 +254,35 @@ export const CLIENT_OPTION_KEYS = {
   overflow: true,
   maxQueuedBytes: true,
   streamCredit: true,
+  idempotent: true,
+  retry: true,
+  hedge: true,
+  outlierDetection: true,
   propagate: true,
 } as const satisfies OptionKeys<WireClientOptions>;
 
-export const CALL_OPTION_KEYS = { timeout: true, metadata: true, propagate: true } as const satisfies OptionKeys<WireCallOptions>;
+export const CALL_OPTION_KEYS = {
+  timeout: true,
+  metadata: true,
+  propagate: true,
+  idempotent: true,
+} as const satisfies OptionKeys<WireCallOptions>;
+
+export const RETRY_OPTION_KEYS = { maxAttempts: true, budget: true } as const satisfies OptionKeys<
+  NonNullable<WireClientOptions['retry']>
+>;
+export const HEDGE_OPTION_KEYS = { delayMs: true, maxExtraPercent: true } as const satisfies OptionKeys<
+  NonNullable<WireClientOptions['hedge']>
+>;
+export const OUTLIER_DETECTION_OPTION_KEYS = {
+  consecutiveFailures: true,
+  baseEjectionMs: true,
+  maxEjectionMs: true,
+  maxEjectedPercent: true,
+} as const satisfies OptionKeys<NonNullable<WireClientOptions['outlierDetection']>>;
+export const RETRY_BUDGET_OPTION_KEYS = { percent: true, minPerSecond: true } as const satisfies OptionKeys<
+  NonNullable<NonNullable<WireClientOptions['retry']>['budget']>
+>;
 
 const RECONNECT_OPTION_KEYS = { initialDelayMs: true, maxDelayMs: true } as const satisfies OptionKeys<
   NonNullable<WireClientOptions['reconnect']>
@@ -229,7 +297,7 @@ const COMPRESSION_OPTION_KEYS = { algorithm: true, thresholdBytes: true } as con
  */
 export function checkCallOptionKeys(options: WireCallOptions): void {
   if (options === null || typeof options !== 'object') {
-    throw new WireOptionsError(`send() options must be an object ({ timeout, metadata, propagate }), got ${String(options)}`);
+    throw new WireOptionsError(`send() options must be an object ({ timeout, metadata, propagate, idempotent }), got ${String(options)}`);
   }
   for (const key in options) {
     if (!Object.hasOwn(CALL_OPTION_KEYS, key)) throw unknownOptionError(key, CALL_OPTION_KEYS, 'send()');
@@ -259,6 +327,7 @@ export interface ResolvedServerOptions extends ResolvedCommonOptions {
   maxInFlightPerConnection: number;
   maxStreamBufferBytes: number;
   maxQueuedBytes: number;
+  maxConcurrentCalls: number;
 }
 
 export interface ResolvedClientOptions extends ResolvedCommonOptions {
@@ -278,6 +347,13 @@ export interface ResolvedClientOptions extends ResolvedCommonOptions {
   maxQueuedBytes: number;
   streamCredit: number;
   propagate: boolean;
+  /** Whether a pattern is idempotent; null when none is. */
+  idempotent: ((pattern: string) => boolean) | null;
+  retry: { maxAttempts: number; budget: { percent: number; minPerSecond: number } };
+  /** Null when hedging is off. */
+  hedge: { delayMs: number | 'p95'; maxExtraPercent: number } | null;
+  /** Null when outlier ejection is off. */
+  outlierDetection: { consecutiveFailures: number; baseEjectionMs: number; maxEjectionMs: number; maxEjectedPercent: number } | null;
 }
 
 export function resolveServerOptions(options: WireServerOptions = {}): ResolvedServerOptions {
@@ -321,6 +397,7 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
       Number.MAX_SAFE_INTEGER,
       `${where} option maxQueuedBytes`,
     ),
+    maxConcurrentCalls: checkInteger(options.maxConcurrentCalls ?? 0, 0, 0xffffffff, `${where} option maxConcurrentCalls (0: no limit)`),
   };
 }
 
@@ -374,6 +451,91 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
     ),
     streamCredit: checkInteger(options.streamCredit ?? DEFAULT_STREAM_CREDIT, 1, 0xffffffff, `${where} option streamCredit`),
     propagate: checkBoolean(options.propagate ?? true, `${where} option propagate`),
+    idempotent: resolveIdempotent(options.idempotent, where),
+    retry: resolveRetry(options.retry, where),
+    hedge: resolveHedge(options.hedge, where),
+    outlierDetection: resolveOutlierDetection(options.outlierDetection, where),
+  };
+}
+
+function resolveOutlierDetection(
+  value: WireClientOptions['outlierDetection'],
+  where: string,
+): ResolvedClientOptions['outlierDetection'] {
+  if (value === undefined || value === null) return null;
+  const what = `${where} option outlierDetection`;
+  checkOptionKeys(value, OUTLIER_DETECTION_OPTION_KEYS, what);
+  const baseEjectionMs = checkInteger(value.baseEjectionMs ?? DEFAULT_BASE_EJECTION_MS, 1, MAX_TIMEOUT_MS, `${what}.baseEjectionMs`);
+  return {
+    consecutiveFailures: checkInteger(value.consecutiveFailures ?? DEFAULT_EJECTION_CONSECUTIVE_FAILURES, 1, 1_000_000, `${what}.consecutiveFailures`),
+    baseEjectionMs,
+    maxEjectionMs: checkInteger(
+      value.maxEjectionMs ?? Math.max(DEFAULT_MAX_EJECTION_MS, baseEjectionMs),
+      baseEjectionMs,
+      MAX_TIMEOUT_MS,
+      `${what}.maxEjectionMs (at least baseEjectionMs)`,
+    ),
+    maxEjectedPercent: checkInteger(value.maxEjectedPercent ?? DEFAULT_MAX_EJECTED_PERCENT, 0, 100, `${what}.maxEjectedPercent`),
+  };
+}
+
+function resolveHedge(value: WireClientOptions['hedge'], where: string): ResolvedClientOptions['hedge'] {
+  if (value === undefined || value === null) return null;
+  checkOptionKeys(value, HEDGE_OPTION_KEYS, `${where} option hedge`);
+  const delay = value.delayMs ?? DEFAULT_HEDGE_DELAY_MS;
+  return {
+    delayMs: delay === 'p95' ? 'p95' : checkInteger(delay, 1, MAX_TIMEOUT_MS, `${where} option hedge.delayMs (ms, or 'p95')`),
+    maxExtraPercent: checkInteger(
+      value.maxExtraPercent ?? DEFAULT_HEDGE_MAX_EXTRA_PERCENT,
+      1,
+      100,
+      `${where} option hedge.maxExtraPercent`,
+    ),
+  };
+}
+
+/** One test for the `idempotent` option: a Set for the strings, then the regular expressions. */
+function resolveIdempotent(value: WireClientOptions['idempotent'], where: string): ((pattern: string) => boolean) | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'function') return value;
+  const what = `${where} option idempotent`;
+  if (!Array.isArray(value)) {
+    throw new WireOptionsError(`${what} must be an array of patterns (strings or RegExps) or a function (pattern) => boolean`);
+  }
+  const exact = new Set<string>();
+  const expressions: RegExp[] = [];
+  value.forEach((entry, i) => {
+    if (typeof entry === 'string') exact.add(entry);
+    else if (entry instanceof RegExp) expressions.push(entry);
+    else throw new WireOptionsError(`${what}[${i}] must be a string or a RegExp, got ${typeof entry}`);
+  });
+  if (expressions.length === 0) return (pattern) => exact.has(pattern);
+  return (pattern) => {
+    if (exact.has(pattern)) return true;
+    for (const re of expressions) {
+      re.lastIndex = 0; // a /g or /y expression keeps state between tests
+      if (re.test(pattern)) return true;
+    }
+    return false;
+  };
+}
+
+function resolveRetry(value: WireClientOptions['retry'], where: string): ResolvedClientOptions['retry'] {
+  const retry = value ?? {};
+  checkOptionKeys(retry, RETRY_OPTION_KEYS, `${where} option retry`);
+  const budget = retry.budget ?? {};
+  checkOptionKeys(budget, RETRY_BUDGET_OPTION_KEYS, `${where} option retry.budget`);
+  return {
+    maxAttempts: checkInteger(retry.maxAttempts ?? DEFAULT_RETRY_MAX_ATTEMPTS, 1, 10, `${where} option retry.maxAttempts`),
+    budget: {
+      percent: checkInteger(budget.percent ?? DEFAULT_RETRY_BUDGET_PERCENT, 0, 100, `${where} option retry.budget.percent`),
+      minPerSecond: checkInteger(
+        budget.minPerSecond ?? DEFAULT_RETRY_BUDGET_MIN_PER_SECOND,
+        0,
+        1_000_000,
+        `${where} option retry.budget.minPerSecond`,
+      ),
+    },
   };
 }
 

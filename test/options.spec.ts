@@ -118,7 +118,7 @@ describe('unknown options are refused', () => {
       expect(err).toBeInstanceOf(WireOptionsError);
       expect((err as Error).message).toBe("send(): unknown option 'timeot'; did you mean 'timeout'?");
       const meta = await firstValueFrom(c.send('x', 1, { headers: {} } as never)).catch((e: unknown) => e);
-      expect((meta as Error).message).toMatch(/^send\(\): unknown option 'headers'\. Valid options: timeout, metadata, propagate$/);
+      expect((meta as Error).message).toMatch(/^send\(\): unknown option 'headers'\. Valid options: timeout, metadata, propagate, idempotent$/);
     });
 
     it('fails the call when the options are not an object', async () => {

@@ -9,6 +9,10 @@ import { formatAddress, type EndpointAddress, type ResolvedClientOptions } from 
 import type { ClientConnection } from './client-connection.js';
 import { Endpoint, EndpointState, type EndpointEvents } from './endpoint.js';
 import type { PendingCall } from './pending-call.js';
+import { OutlierDetector, type EjectionHost } from './outlier-detector.js';
+
+/** How long a readmission PING may take before the endpoint counts as still failing. */
+const PROBE_TIMEOUT_MS = 5000;
 
 export type WireClientStatus = 'connected' | 'reconnecting' | 'disconnected';
 
@@ -36,9 +40,15 @@ const EXACT_PICK_LIMIT = 8;
  * addresses and re-resolved every `resolveIntervalMs`: new addresses are added,
  * vanished ones drained (no new calls, closed when their calls end).
  */
-export class Balancer implements EndpointEvents {
-  /** Connections in rotation: open, handshake done, not draining. */
+export class Balancer implements EndpointEvents, EjectionHost {
+  /** Connections in rotation: open, handshake done, not draining, endpoint not ejected. */
   private readonly ready: ClientConnection[] = [];
+  /** Open connections of ejected endpoints: out of rotation until a PING readmits them. */
+  private readonly benched: ClientConnection[] = [];
+  /** Endpoints out of rotation (outlier ejection). */
+  private readonly ejected = new Set<string>();
+  /** Null unless `outlierDetection` is set. */
+  private readonly outliers: OutlierDetector | null;
   /** Where the next exact pick starts scanning. */
   private rotation = 0;
   private readonly endpoints = new Map<string, Endpoint>();
@@ -67,23 +77,86 @@ export class Balancer implements EndpointEvents {
       counters,
       compression: options.compression,
     };
+    this.outliers = options.outlierDetection === null ? null : new OutlierDetector(options.outlierDetection, this);
+  }
+
+  /** True when calls' outcomes are to be reported with `recordOutcome`. */
+  get detectsOutliers(): boolean {
+    return this.outliers !== null;
+  }
+
+  /** An attempt on `endpoint` ended: `err` null if the server answered (whatever the answer). */
+  recordOutcome(endpoint: string, err: unknown): void {
+    this.outliers?.record(endpoint, err);
+  }
+
+  get endpointCount(): number {
+    return this.endpoints.size;
+  }
+
+  /** EjectionHost: the endpoint has connections in rotation, and so does another. */
+  canSpare(endpoint: string): boolean {
+    let own = false;
+    let other = false;
+    for (const c of this.ready) {
+      if (c.endpointKey === endpoint) own = true;
+      else other = true;
+    }
+    return own && other;
+  }
+
+  eject(endpoint: string): void {
+    this.ejected.add(endpoint);
+    for (let i = this.ready.length - 1; i >= 0; i--) {
+      const conn = this.ready[i];
+      if (conn.endpointKey !== endpoint) continue;
+      this.ready.splice(i, 1);
+      this.benched.push(conn);
+    }
+  }
+
+  readmit(endpoint: string): void {
+    if (!this.ejected.delete(endpoint) || this.closed) return;
+    let back = 0;
+    for (let i = this.benched.length - 1; i >= 0; i--) {
+      const conn = this.benched[i];
+      if (conn.endpointKey !== endpoint) continue;
+      this.benched.splice(i, 1);
+      this.ready.push(conn);
+      back++;
+    }
+    if (back > 0) this.listener.onReady(endpoint);
+  }
+
+  probe(endpoint: string): Promise<boolean> | null {
+    const conn = this.benched.find((c) => c.endpointKey === endpoint && c.wire.isOpen);
+    if (conn === undefined) return null;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS).unref();
+      conn.wire.ping().then(
+        () => resolve(true),
+        () => resolve(false),
+      ).finally(() => clearTimeout(timer));
+    });
   }
 
   get readyCount(): number {
     return this.ready.length;
   }
 
+  /** Open connections: in rotation, and benched ones of ejected endpoints (their calls still count). */
   get connections(): readonly ClientConnection[] {
-    return this.ready;
+    return this.benched.length === 0 ? this.ready : [...this.ready, ...this.benched];
   }
 
   get sockets(): Socket[] {
-    return this.ready.map((c) => c.wire.socket);
+    return this.connections.map((c) => c.wire.socket);
   }
 
-  /** Per endpoint: state, open connections, calls in flight. */
-  endpointSnapshots(): ReturnType<Endpoint['snapshot']>[] {
-    return [...this.endpoints.values()].map((ep) => ep.snapshot());
+  /** Per endpoint: state, open connections, calls in flight, and (with `outlierDetection`) its ejection state. */
+  endpointSnapshots(): (ReturnType<Endpoint['snapshot']> & { ejected?: boolean; ejectedUntil?: number; ejections?: number })[] {
+    const outliers = this.outliers;
+    return [...this.endpoints.values()].map((ep) => (outliers === null ? ep.snapshot() : { ...ep.snapshot(), ...outliers.snapshot(ep.key) }));
   }
 
   /** Endpoint keys and states (diagnostics, tests). */
@@ -102,13 +175,20 @@ export class Balancer implements EndpointEvents {
     return false;
   }
 
-  /** The open connection with the fewest calls in flight, or null if none is open. */
-  pick(): ClientConnection | null {
+  /**
+   * The open connection with the fewest calls in flight, or null if none is open. With
+   * `avoid` (endpoints a call was already sent to), one to another endpoint if there is one.
+   */
+  pick(avoid: readonly string[] | null = null): ClientConnection | null {
     const ready = this.ready;
     const n = ready.length;
     if (n === 0) {
       this.start();
       return null;
+    }
+    if (avoid !== null) {
+      const other = this.pickAvoiding(avoid);
+      if (other !== null) return other;
     }
     if (n === 1) return ready[0];
     if (n <= EXACT_PICK_LIMIT) {
@@ -124,6 +204,16 @@ export class Balancer implements EndpointEvents {
     const a = ready[(Math.random() * n) | 0];
     const b = ready[(Math.random() * n) | 0];
     return b.inFlight < a.inFlight ? b : a;
+  }
+
+  /** The least-loaded open connection to an endpoint not in `avoid`; null if every one is. */
+  pickAvoiding(avoid: readonly string[]): ClientConnection | null {
+    let best: ClientConnection | null = null;
+    for (const c of this.ready) {
+      if (avoid.includes(c.endpointKey)) continue;
+      if (best === null || c.inFlight < best.inFlight) best = c;
+    }
+    return best;
   }
 
   /** Resolves once a connection is open; rejects if no server can be reached. */
@@ -153,14 +243,20 @@ export class Balancer implements EndpointEvents {
     this.closed = true;
     if (this.resolveTimer !== null) clearInterval(this.resolveTimer);
     this.heartbeats.stop();
+    this.outliers?.close();
     for (const ep of this.endpoints.values()) ep.shutdown(false);
     this.endpoints.clear();
     this.ready.length = 0;
+    this.benched.length = 0;
     this.rejectWaiters(new WireConnectionError('client closed'));
   }
 
   onConnectionReady(conn: ClientConnection): void {
     if (this.closed) return conn.close(null);
+    if (this.ejected.has(conn.endpointKey)) {
+      this.benched.push(conn); // in rotation again once a PING readmits its endpoint
+      return;
+    }
     this.ready.push(conn);
     if (this.ready.length === 1) this.listener.onStatus('connected');
     const waiters = this.waiters;
@@ -170,9 +266,15 @@ export class Balancer implements EndpointEvents {
   }
 
   onConnectionGone(conn: ClientConnection, err: WireError | null): void {
+    const b = this.benched.indexOf(conn);
+    if (b >= 0) this.benched.splice(b, 1);
     const i = this.ready.indexOf(conn);
     if (i >= 0) {
       this.ready.splice(i, 1);
+      // Never leave ejected endpoints benched when nothing else is in rotation.
+      if (this.ready.length === 0 && this.benched.length > 0 && !this.closed) {
+        for (const endpoint of [...this.ejected]) this.outliers?.release(endpoint);
+      }
       if (this.ready.length === 0 && !this.closed) this.listener.onStatus('reconnecting');
     }
     if (err !== null && !this.closed) {
@@ -254,6 +356,8 @@ export class Balancer implements EndpointEvents {
       // A host that failed to resolve this time keeps its endpoints until it resolves again.
       if ('host' in ep.address && failedHosts.size > 0 && this.isFromFailedHost(ep, failedHosts)) continue;
       this.endpoints.delete(key);
+      this.outliers?.forget(key);
+      this.ejected.delete(key);
       ep.shutdown(true);
       for (const conn of [...this.ready]) if (this.endpointOf(conn) === key) this.onConnectionGone(conn, null);
     }

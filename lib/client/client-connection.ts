@@ -65,6 +65,11 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     return this.calls.size;
   }
 
+  /** Bytes encoded and not yet taken by the socket. */
+  get queuedBytes(): number {
+    return this.wire.queuedBytes;
+  }
+
   get isOpen(): boolean {
     return this.wire.isOpen && !this.draining;
   }
@@ -144,7 +149,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     for (const call of calls) {
       call.owner = null;
       this.wheel.remove(call);
-      call.fail(err);
+      call.attemptFailed(err);
     }
   }
 
@@ -247,7 +252,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
         this.wire.coalescer.schedule();
         call.delivered = 0;
       }
-      call.observer.next(value);
+      call.next(value);
       return;
     }
     this.remove(call);
@@ -309,7 +314,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
         err = e;
       }
     }
-    call.fail(err);
+    call.attemptFailed(err);
   }
 
   /** Takes an ended call out of this connection's table and out of the timeout wheel. */

@@ -8,6 +8,8 @@ import type { ClientCallTrace } from '../diagnostics/instrumentation-hooks.js';
 export interface CallOwner {
   /** The caller gave up on a written call: forget it and tell the server. */
   abandon(call: PendingCall): void;
+  /** The call's deadline passed while it was written here: cancel it and fail it with `WireTimeoutError`. */
+  expire(call: PendingCall): void;
 }
 
 /** Whoever accounts for calls (the client): told exactly once when a call ends. */
@@ -18,6 +20,13 @@ export interface CallTracker {
   withdraw(call: PendingCall): void;
   /** The call was certainly not processed (NACK, or never sent): send it again elsewhere. */
   resend(call: PendingCall, reason: Error): void;
+  /**
+   * The call's attempt on its connection failed with `err` (the call is out of that
+   * connection's table and out of the wheel): retry it, or fail it.
+   */
+  attemptFailed(call: PendingCall, err: unknown): void;
+  /** Hedging: `winner`, one of two copies of a call, has the first answer; the other must stop. */
+  raceWon(winner: PendingCall): void;
 }
 
 /**
@@ -42,6 +51,27 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   generation = -1;
   /** Times the call was re-sent after a NACK or an unsent frame. */
   resends = 0;
+  /** Times the call was retried after it may have run (idempotent calls only). */
+  retries = 0;
+  /** Safe to run more than once: may be retried after it was written, and hedged. */
+  idempotent = false;
+  /** A stream value has been delivered: the call can no longer be retried or hedged. */
+  streamed = false;
+  /** Endpoint of the connection the call was last written on. */
+  lastEndpoint: string | null = null;
+  /** Endpoints tried, once the call is re-sent (null before: no array for a call sent once). */
+  tried: string[] | null = null;
+  /**
+   * Hedging: the other copy of this call while both may answer (and, once the copy has won,
+   * the link between the copy and the call it answers for); null for a call never hedged.
+   */
+  hedge: PendingCall | null = null;
+  /** A hedged copy: not counted anywhere, its answers go to `hedge`, the call it copies. */
+  isCopy = false;
+  /** The race between the copies is decided (first value, end, or an error that is not retried). */
+  answered = false;
+  /** Fires when the call should be hedged (`hedge.delayMs` after it was written). */
+  hedgeTimer: NodeJS.Timeout | null = null;
   /** When the call started (`performance.now()`), for latency statistics. */
   startedAt = 0;
   /** Fragments of a large value being received, and their total size. */
@@ -82,9 +112,34 @@ export class PendingCall implements WheelEntry, Unsubscribable {
     this.finish(CANCELLED);
   }
 
+  /** Delivers a stream value (the call goes on). */
+  next(value: unknown): void {
+    if (this.hedge !== null) {
+      if (!this.answered) this.tracker.raceWon(this);
+      if (this.isCopy) return this.hedge?.next(value);
+    }
+    this.streamed = true;
+    this.observer.next(value);
+  }
+
+  /** The attempt on its connection failed: the tracker retries the call or fails it. */
+  attemptFailed(err: unknown): void {
+    if (this.settled) return;
+    this.tracker.attemptFailed(this, err);
+  }
+
   /** Ends the call successfully; `value` (if any) is delivered first. */
   complete(hasValue: boolean, value?: unknown): void {
     if (this.settled) return;
+    if (this.hedge !== null) {
+      if (!this.answered) this.tracker.raceWon(this);
+      const primary = this.hedge;
+      if (this.isCopy) {
+        this.finish(null);
+        primary?.complete(hasValue, value);
+        return;
+      }
+    }
     this.finish(null);
     if (hasValue) this.observer.next(value);
     this.observer.complete();
@@ -93,6 +148,15 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   /** Ends the call with `err`. */
   fail(err: unknown): void {
     if (this.settled) return;
+    if (this.hedge !== null) {
+      if (!this.answered) this.tracker.raceWon(this);
+      const primary = this.hedge;
+      if (this.isCopy) {
+        this.finish({ error: err });
+        primary?.fail(err);
+        return;
+      }
+    }
     this.finish({ error: err });
     this.observer.error(err);
   }

@@ -6,13 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Observable, throwError, type Observer, type Subscriber } from 'rxjs';
 import { callContext, propagation } from '../call-context.js';
 import { CallStats, TransportCounters, type CallStatsSnapshot, type Outcome } from '../connection/transport-stats.js';
-import {
-  WireCancelledError,
-  WireConnectionError,
-  WireError,
-  WireOverloadedError,
-  WireTimeoutError,
-} from '../errors.js';
+import { WireCancelledError, WireConnectionError, WireError, WireOptionsError, WireTimeoutError } from '../errors.js';
 import {
   checkCallOptionKeys,
   checkTimeout,
@@ -25,9 +19,9 @@ import type { ClientConnection } from './client-connection.js';
 import { Balancer, type BalancerListener, type WireClientStatus } from './balancer.js';
 import { OutageLog } from '../connection/outage-log.js';
 import { overridesResponseHooks, SerializingObserver } from './serializer-hooks.js';
-import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
+import { PendingCall } from './pending-call.js';
+import { CallScheduler } from './call-scheduler.js';
 import { instrumentation } from '../diagnostics/instrumentation-hooks.js';
-import { TimeoutWheel } from '../connection/timeout-wheel.js';
 
 export type { WireClientStatus } from './balancer.js';
 
@@ -39,9 +33,33 @@ export type WireClientEvents = {
 
 /** What `WireClient#stats()` returns. */
 export interface WireClientStats {
-  calls: CallStatsSnapshot & { inFlight: number; pending: number; queued: number; resends: number };
+  calls: CallStatsSnapshot & {
+    inFlight: number;
+    pending: number;
+    queued: number;
+    resends: number;
+    /** Re-sends paid from the retry budget (after a NACK, or an idempotent call's retry). */
+    retries: number;
+    /** Calls that failed with their own error because the retry budget was spent. */
+    retryBudgetExhausted: number;
+    /** Hedged copies sent, and how many of them answered first. */
+    hedges: number;
+    hedgeWins: number;
+  };
   transport: { bytesIn: number; bytesOut: number; framesIn: number; framesOut: number; writes: number };
-  endpoints: { endpoint: string; state: string; connections: number; inFlight: number }[];
+  endpoints: {
+    endpoint: string;
+    state: string;
+    connections: number;
+    inFlight: number;
+    /**
+     * With `outlierDetection` only: out of rotation until `ejectedUntil` (`Date.now()` ms; 0
+     * when in rotation) has passed and a PING was answered; `ejections`: times it was ejected.
+     */
+    ejected?: boolean;
+    ejectedUntil?: number;
+    ejections?: number;
+  }[];
 }
 
 /** Counters for tests and diagnostics. */
@@ -75,33 +93,26 @@ const NEST_CREATES_PACKETS = typeof (ClientProxy.prototype as unknown as { creat
  * `send(pattern, data, { timeout, metadata })` returns a cold Observable: each
  * subscription is one call, multiplexed with every other on the pooled connections.
  */
-export class WireClient extends ClientProxy<WireClientEvents> implements CallTracker {
+export class WireClient extends ClientProxy<WireClientEvents> {
   protected readonly logger = new Logger(WireClient.name);
   /** A subclass overrides `serializeResponse` / `serializeError`: calls' answers go through them. */
   private readonly responseHooks = overridesResponseHooks(this);
   /** Connection failures and recoveries, logged once per outage (not per attempt). */
   private readonly outages = new OutageLog(this.logger, 'to');
   protected readonly wireOptions: ResolvedClientOptions;
-  private readonly wheel: TimeoutWheel<PendingCall>;
   private balancer: Balancer;
   private readonly emitter = new EventEmitter();
   private closed = false;
-  /** Calls counted against `maxPendingCalls`: written, or queued for a connection. */
-  private pending = 0;
-  /** Calls sent again after a NACK or because their frame never left a closed connection. */
-  private resends = 0;
   private readonly callStats = new CallStats();
   private readonly transport = new TransportCounters();
-  /** Accepted calls waiting for a connection (or for room on one), in order. */
-  private readonly queue = new CallQueue();
-  /** Calls held by `overflow: 'wait'` until `pending` drops below `maxPendingCalls`. */
-  private readonly held = new CallQueue();
+  /** Pending slots, the queue of unwritten calls, re-sends and deadlines: everything but Nest. */
+  private readonly scheduler: CallScheduler;
 
   constructor(options: WireClientOptions = {}) {
     super();
     this.wireOptions = resolveClientOptions(options);
     propagation.clients++;
-    this.wheel = new TimeoutWheel<PendingCall>((call) => this.onCallTimeout(call));
+    this.scheduler = new CallScheduler(this.wireOptions, this.callStats);
     this.balancer = this.createBalancer();
     this.initializeSerializer(options as never);
     this.initializeDeserializer(options as never);
@@ -117,11 +128,8 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    const err = new WireConnectionError('client closed');
-    this.failQueued(this.held, err);
-    this.failQueued(this.queue, err);
+    this.scheduler.close(new WireConnectionError('client closed'));
     this.balancer.close();
-    this.wheel.clear();
     this._status$.next('disconnected');
   }
 
@@ -181,7 +189,17 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
   stats(): WireClientStats {
     const { inFlight, pending, queued, resends } = this.counters();
     return {
-      calls: { ...this.callStats.snapshot(), inFlight, pending, queued, resends },
+      calls: {
+        ...this.callStats.snapshot(),
+        inFlight,
+        pending,
+        queued,
+        resends,
+        retries: this.scheduler.retries,
+        retryBudgetExhausted: this.scheduler.retryBudgetExhausted,
+        hedges: this.scheduler.hedges,
+        hedgeWins: this.scheduler.hedgeWins,
+      },
       transport: { ...this.transport },
       endpoints: this.balancer.endpointSnapshots(),
     };
@@ -200,9 +218,9 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
       writes,
       frames,
       inFlight,
-      pending: this.pending,
-      queued: this.queue.length + this.held.length,
-      resends: this.resends,
+      pending: this.scheduler.pending,
+      queued: this.scheduler.queued,
+      resends: this.scheduler.resends,
       openConnections: this.balancer.readyCount,
     };
   }
@@ -280,7 +298,17 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
       if (options.metadata !== undefined) metadata = { ...metadata, ...options.metadata };
       if (options.propagate === false) propagate = false;
     }
-    const call = new PendingCall(observer, this, timeoutMs, this.routeOf(packet.pattern), packet.data, metadata);
+    const route = this.routeOf(packet.pattern);
+    const call = new PendingCall(observer, this.scheduler, timeoutMs, route, packet.data, metadata);
+    const idempotent = options?.idempotent;
+    if (idempotent !== undefined) {
+      if (typeof idempotent !== 'boolean') {
+        return this.failAtOnce(call, new WireOptionsError(`send() option idempotent must be true or false, got ${String(idempotent)}`));
+      }
+      call.idempotent = idempotent;
+    } else if (this.wireOptions.idempotent !== null) {
+      call.idempotent = this.wireOptions.idempotent(route);
+    }
     const hooks = instrumentation.hooks;
     if (hooks !== null) {
       call.trace = hooks.startClientCall('request', call.pattern, metadata);
@@ -300,132 +328,15 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
       if (parent.signal.aborted) return this.failAtOnce(call, new WireCancelledError('the call being handled was cancelled'));
       call.followParent(parent.signal);
     }
-    if (call.timeoutMs > 0) this.wheel.add(call, now + call.timeoutMs);
     if (this.closed) this.reopen();
-    if (this.pending >= this.wireOptions.maxPendingCalls) {
-      if (this.wireOptions.overflow === 'fail') {
-        this.failUnwritten(
-          call,
-          new WireOverloadedError(
-            `${this.pending} calls are already pending (maxPendingCalls ${this.wireOptions.maxPendingCalls}); ` +
-              "slow down, raise maxPendingCalls, or use overflow: 'wait'",
-          ),
-        );
-      } else {
-        this.held.push(call);
-      }
-      return call;
-    }
-    this.accept(call);
+    this.scheduler.submit(call, now);
     return call;
-  }
-
-  /** Counts the call against `maxPendingCalls` and writes it, or queues it until it can be. */
-  private accept(call: PendingCall): void {
-    call.accepted = true;
-    this.pending++;
-    if (this.queue.length === 0 && this.tryWrite(call)) return;
-    if (this.balancer.readyCount === 0 && !this.balancer.isConnecting) {
-      // Nothing open and nothing being attempted: fail now rather than at the timeout.
-      this.failUnwritten(call, this.balancer.unreachableError());
-      return;
-    }
-    this.queue.push(call);
-  }
-
-  /** Writes the call if an open connection has room; false if it must wait. */
-  private tryWrite(call: PendingCall): boolean {
-    const conn = this.balancer.pick();
-    if (conn === null || conn.isFull) return false;
-    if (conn.wire.queuedBytes > this.wireOptions.maxQueuedBytes) {
-      this.failUnwritten(
-        call,
-        new WireOverloadedError(
-          `more than ${this.wireOptions.maxQueuedBytes} bytes are queued on a connection that does not drain (maxQueuedBytes)`,
-        ),
-      );
-      return true;
-    }
-    // The server gets the time left, not a timestamp: clocks of two hosts need not agree.
-    const budgetMs = call.timeoutMs > 0 ? Math.max(0, Math.ceil(call.deadline - performance.now())) : -1;
-    try {
-      conn.write(call, budgetMs);
-    } catch (err) {
-      this.failUnwritten(call, err);
-    }
-    return true;
-  }
-
-  /** Writes queued calls while connections have room. */
-  private drain(): void {
-    const queue = this.queue;
-    for (let call = queue.peek(); call !== null; call = queue.peek()) {
-      if (call.settled) {
-        queue.shift();
-        continue;
-      }
-      queue.shift();
-      if (!this.tryWrite(call)) {
-        queue.unshift(call); // no room anywhere yet: it keeps its place
-        return;
-      }
-    }
-  }
-
-  /** Fails every call of `queue` (nothing reachable, or the client closed). */
-  private failQueued(queue: CallQueue, err: Error): void {
-    for (let call = queue.shift(); call !== null; call = queue.shift()) this.failUnwritten(call, err);
-  }
-
-  /** CallTracker: the call was not processed (NACK, or its frame never left): try another connection. */
-  resend(call: PendingCall, reason: Error): void {
-    if (call.settled) return;
-    this.resends++;
-    if (++call.resends > this.wireOptions.nackRetries) {
-      this.failUnwritten(call, reason);
-      return;
-    }
-    this.queue.unshift(call);
-    if (this.balancer.readyCount > 0) this.drain();
-    else if (!this.balancer.isConnecting) this.failQueued(this.queue, this.balancer.unreachableError());
-  }
-
-  /** CallTracker: a call ended, by whatever path. Frees its slot for the next one. */
-  onSettled(call: PendingCall, outcome: Outcome): void {
-    this.callStats.settled(call.startedAt, outcome);
-    if (!call.accepted) return;
-    call.accepted = false;
-    this.pending--;
-    if (this.held.length > 0 && this.pending < this.wireOptions.maxPendingCalls) {
-      const next = this.held.shift();
-      if (next !== null) this.accept(next);
-    }
-    if (this.queue.length > 0) this.drain();
-  }
-
-  /** CallTracker: the caller unsubscribed from a call that was never written. */
-  withdraw(call: PendingCall): void {
-    call.queue?.remove(call);
-    this.wheel.remove(call);
-  }
-
-  /** Fails a call that is in no connection's table. */
-  private failUnwritten(call: PendingCall, err: unknown): void {
-    if (call.settled) return;
-    this.withdraw(call);
-    call.fail(err);
   }
 
   /** Fails a call before it was counted anywhere (from inside the Observable's subscribe). */
   private failAtOnce(call: PendingCall, err: unknown): PendingCall {
     call.fail(err);
     return call;
-  }
-
-  private onCallTimeout(call: PendingCall): void {
-    const owner = call.owner as ClientConnection | null;
-    if (owner !== null) owner.expire(call);
-    else this.failUnwritten(call, new WireTimeoutError(call.timeoutMs));
   }
 
   private routeOf(pattern: unknown): string {
@@ -438,21 +349,24 @@ export class WireClient extends ClientProxy<WireClientEvents> implements CallTra
       onReady: (endpoint) => {
         this.logger.verbose?.(`connected to ${endpoint} (${this.balancer.readyCount} connections open)`);
         this.outages.opened(endpoint);
-        this.drain();
+        this.scheduler.drain();
       },
-      onUnreachable: (err) => this.failQueued(this.queue, err),
+      onUnreachable: (err) => this.scheduler.failQueuedCalls(err),
       onConnectionError: (endpoint, err, firstInARow) => {
         if (this.emitter.listenerCount('error') > 0) this.emitter.emit('error', err);
         // One warning per outage, not one per reconnect attempt.
         else this.outages.failed(endpoint, err, firstInARow);
       },
     };
-    return new Balancer(this.wireOptions, this.wheel, listener, this.transport);
+    const balancer = new Balancer(this.wireOptions, this.scheduler.wheel, listener, this.transport);
+    this.scheduler.router = balancer;
+    return balancer;
   }
 
   /** After `close()`, a new call or `connect()` starts a fresh pool (as Nest's clients do). */
   private reopen(): void {
     this.closed = false;
+    this.scheduler.closed = false;
     this.balancer = this.createBalancer();
   }
 }

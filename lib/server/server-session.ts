@@ -25,6 +25,8 @@ import { instrumentation } from '../diagnostics/instrumentation-hooks.js';
 /** What a session needs from the server that accepted it. */
 export interface SessionHost {
   readonly limits: SessionLimits;
+  /** Calls running across every session of the server (admission control, `maxConcurrentCalls`). */
+  runningCalls: number;
   /** Tracks call deadlines; calls it expires are failed with `WIRE_TIMEOUT`. */
   readonly deadlines: TimeoutWheel<ServerCall>;
   readonly callStats: CallStats;
@@ -50,6 +52,8 @@ export interface SessionLimits {
   maxInFlight: number;
   maxStreamBufferBytes: number;
   maxQueuedBytes: number;
+  /** Calls running at once across the server; past it requests get NACK `WIRE_OVERLOADED`. 0: no limit. */
+  maxConcurrentCalls: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -199,7 +203,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
   release(call: ServerCall, outcome: Outcome): void {
     this.host.callStats.settled(call.startedAt, outcome);
     if (outcome === CALL_CANCELLED) this.wire.coalescer.fragments.drop(call.id);
-    this.calls.delete(call.id);
+    if (this.calls.delete(call.id)) this.host.runningCalls--;
     this.host.deadlines.remove(call);
     if (this.draining && this.calls.size === 0) queueMicrotask(() => this.closeIfDone());
     // A slot freed: read again if we had stopped at the limit.
@@ -292,6 +296,12 @@ export class ServerSession implements ConnectionHandler, CallSink {
       this.nack(id, 'WIRE_DRAINING', 'server is shutting down; the request was not processed');
       return;
     }
+    const maxConcurrentCalls = this.host.limits.maxConcurrentCalls;
+    if (maxConcurrentCalls > 0 && this.host.runningCalls >= maxConcurrentCalls) {
+      // Admission control: refused before any work, so the client may send it elsewhere.
+      this.nack(id, 'WIRE_OVERLOADED', `server is at maxConcurrentCalls (${maxConcurrentCalls}); the request was not processed`);
+      return;
+    }
     const pattern = body.pattern;
     let data: unknown;
     try {
@@ -326,6 +336,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
       this.host.deadlines.add(call, performance.now() + body.budgetMs);
     }
     this.calls.set(id, call);
+    this.host.runningCalls++;
     if (this.calls.size >= limits.maxInFlight && !this.readingPaused) {
       // Stop at this frame boundary; TCP backpressure does the rest.
       this.readingPaused = true;

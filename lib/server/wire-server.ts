@@ -91,6 +91,8 @@ export class WireServer
   private readonly connectionFailures = new OutageLog(this.logger, 'from');
   protected readonly wireOptions: ResolvedServerOptions;
   readonly limits: SessionLimits;
+  /** Calls running now across every session, for `maxConcurrentCalls`. */
+  runningCalls = 0;
   readonly deadlines = new TimeoutWheel<ServerCall>((call) => call.expire());
   readonly callStats = new CallStats();
   private readonly transport = new TransportCounters();
@@ -131,6 +133,7 @@ export class WireServer
       maxInFlight: this.wireOptions.maxInFlightPerConnection,
       maxStreamBufferBytes: this.wireOptions.maxStreamBufferBytes,
       maxQueuedBytes: this.wireOptions.maxQueuedBytes,
+      maxConcurrentCalls: this.wireOptions.maxConcurrentCalls,
     };
     this.initializeSerializer(options as never);
     this.initializeDeserializer(options as never);
