@@ -7,7 +7,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['eslint.config.mjs', 'dist/**', 'coverage/**', 'node_modules/**', 'bench/results/**', 'test/compat/**/node_modules/**'] },
+  { ignores: ['dist/**', 'coverage/**', 'node_modules/**', 'bench/results/**', 'test/compat/**/node_modules/**'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   eslintPluginPrettierRecommended,
@@ -20,10 +20,29 @@ export default tseslint.config(
   },
   {
     rules: {
+      // Frame types and flags arrive from the wire as plain numbers; comparing them with the
+      // FrameType enum is exactly how they are validated, so this rule only adds casts.
+      '@typescript-eslint/no-unsafe-enum-comparison': 'off',
+      // Unused parameters kept for an interface's shape are prefixed with `_`.
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_' },
+      ],
       // As in Nest's template: `any` is how Nest's own signatures (send<TResult = any>) are typed.
       '@typescript-eslint/no-explicit-any': 'off',
       '@typescript-eslint/no-floating-promises': 'warn',
       '@typescript-eslint/no-unsafe-argument': 'warn',
     },
+  },
+  {
+    // Plain JavaScript (build scripts, jest configs, test peers) is not in a tsconfig: lint it without types.
+    files: ['**/*.mjs', '**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+  {
+    // The CommonJS fixture app of the packaging test (test/package/pack-install.sh) must require().
+    files: ['test/package/cjs-*/**/*.js'],
+    languageOptions: { sourceType: 'commonjs' },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
 );

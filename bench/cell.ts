@@ -2,7 +2,14 @@
 import { performance } from 'node:perf_hooks';
 import type { WireClientOptions } from '../lib/index.js';
 import { createClient, type ByteCounts } from './clients.js';
-import { machineBusyUs, makePayloads, socketWrites, TRANSPORT_LABEL, type ServerStats, type SocketState } from './common.js';
+import {
+  machineBusyUs,
+  makePayloads,
+  socketWrites,
+  TRANSPORT_LABEL,
+  type ServerStats,
+  type SocketState,
+} from './common.js';
 import { DRAIN_LIMIT_MS, LoadLoop, log, sleep, watch, watchDrain, withTimeout } from './loop.js';
 import type { CellResult } from './report.js';
 import type { ServerProc } from './server-proc.js';
@@ -112,7 +119,10 @@ export async function runCell(server: ServerProc, spec: CellSpec, opts: Timing):
     return fail('hang', `server did not answer: ${(err as Error).message}`);
   }
   if ((await watch(loop, opts.durationMs, opts.stallMs)) === 'stall') {
-    return fail('hang', `no response for ${opts.stallMs} ms during the measured window (${loop.outstanding} calls outstanding)`);
+    return fail(
+      'hang',
+      `no response for ${opts.stallMs} ms during the measured window (${loop.outstanding} calls outstanding)`,
+    );
   }
   const t1 = performance.now();
   const c1 = process.cpuUsage(c0);
@@ -244,7 +254,8 @@ export function fmtLoad(x: number): string {
 }
 
 export function describe(r: CellResult): string {
-  if (r.status !== 'ok') return `${r.status.toUpperCase()}: ${r.note ?? ''}${r.firstError ? ` (first error: ${r.firstError})` : ''}`;
+  if (r.status !== 'ok')
+    return `${r.status.toUpperCase()}: ${r.note ?? ''}${r.firstError ? ` (first error: ${r.firstError})` : ''}`;
   const errs = r.errors > 0 ? `  errors ${r.errors} (${r.firstError})` : '';
   const bytes =
     r.socketBytesOutPerCall !== null && r.socketBytesOutPerCall !== undefined && r.size >= 16384

@@ -158,7 +158,11 @@ export class WireBenchClient implements BenchClient {
 class TcpBenchClient implements BenchClient {
   private readonly client: ClientProxy;
 
-  constructor(host: string, port: number, private readonly payloads: string[]) {
+  constructor(
+    host: string,
+    port: number,
+    private readonly payloads: string[],
+  ) {
     this.client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host, port } });
   }
 

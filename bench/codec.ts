@@ -24,7 +24,7 @@ function baselineCodec(): WireCodec {
     int64AsType: 'auto',
     mapsAsObjects: true,
   } as unknown as Options);
-  return { id: 1, name: 'msgpackr-0.1', encode: (v) => packr.pack(v), decode: (b) => packr.unpack(b) };
+  return { id: 1, name: 'msgpackr-0.1', encode: (v) => packr.pack(v), decode: (b) => packr.unpack(b) as unknown };
 }
 
 const text = (n: number) => 'x'.repeat(n);
@@ -52,7 +52,10 @@ const payloads: Array<[string, unknown]> = [
 // The same DTO with the Date already a string: what a Date costs in 'json' mode (toISOString).
 const dto = payloads[3][1] as Record<string, unknown>;
 payloads.push(['nested DTO, date as string', { ...dto, placedAt: '2026-12-01T08:00:00.000Z' }]);
-payloads.push(['100 x { id, name, price, ok }', Array.from({ length: 100 }, (_, i) => ({ id: i * 7919, name: `item ${i}`, price: i + 0.99, ok: i % 2 === 0 }))]);
+payloads.push([
+  '100 x { id, name, price, ok }',
+  Array.from({ length: 100 }, (_, i) => ({ id: i * 7919, name: `item ${i}`, price: i + 0.99, ok: i % 2 === 0 })),
+]);
 
 const ENCODE_ONLY = args.has('encode-only');
 

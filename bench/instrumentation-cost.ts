@@ -98,12 +98,16 @@ async function main(): Promise<void> {
   setMode('off');
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
   const base = results.off.length > 0 ? median(results.off.map((x) => x.cpu)) : NaN;
-  console.log(`${calls} calls x ${rounds} rounds, 128 B, 64 in flight, client and server in one process (median of rounds)`);
+  console.log(
+    `${calls} calls x ${rounds} rounds, 128 B, 64 in flight, client and server in one process (median of rounds)`,
+  );
   for (const mode of modes) {
     const rate = median(results[mode].map((x) => x.rate));
     const cpu = median(results[mode].map((x) => x.cpu));
     const delta = mode === 'off' ? '' : `  (+${(cpu - base).toFixed(1)} µs, ${((cpu / base - 1) * 100).toFixed(0)} %)`;
-    console.log(`${mode.padEnd(5)} ${Math.round(rate).toLocaleString('en-US').padStart(8)} calls/s  ${cpu.toFixed(1).padStart(6)} µs CPU/call${delta}`);
+    console.log(
+      `${mode.padEnd(5)} ${Math.round(rate).toLocaleString('en-US').padStart(8)} calls/s  ${cpu.toFixed(1).padStart(6)} µs CPU/call${delta}`,
+    );
   }
   client.close();
   await app.close();

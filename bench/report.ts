@@ -181,7 +181,11 @@ export interface RunInfo {
 const COLORS: Record<TransportName, string> = { 'nest-wire': '#2563eb', 'nest-tcp': '#dc2626', raw: '#6b7280' };
 
 export function sizeLabel(size: number): string {
-  return size >= 1048576 && size % 1048576 === 0 ? `${size / 1048576} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
+  return size >= 1048576 && size % 1048576 === 0
+    ? `${size / 1048576} MiB`
+    : size >= 1024
+      ? `${size / 1024} KiB`
+      : `${size} B`;
 }
 
 function fmtUs(us: number): string {
@@ -242,7 +246,9 @@ export function renderMarkdown(info: RunInfo, results: CellResult[], extras: Ext
   L.push('');
   L.push('| | |');
   L.push('|---|---|');
-  L.push(`| Command | \`${info.command}\` (${info.mode} mode: warm-up ${info.warmupMs} ms, measured window ${info.durationMs} ms per cell, hang after ${info.stallMs} ms without a response) |`);
+  L.push(
+    `| Command | \`${info.command}\` (${info.mode} mode: warm-up ${info.warmupMs} ms, measured window ${info.durationMs} ms per cell, hang after ${info.stallMs} ms without a response) |`,
+  );
   L.push(`| Date | ${info.date} (run took ${Math.round(info.totalSeconds)} s) |`);
   L.push(`| Machine | ${info.nproc} CPUs (nproc), ${info.cpuModel}, ${info.platform} |`);
   L.push(`| Node | ${info.node}; ${info.nestVersions} |`);
@@ -280,13 +286,17 @@ export function renderMarkdown(info: RunInfo, results: CellResult[], extras: Ext
     const head = ['in flight', ...order.map((t) => `${TRANSPORT_LABEL[t]} req/s`)];
     if (has('nest-wire') && has('nest-tcp')) head.push('nest-wire / TCP');
     if (has('nest-wire') && has('raw')) head.push('nest-wire / raw');
-    head.push(`p50 (${order.map((t) => TRANSPORT_LABEL[t]).join(' · ')})`, `p99 (${order.map((t) => TRANSPORT_LABEL[t]).join(' · ')})`);
+    head.push(
+      `p50 (${order.map((t) => TRANSPORT_LABEL[t]).join(' · ')})`,
+      `p99 (${order.map((t) => TRANSPORT_LABEL[t]).join(' · ')})`,
+    );
     L.push(row(head));
     L.push(row(head.map((_, i) => (i === 0 ? '---:' : '---:'))));
     for (const n of inflights) {
       const rs = order.map((t) => idx.get(t, size, n));
       const cells = [String(n), ...rs.map(fmtRps)];
-      if (has('nest-wire') && has('nest-tcp')) cells.push(ratio(idx.get('nest-wire', size, n), idx.get('nest-tcp', size, n)));
+      if (has('nest-wire') && has('nest-tcp'))
+        cells.push(ratio(idx.get('nest-wire', size, n), idx.get('nest-tcp', size, n)));
       if (has('nest-wire') && has('raw')) cells.push(ratio(idx.get('nest-wire', size, n), idx.get('raw', size, n)));
       cells.push(latencyTriple(rs, 'p50Us'), latencyTriple(rs, 'p99Us'));
       L.push(row(cells));
@@ -294,7 +304,13 @@ export function renderMarkdown(info: RunInfo, results: CellResult[], extras: Ext
     L.push('');
     L.push('<details><summary>CPU and socket writes per call</summary>');
     L.push('');
-    L.push(detailTable(order, inflights.map((n) => [size, n]), idx));
+    L.push(
+      detailTable(
+        order,
+        inflights.map((n) => [size, n]),
+        idx,
+      ),
+    );
     L.push('');
     L.push('</details>');
     L.push('');
@@ -315,15 +331,23 @@ export function renderMarkdown(info: RunInfo, results: CellResult[], extras: Ext
     for (const n of info.sweepInFlight) {
       const rs = order.map((t) => idx.get(t, sweepSize, n));
       const cells = [String(n), ...rs.map(fmtRps)];
-      if (has('nest-wire') && has('nest-tcp')) cells.push(ratio(idx.get('nest-wire', sweepSize, n), idx.get('nest-tcp', sweepSize, n)));
-      if (has('nest-wire') && has('raw')) cells.push(ratio(idx.get('nest-wire', sweepSize, n), idx.get('raw', sweepSize, n)));
+      if (has('nest-wire') && has('nest-tcp'))
+        cells.push(ratio(idx.get('nest-wire', sweepSize, n), idx.get('nest-tcp', sweepSize, n)));
+      if (has('nest-wire') && has('raw'))
+        cells.push(ratio(idx.get('nest-wire', sweepSize, n), idx.get('raw', sweepSize, n)));
       cells.push(...rs.map((r) => (r === undefined ? '–' : r.status !== 'ok' ? r.status : fmtUs(r.p99Us))));
       L.push(row(cells));
     }
     L.push('');
     L.push('<details><summary>CPU and socket writes per call</summary>');
     L.push('');
-    L.push(detailTable(order, info.sweepInFlight.map((n) => [sweepSize, n]), idx));
+    L.push(
+      detailTable(
+        order,
+        info.sweepInFlight.map((n) => [sweepSize, n]),
+        idx,
+      ),
+    );
     L.push('');
     L.push('</details>');
     L.push('');
@@ -391,19 +415,34 @@ function renderUserCalls(u: UserCallsSection): string[] {
   L.push('## Calls as applications make them (objects, default options, `lastValueFrom`)');
   L.push('');
   L.push(
-    'Each caller awaits `lastValueFrom(client.send(\'echo\', { id, body }))` (`body` a string of the size shown) and checks that the answer has the same `id` and `body`; ' +
+    "Each caller awaits `lastValueFrom(client.send('echo', { id, body }))` (`body` a string of the size shown) and checks that the answer has the same `id` and `body`; " +
       'clients have their default options (nest-wire: `new WireClient({ host, port })`, so the 30 s timeout is on). The raw-socket ceiling echoes `body` as bytes. ' +
       '"busy" is CPU time over wall time of each process (1.00 = its core saturated).',
   );
   L.push('');
-  L.push(row(['cell', 'raw socket', 'Nest TCP', 'nest-wire', 'wire / TCP', 'wire / raw', 'p50 raw · TCP · wire', 'CPU µs/call client + server: TCP · wire', 'busy client / server: TCP · wire']));
-  L.push(row(Array(9).fill('---')));
+  L.push(
+    row([
+      'cell',
+      'raw socket',
+      'Nest TCP',
+      'nest-wire',
+      'wire / TCP',
+      'wire / raw',
+      'p50 raw · TCP · wire',
+      'CPU µs/call client + server: TCP · wire',
+      'busy client / server: TCP · wire',
+    ]),
+  );
+  L.push(row(Array<string>(9).fill('---')));
   const key = (r: UserCallsResult) => `${r.size}|${r.inFlight}|${r.connections}`;
   const cells = [...new Map(u.rows.map((r) => [key(r), r])).values()];
   const find = (c: UserCallsResult, t: TransportName) => u.rows.find((r) => r.transport === t && key(r) === key(c));
-  const rps = (r: UserCallsResult | undefined) => (r === undefined ? '–' : r.status !== 'ok' ? `**${r.status}**` : Math.round(r.rps).toLocaleString('en-US'));
+  const rps = (r: UserCallsResult | undefined) =>
+    r === undefined ? '–' : r.status !== 'ok' ? `**${r.status}**` : Math.round(r.rps).toLocaleString('en-US');
   const over = (a: UserCallsResult | undefined, b: UserCallsResult | undefined) =>
-    a === undefined || b === undefined || a.status !== 'ok' || b.status !== 'ok' ? '–' : `${(a.rps / b.rps).toFixed(2)}×`;
+    a === undefined || b === undefined || a.status !== 'ok' || b.status !== 'ok'
+      ? '–'
+      : `${(a.rps / b.rps).toFixed(2)}×`;
   const ok = (r: UserCallsResult | undefined): r is UserCallsResult => r !== undefined && r.status === 'ok';
   for (const c of cells) {
     const raw = find(c, 'raw');
@@ -419,13 +458,17 @@ function renderUserCalls(u: UserCallsSection): string[] {
         over(wire, tcp),
         over(wire, raw),
         [raw, tcp, wire].map((r) => (ok(r) ? fmtUs(r.p50Us) : '–')).join(' · '),
-        [tcp, wire].map((r) => (ok(r) ? `${fmtNum(r.clientCpuUsPerCall)} + ${fmtNum(r.serverCpuUsPerCall)}` : '–')).join(' · '),
+        [tcp, wire]
+          .map((r) => (ok(r) ? `${fmtNum(r.clientCpuUsPerCall)} + ${fmtNum(r.serverCpuUsPerCall)}` : '–'))
+          .join(' · '),
         [tcp, wire].map((r) => (ok(r) ? `${fmtNum(r.clientCores, 2)} / ${fmtNum(r.serverCores, 2)}` : '–')).join(' · '),
       ]),
     );
   }
   L.push('');
-  const notes = u.rows.filter((r) => r.note !== null).map((r) => `- ${TRANSPORT_LABEL[r.transport]}, ${sizeLabel(r.size)} × ${r.inFlight}: ${r.note}`);
+  const notes = u.rows
+    .filter((r) => r.note !== null)
+    .map((r) => `- ${TRANSPORT_LABEL[r.transport]}, ${sizeLabel(r.size)} × ${r.inFlight}: ${r.note}`);
   if (notes.length > 0) L.push(...notes, '');
   return L;
 }
@@ -438,11 +481,23 @@ function renderCompression(c: CompressionSection): string[] {
     `nest-wire echoing a compressible payload — JSON text of exactly ${c.size.toLocaleString('en-US')} characters (an array of small records: ids, names, e-mails, cities, tags), ` +
       `${c.msgpackBytes.toLocaleString('en-US')} bytes as msgpack — with ${c.inFlight} calls in flight, without compression and with \`compression: { algorithm }\` ` +
       'on both the `WireServer` and the `WireClient` (default threshold 1 024 bytes, so every request and every response is compressed). ' +
-      'Bytes per call are measured at the client\'s socket (`socket.bytesWritten` / `bytesRead` deltas over the window, frame headers included); ' +
+      "Bytes per call are measured at the client's socket (`socket.bytesWritten` / `bytesRead` deltas over the window, frame headers included); " +
       "the client's own `stats().transport` counters are shown in parentheses.",
   );
   L.push('');
-  const head = ['compression', 'req/s', 'p50', 'p99', 'client CPU µs/call', 'server CPU µs/call', 'bytes/call client → server', 'bytes/call server → client', 'wire bytes vs off', 'errors', 'other load'];
+  const head = [
+    'compression',
+    'req/s',
+    'p50',
+    'p99',
+    'client CPU µs/call',
+    'server CPU µs/call',
+    'bytes/call client → server',
+    'bytes/call server → client',
+    'wire bytes vs off',
+    'errors',
+    'other load',
+  ];
   L.push(row(head));
   L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
   const off = c.rows.find((r) => r.algorithm === 'off')?.result;
@@ -482,7 +537,9 @@ function renderCompression(c: CompressionSection): string[] {
     if (saved <= 0) {
       verdicts.push(`\`${algorithm}\` saved no bytes here`);
     } else if (extraCpu <= 0) {
-      verdicts.push(`\`${algorithm}\` saves ${fmtBytes(saved)} per call and, in this run, no CPU was added (the smaller frames cost less to move than the compression took)`);
+      verdicts.push(
+        `\`${algorithm}\` saves ${fmtBytes(saved)} per call and, in this run, no CPU was added (the smaller frames cost less to move than the compression took)`,
+      );
     } else {
       const mbps = saved / extraCpu; // bytes per µs = MB/s
       verdicts.push(
@@ -512,7 +569,7 @@ function renderHol(h: HolSection): string[] {
     `${sizeLabel(h.smallSize)} echo calls, ${h.smallInFlight} in flight on one connection (\`poolSize\` 1), measured alone, then again while the same ` +
       `client connection also receives a stream of ${blob} responses (\`send('blob', ${h.blobBytes})\`, ${h.blobInFlight} in flight, ` +
       'each checked in full). If a large response is written as one frame, every small response queued behind it waits for all of it: ' +
-      'the small calls\' p99 then grows to about the time one large response takes to cross. Cutting large values into fragments only helps as far as ' +
+      "the small calls' p99 then grows to about the time one large response takes to cross. Cutting large values into fragments only helps as far as " +
       'the data queued ahead of a small response stays small: whatever already sits in the socket buffers (several MiB each way on Linux loopback with buffer ' +
       'autotuning) still goes first. "busy" is the CPU time of the client and of the server over the window, in cores.',
   );
@@ -531,16 +588,17 @@ function renderHol(h: HolSection): string[] {
   ];
   L.push(row(head));
   L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
-  const lat = (x: LatencySummary | null) => (x === null ? '–' : `${fmtUs(x.p50Us)} · ${fmtUs(x.p99Us)} · ${fmtUs(x.maxUs)}`);
+  const lat = (x: LatencySummary | null) =>
+    x === null ? '–' : `${fmtUs(x.p50Us)} · ${fmtUs(x.p99Us)} · ${fmtUs(x.maxUs)}`;
   const rps = (x: LatencySummary | null) => (x === null ? '–' : Math.round(x.rps).toLocaleString('en-US'));
   for (const r of h.rows) {
     const status = r.status === 'ok' ? '' : ` (**${r.status === 'hang' ? 'hangs' : 'failed'}**)`;
-    const ratioP99 = r.alone !== null && r.withBlobs !== null ? `${(r.withBlobs.p99Us / r.alone.p99Us).toFixed(1)}×` : '–';
+    const ratioP99 =
+      r.alone !== null && r.withBlobs !== null ? `${(r.withBlobs.p99Us / r.alone.p99Us).toFixed(1)}×` : '–';
     const blobs =
-      r.blobs === null
-        ? '–'
-        : `${r.blobs.completed} (${r.blobs.mibPerSec.toFixed(0)} MiB/s, ${fmtUs(r.blobs.p50Us)})`;
-    const busy = (x: LatencySummary | null) => (x === null ? '–' : `${x.clientCores.toFixed(2)} · ${x.serverCores.toFixed(2)}`);
+      r.blobs === null ? '–' : `${r.blobs.completed} (${r.blobs.mibPerSec.toFixed(0)} MiB/s, ${fmtUs(r.blobs.p50Us)})`;
+    const busy = (x: LatencySummary | null) =>
+      x === null ? '–' : `${x.clientCores.toFixed(2)} · ${x.serverCores.toFixed(2)}`;
     L.push(
       row([
         TRANSPORT_LABEL[r.transport] + status,
@@ -570,12 +628,23 @@ function renderStatsCost(c: StatsCostSection, info: RunInfo, results: CellResult
       `the median of ${c.batches ?? 1} batches of ${c.iterations.toLocaleString('en-US')} calls after a warm-up), not end-to-end numbers:`,
   );
   L.push('');
-  L.push(`- \`WireClient#stats()\`: ${fmtUsFine(c.clientStatsUs)} per call (one connection; copies the counters and reads four percentiles from the histogram).`);
+  L.push(
+    `- \`WireClient#stats()\`: ${fmtUsFine(c.clientStatsUs)} per call (one connection; copies the counters and reads four percentiles from the histogram).`,
+  );
   L.push(`- \`WireServer#stats()\` (timed in the server child): ${fmtUsFine(c.serverStatsUs)} per call.`);
   L.push(`- \`WireClient#counters()\`: ${fmtUsFine(c.clientCountersUs)} per call.`);
   if (c.upkeepNs !== null) {
-    const ref = results.find((r) => r.transport === 'nest-wire' && r.size === Math.min(...info.sizes) && r.inFlight === Math.max(...info.matrixInFlight) && r.status === 'ok');
-    const share = ref !== undefined ? ` — about ${((c.upkeepNs / 1000 / ref.clientCpuUsPerCall) * 100).toFixed(1)} % of the client's ${fmtNum(ref.clientCpuUsPerCall)} µs of CPU per call at ${sizeLabel(ref.size)} × ${ref.inFlight} in flight` : '';
+    const ref = results.find(
+      (r) =>
+        r.transport === 'nest-wire' &&
+        r.size === Math.min(...info.sizes) &&
+        r.inFlight === Math.max(...info.matrixInFlight) &&
+        r.status === 'ok',
+    );
+    const share =
+      ref !== undefined
+        ? ` — about ${((c.upkeepNs / 1000 / ref.clientCpuUsPerCall) * 100).toFixed(1)} % of the client's ${fmtNum(ref.clientCpuUsPerCall)} µs of CPU per call at ${sizeLabel(ref.size)} × ${ref.inFlight} in flight`
+        : '';
     L.push(
       `- Per-call upkeep, \`CallStats.settled()\` alone (an outcome counter, one \`performance.now()\` and one histogram record; the rest is a few integer increments per frame; median of ${c.batches ?? 1} batches of 200,000): ` +
         `${c.upkeepNs.toFixed(0)} ns per call${share}.`,
@@ -592,14 +661,24 @@ function renderMemory(m: MemorySection): string[] {
   L.push('');
   L.push(
     `Heap after a full GC, with 0 and with ${m.n.toLocaleString('en-US')} calls held in flight on one connection, divided by ${m.n.toLocaleString('en-US')}: ` +
-      "the calls go to a `hold` handler that answers only when the bench releases it (all of them wait on one shared promise). Client: the bench process; " +
+      'the calls go to a `hold` handler that answers only when the bench releases it (all of them wait on one shared promise). Client: the bench process; ' +
       'server: the server child, asked over IPC. "heap" is V8\'s `heapUsed`, "external" is memory outside the V8 heap (Buffers). ' +
-      'The client figure includes the caller\'s own subscription (an observer with three closures, as any `send().subscribe()` has); the server figure ' +
+      "The client figure includes the caller's own subscription (an observer with three closures, as any `send().subscribe()` has); the server figure " +
       'includes one promise reaction of the handler. "Left after" is what is still above the baseline once every call has completed (after a full GC): ' +
       'tables that grew and keep their capacity, or a leak.',
   );
   L.push('');
-  L.push(row(['transport', 'client heap / call', 'client external / call', 'server heap / call', 'server external / call', 'left after: client · server heap / call', 'errors']));
+  L.push(
+    row([
+      'transport',
+      'client heap / call',
+      'client external / call',
+      'server heap / call',
+      'server external / call',
+      'left after: client · server heap / call',
+      'errors',
+    ]),
+  );
   L.push(row(['---', '---:', '---:', '---:', '---:', '---:', '---:']));
   for (const r of m.rows) {
     const name = TRANSPORT_LABEL[r.transport] + (r.status === 'ok' ? '' : ' (**failed**)');
@@ -628,16 +707,25 @@ function summarizeExtras(x: ExtraSections): string[] {
     const parts: string[] = [];
     for (const { algorithm, result: r } of c.rows) {
       if (algorithm === 'off' || off === undefined || off.status !== 'ok' || r.status !== 'ok') continue;
-      const wire = ((r.socketBytesOutPerCall ?? NaN) + (r.socketBytesInPerCall ?? NaN)) / ((off.socketBytesOutPerCall ?? NaN) + (off.socketBytesInPerCall ?? NaN));
-      parts.push(`${algorithm} sends ${(wire * 100).toFixed(0)} % of the bytes at ${(r.rps / off.rps).toFixed(2)}× the req/s`);
+      const wire =
+        ((r.socketBytesOutPerCall ?? NaN) + (r.socketBytesInPerCall ?? NaN)) /
+        ((off.socketBytesOutPerCall ?? NaN) + (off.socketBytesInPerCall ?? NaN));
+      parts.push(
+        `${algorithm} sends ${(wire * 100).toFixed(0)} % of the bytes at ${(r.rps / off.rps).toFixed(2)}× the req/s`,
+      );
     }
-    if (parts.length > 0) out.push(`Compression (${sizeLabel(c.size)} of JSON, ${c.inFlight} in flight, loopback): ${parts.join('; ')} of no compression.`);
+    if (parts.length > 0)
+      out.push(
+        `Compression (${sizeLabel(c.size)} of JSON, ${c.inFlight} in flight, loopback): ${parts.join('; ')} of no compression.`,
+      );
   }
   if (x.hol !== undefined) {
     const parts = x.hol.rows
       .filter((r) => r.alone !== null && r.withBlobs !== null)
       .map((r) => `${TRANSPORT_LABEL[r.transport]} ${fmtUs(r.alone!.p99Us)} → ${fmtUs(r.withBlobs!.p99Us)}`);
-    const bad = x.hol.rows.filter((r) => r.status !== 'ok').map((r) => `${TRANSPORT_LABEL[r.transport]} ${r.status === 'hang' ? 'hangs' : 'fails'}`);
+    const bad = x.hol.rows
+      .filter((r) => r.status !== 'ok')
+      .map((r) => `${TRANSPORT_LABEL[r.transport]} ${r.status === 'hang' ? 'hangs' : 'fails'}`);
     if (parts.length + bad.length > 0) {
       out.push(
         `Head-of-line: p99 of ${sizeLabel(x.hol.smallSize)} calls alone → next to ${sizeLabel(x.hol.blobBytes)} responses on the same connection: ${[...parts, ...bad].join('; ')}.`,
@@ -648,17 +736,26 @@ function summarizeExtras(x: ExtraSections): string[] {
   if (m !== undefined) {
     const parts = m.rows
       .filter((r) => r.status === 'ok')
-      .map((r) => `${TRANSPORT_LABEL[r.transport]} ${fmtBytes(r.client?.heap)} client / ${fmtBytes(r.server?.heap)} server`);
-    if (parts.length > 0) out.push(`Heap per call in flight (${m.n.toLocaleString('en-US')} held): ${parts.join('; ')}.`);
+      .map(
+        (r) =>
+          `${TRANSPORT_LABEL[r.transport]} ${fmtBytes(r.client?.heap)} client / ${fmtBytes(r.server?.heap)} server`,
+      );
+    if (parts.length > 0)
+      out.push(`Heap per call in flight (${m.n.toLocaleString('en-US')} held): ${parts.join('; ')}.`);
   }
   if (x.statsCost !== undefined && x.statsCost.clientStatsUs !== null) {
     out.push(
       `Statistics are always on (no switch); a \`stats()\` call costs ${fmtUsFine(x.statsCost.clientStatsUs)} on the client, ${fmtUsFine(x.statsCost.serverStatsUs)} on the server` +
-        (x.statsCost.upkeepNs !== null ? `, and their per-call upkeep about ${x.statsCost.upkeepNs.toFixed(0)} ns (micro-measures).` : ' (micro-measure).'),
+        (x.statsCost.upkeepNs !== null
+          ? `, and their per-call upkeep about ${x.statsCost.upkeepNs.toFixed(0)} ns (micro-measures).`
+          : ' (micro-measure).'),
     );
   }
   const problems = extraProblems(x).length;
-  if (problems > 0) out.push(`${problems} problem${problems === 1 ? '' : 's'} in the compression, head-of-line, stats or memory sections (see "Hangs, errors and anomalies").`);
+  if (problems > 0)
+    out.push(
+      `${problems} problem${problems === 1 ? '' : 's'} in the compression, head-of-line, stats or memory sections (see "Hangs, errors and anomalies").`,
+    );
   return out;
 }
 
@@ -700,7 +797,7 @@ function extraMethod(x: ExtraSections): string[] {
     L.push(
       `- **Compression cells.** One nest-wire server child per setting (off, \`deflate\`, \`brotli\`), started with \`new WireServer({ compression })\` and ` +
         'met by a client with the same option; otherwise measured like every other cell (closed loop, same window, CPU from both processes, ' +
-        're-measured when disturbed). Bytes on the wire are the client socket\'s `bytesWritten` / `bytesRead` deltas over the measured window ' +
+        "re-measured when disturbed). Bytes on the wire are the client socket's `bytesWritten` / `bytesRead` deltas over the measured window " +
         'divided by its calls: what the kernel was handed, frame headers and the few control frames included.',
     );
   }
@@ -714,14 +811,14 @@ function extraMethod(x: ExtraSections): string[] {
   if (x.statsCost !== undefined) {
     L.push(
       '- **Stats cost.** After a short burst of calls (so the histogram holds data), `stats()` and `counters()` are called in a tight loop in the bench process, ' +
-        'and the server child times its own `stats()` on request; `CallStats.settled()` (internal, loaded from the compiled library) is timed in batches of 200 000 calls, minus the loop\'s own `performance.now()`.',
+        "and the server child times its own `stats()` on request; `CallStats.settled()` (internal, loaded from the compiled library) is timed in batches of 200 000 calls, minus the loop's own `performance.now()`.",
     );
   }
   if (x.memory !== undefined) {
     L.push(
       `- **Memory cells.** A fresh server child per transport (nest-wire: \`maxInFlightPerConnection: ${x.memory.n}\`, so the server runs them all rather than pausing the socket at its default 1 024) ` +
         `and a client with \`maxPendingCalls: ${x.memory.n}\`; three warm-up rounds of 64 held calls; then a full GC (twice) and a heap sample on each side before, while and after ${x.memory.n} calls are held. ` +
-        'The bench process gets `gc()` with `v8.setFlagsFromString(\'--expose-gc\')` and `vm.runInNewContext(\'gc\')`; the server children run with `--expose-gc`.',
+        "The bench process gets `gc()` with `v8.setFlagsFromString('--expose-gc')` and `vm.runInNewContext('gc')`; the server children run with `--expose-gc`.",
     );
   }
   if (L.length > 0) L.push('');
@@ -731,7 +828,12 @@ function extraMethod(x: ExtraSections): string[] {
 function describeDiagnostics(d: NonNullable<CellResult['diagnostics']>): string {
   const s = (x: SocketState) =>
     `${x.paused ? 'reading paused' : 'reading'}, ${x.writableLength.toLocaleString('en-US')} bytes waiting to be written`;
-  const server = d.server === null ? 'server did not answer' : d.server.length === 0 ? 'no server socket' : d.server.map(s).join(' / ');
+  const server =
+    d.server === null
+      ? 'server did not answer'
+      : d.server.length === 0
+        ? 'no server socket'
+        : d.server.map(s).join(' / ');
   return `when it was stopped: ${d.outstanding} calls outstanding; client socket ${d.client === null ? '?' : s(d.client)}; server socket ${server}`;
 }
 
@@ -743,7 +845,19 @@ function fmtLoad(r: CellResult): string {
 
 function detailTable(order: TransportName[], cells: [number, number][], idx: Index): string {
   const out: string[] = [];
-  const head = ['in flight', 'transport', 'req/s', 'p50', 'p99', 'client CPU µs/call', 'server CPU µs/call', 'client writes/call', 'server writes/call', 'errors', 'other load'];
+  const head = [
+    'in flight',
+    'transport',
+    'req/s',
+    'p50',
+    'p99',
+    'client CPU µs/call',
+    'server CPU µs/call',
+    'client writes/call',
+    'server writes/call',
+    'errors',
+    'other load',
+  ];
   out.push(row(head));
   out.push(row(['---:', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
   for (const [size, n] of cells) {
@@ -802,12 +916,18 @@ function summarize(results: CellResult[], idx: Index, info: RunInfo): string[] {
   };
   if (info.transports.includes('nest-wire') && info.transports.includes('nest-tcp')) {
     const { rs, failsOther } = pairs('nest-tcp');
-    if (rs.length > 0) out.push(`nest-wire / Nest TCP throughput ${fmtRange(rs)}, geometric mean ${geomean(rs.map((x) => x.r)).toFixed(2)}× over ${rs.length} cells where both ran.`);
+    if (rs.length > 0)
+      out.push(
+        `nest-wire / Nest TCP throughput ${fmtRange(rs)}, geometric mean ${geomean(rs.map((x) => x.r)).toFixed(2)}× over ${rs.length} cells where both ran.`,
+      );
     if (failsOther.length > 0) out.push(`Nest TCP hangs or fails where nest-wire runs: ${failsOther.join(', ')}.`);
   }
   if (info.transports.includes('nest-wire') && info.transports.includes('raw')) {
     const { rs } = pairs('raw');
-    if (rs.length > 0) out.push(`nest-wire reaches ${fmtRange(rs)} of the raw-socket ceiling (geometric mean ${geomean(rs.map((x) => x.r)).toFixed(2)}×).`);
+    if (rs.length > 0)
+      out.push(
+        `nest-wire reaches ${fmtRange(rs)} of the raw-socket ceiling (geometric mean ${geomean(rs.map((x) => x.r)).toFixed(2)}×).`,
+      );
   }
   {
     const size = Math.min(...info.sizes);
@@ -816,7 +936,8 @@ function summarize(results: CellResult[], idx: Index, info: RunInfo): string[] {
       .map((t) => idx.get(t, size, n))
       .filter((r): r is CellResult => r !== undefined && r.status === 'ok')
       .map((r) => `${TRANSPORT_LABEL[r.transport]} ${fmtNum(r.clientCpuUsPerCall)} / ${fmtNum(r.serverCpuUsPerCall)}`);
-    if (parts.length > 0) out.push(`CPU per call (client / server, µs) at ${sizeLabel(size)} × ${n} in flight: ${parts.join('; ')}.`);
+    if (parts.length > 0)
+      out.push(`CPU per call (client / server, µs) at ${sizeLabel(size)} × ${n} in flight: ${parts.join('; ')}.`);
   }
   const noisy = results.filter((r) => r.status === 'ok' && r.otherLoad > info.disturbedLoad);
   if (info.retried > 0 || noisy.length > 0) {
@@ -917,7 +1038,13 @@ function fmtTickUs(us: number): string {
   return `${+us.toFixed(1)} µs`;
 }
 
-function axis(p: Panel, title: string, min: number, max: number, fmt: (x: number) => string): { y: (v: number) => number; svg: string[] } {
+function axis(
+  p: Panel,
+  title: string,
+  min: number,
+  max: number,
+  fmt: (x: number) => string,
+): { y: (v: number) => number; svg: string[] } {
   const { lo, hi, ticks } = logTicks(Math.max(min, 1e-3), Math.max(max, min * 10, 1e-2));
   const y = (v: number) => p.y + p.h - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * p.h;
   const svg: string[] = [];
@@ -957,7 +1084,9 @@ function barPanel(
         );
       } else if (v === 'hang' || v === 'failed') {
         const cx = bx + bw / 2;
-        svg.push(`<text x="${cx.toFixed(1)}" y="${(base - 6).toFixed(1)}" class="hang" transform="rotate(-90 ${cx.toFixed(1)} ${(base - 6).toFixed(1)})">${v === 'hang' ? 'hangs' : 'failed'}</text>`);
+        svg.push(
+          `<text x="${cx.toFixed(1)}" y="${(base - 6).toFixed(1)}" class="hang" transform="rotate(-90 ${cx.toFixed(1)} ${(base - 6).toFixed(1)})">${v === 'hang' ? 'hangs' : 'failed'}</text>`,
+        );
       }
     });
     const cx = (p.x + gi * gw + gw / 2).toFixed(1);
@@ -966,7 +1095,8 @@ function barPanel(
       const span = groups.filter((x) => x.label === g.label).length;
       const lx = (p.x + gi * gw + (gw * span) / 2).toFixed(1);
       svg.push(`<text x="${lx}" y="${base + 30}" class="xlabel">${esc(g.label)}</text>`);
-      if (gi > 0) svg.push(`<line x1="${p.x + gi * gw}" x2="${p.x + gi * gw}" y1="${p.y}" y2="${base + 32}" class="sep"/>`);
+      if (gi > 0)
+        svg.push(`<line x1="${p.x + gi * gw}" x2="${p.x + gi * gw}" y1="${p.y}" y2="${base + 32}" class="sep"/>`);
     }
   });
   return svg;
@@ -992,10 +1122,14 @@ function linePanel(
     s.values.forEach((v, i) => {
       if (typeof v === 'number' && v > 0) {
         path += `${path === '' ? 'M' : 'L'}${xOf(i).toFixed(1)},${y(v).toFixed(1)} `;
-        svg.push(`<circle cx="${xOf(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="${COLORS[s.t]}"><title>${esc(`${TRANSPORT_LABEL[s.t]} ${xs[i]} in flight: ${fmt(v)}`)}</title></circle>`);
+        svg.push(
+          `<circle cx="${xOf(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3" fill="${COLORS[s.t]}"><title>${esc(`${TRANSPORT_LABEL[s.t]} ${xs[i]} in flight: ${fmt(v)}`)}</title></circle>`,
+        );
       } else {
         if (v === 'hang' || v === 'failed') {
-          svg.push(`<text x="${xOf(i).toFixed(1)}" y="${base - 6}" class="hang" text-anchor="middle">✕ ${v === 'hang' ? 'hangs' : 'failed'}</text>`);
+          svg.push(
+            `<text x="${xOf(i).toFixed(1)}" y="${base - 6}" class="hang" text-anchor="middle">✕ ${v === 'hang' ? 'hangs' : 'failed'}</text>`,
+          );
         }
         if (path !== '') {
           svg.push(`<path d="${path.trim()}" stroke="${COLORS[s.t]}" class="line"/>`);
@@ -1010,7 +1144,9 @@ function linePanel(
 
 export function renderChart(info: RunInfo, results: CellResult[]): string {
   const idx = new Index(results);
-  const order: TransportName[] = (['nest-wire', 'nest-tcp', 'raw'] as TransportName[]).filter((t) => info.transports.includes(t));
+  const order: TransportName[] = (['nest-wire', 'nest-tcp', 'raw'] as TransportName[]).filter((t) =>
+    info.transports.includes(t),
+  );
   const W = 1100;
   const H = 720;
   const value = (r: CellResult | undefined, key: 'rps' | 'p99Us') =>
@@ -1018,7 +1154,8 @@ export function renderChart(info: RunInfo, results: CellResult[]): string {
   const cells: [number, number][] = [];
   for (const size of info.sizes) for (const n of info.matrixInFlight) cells.push([size, n]);
   const groups = cells.map(([size, n]) => ({ label: sizeLabel(size), sub: `${n}` }));
-  const matrixSeries = (key: 'rps' | 'p99Us') => order.map((t) => ({ t, values: cells.map(([s, n]) => value(idx.get(t, s, n), key)) }));
+  const matrixSeries = (key: 'rps' | 'p99Us') =>
+    order.map((t) => ({ t, values: cells.map(([s, n]) => value(idx.get(t, s, n), key)) }));
   const sweepSize = Math.min(...info.sizes);
   const sweepSeries = (key: 'rps' | 'p99Us') =>
     order.map((t) => ({ t, values: info.sweepInFlight.map((n) => value(idx.get(t, sweepSize, n), key)) }));
@@ -1031,7 +1168,9 @@ export function renderChart(info: RunInfo, results: CellResult[]): string {
   const C: Panel = { x: 90, y: top + ph + 100, w: pw, h: ph };
   const D: Panel = { x: 90 + pw + 110, y: top + ph + 100, w: pw, h: ph };
   const svg: string[] = [];
-  svg.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="12">`);
+  svg.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif" font-size="12">`,
+  );
   svg.push(`<style>
   .title { font-size: 14px; font-weight: 600; fill: #111827; }
   .frame { fill: none; stroke: #9ca3af; }
@@ -1047,17 +1186,43 @@ export function renderChart(info: RunInfo, results: CellResult[]): string {
   .note { fill: #6b7280; font-size: 11px; }
 </style>`);
   svg.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
-  svg.push(`<text x="${W / 2}" y="26" text-anchor="middle" class="title" style="font-size:16px">nest-wire vs Nest TCP vs raw socket — echo, closed loop, one connection (log scales)</text>`);
-  svg.push(`<text x="${W / 2}" y="44" text-anchor="middle" class="note">${esc(`${info.date.slice(0, 10)} · ${info.nproc} CPUs · Node ${info.node} · ${info.mode} mode (${info.durationMs} ms per cell)`)}</text>`);
+  svg.push(
+    `<text x="${W / 2}" y="26" text-anchor="middle" class="title" style="font-size:16px">nest-wire vs Nest TCP vs raw socket — echo, closed loop, one connection (log scales)</text>`,
+  );
+  svg.push(
+    `<text x="${W / 2}" y="44" text-anchor="middle" class="note">${esc(`${info.date.slice(0, 10)} · ${info.nproc} CPUs · Node ${info.node} · ${info.mode} mode (${info.durationMs} ms per cell)`)}</text>`,
+  );
   let lx = W / 2 - order.length * 65;
   for (const t of order) {
-    svg.push(`<rect x="${lx}" y="60" width="12" height="12" fill="${COLORS[t]}"/><text x="${lx + 17}" y="70" class="legend">${esc(TRANSPORT_LABEL[t])}</text>`);
+    svg.push(
+      `<rect x="${lx}" y="60" width="12" height="12" fill="${COLORS[t]}"/><text x="${lx + 17}" y="70" class="legend">${esc(TRANSPORT_LABEL[t])}</text>`,
+    );
     lx += 130;
   }
-  svg.push(...barPanel(A, 'Throughput (req/s, higher is better) — payload × in flight', groups, matrixSeries('rps'), fmtCount));
-  svg.push(...barPanel(B, 'p99 latency (lower is better) — payload × in flight', groups, matrixSeries('p99Us'), fmtTickUs));
-  svg.push(...linePanel(C, `Load sweep at ${sizeLabel(sweepSize)}: throughput (req/s)`, info.sweepInFlight, sweepSeries('rps'), fmtCount));
-  svg.push(...linePanel(D, `Load sweep at ${sizeLabel(sweepSize)}: p99 latency`, info.sweepInFlight, sweepSeries('p99Us'), fmtTickUs));
+  svg.push(
+    ...barPanel(A, 'Throughput (req/s, higher is better) — payload × in flight', groups, matrixSeries('rps'), fmtCount),
+  );
+  svg.push(
+    ...barPanel(B, 'p99 latency (lower is better) — payload × in flight', groups, matrixSeries('p99Us'), fmtTickUs),
+  );
+  svg.push(
+    ...linePanel(
+      C,
+      `Load sweep at ${sizeLabel(sweepSize)}: throughput (req/s)`,
+      info.sweepInFlight,
+      sweepSeries('rps'),
+      fmtCount,
+    ),
+  );
+  svg.push(
+    ...linePanel(
+      D,
+      `Load sweep at ${sizeLabel(sweepSize)}: p99 latency`,
+      info.sweepInFlight,
+      sweepSeries('p99Us'),
+      fmtTickUs,
+    ),
+  );
   svg.push('</svg>');
   return svg.join('\n') + '\n';
 }

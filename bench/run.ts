@@ -18,10 +18,25 @@ import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { DISTURBED_LOAD, ensureServer, runCellWithRetries, type CellSpec, type RetryBudget } from './cell.js';
-import { allowedCpus, findTaskset, installSocketWriteCounter, pinProcess, TRANSPORT_LABEL, TRANSPORTS, type TransportName } from './common.js';
+import {
+  allowedCpus,
+  findTaskset,
+  installSocketWriteCounter,
+  pinProcess,
+  TRANSPORT_LABEL,
+  TRANSPORTS,
+  type TransportName,
+} from './common.js';
 import { log, sleep } from './loop.js';
 import { renderChart, renderMarkdown, type CellResult, type ExtraSections, type RunInfo } from './report.js';
-import { getClientGc, runCompression, runHeadOfLine, runMemory, runStatsCost, type SectionContext } from './sections.js';
+import {
+  getClientGc,
+  runCompression,
+  runHeadOfLine,
+  runMemory,
+  runStatsCost,
+  type SectionContext,
+} from './sections.js';
 import { killAllChildren, SERVER_CORE, ServerProc } from './server-proc.js';
 import { runUserCalls, USER_CELLS, USER_CELLS_QUICK } from './user-calls.js';
 
@@ -98,18 +113,19 @@ function parseOptions(argv: string[]): Options {
     if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number`);
     return n;
   };
-  const list = (name: string, dflt: number[]) =>
-    flags.has(name) ? flags.get(name)!.split(',').map(Number) : dflt;
+  const list = (name: string, dflt: number[]) => (flags.has(name) ? flags.get(name)!.split(',').map(Number) : dflt);
   const transports = flags.has('transports')
     ? (flags.get('transports')!.split(',') as TransportName[])
     : [...TRANSPORTS];
-  for (const t of transports) if (!TRANSPORTS.includes(t)) throw new Error(`unknown transport ${t} (${TRANSPORTS.join(', ')})`);
+  for (const t of transports)
+    if (!TRANSPORTS.includes(t)) throw new Error(`unknown transport ${t} (${TRANSPORTS.join(', ')})`);
   const sections = flags.has('sections') ? (flags.get('sections')!.split(',') as Section[]) : [...SECTIONS];
   for (const x of sections) if (!SECTIONS.includes(x)) throw new Error(`unknown section ${x} (${SECTIONS.join(', ')})`);
   const resultsDir = join(ROOT, 'bench', 'results');
   const out = flags.get('out');
   // An explicit --out carries its chart and raw results along, so a scratch run touches nothing else.
-  const beside = (ext: string) => (out === undefined ? undefined : join(dirname(resolve(out)), basename(out, extname(out)) + ext));
+  const beside = (ext: string) =>
+    out === undefined ? undefined : join(dirname(resolve(out)), basename(out, extname(out)) + ext);
   return {
     quick,
     warmupMs: num('warmup', quick ? 250 : 1000),
@@ -123,8 +139,12 @@ function parseOptions(argv: string[]): Options {
     memCalls: Math.round(num('mem-calls', quick ? 4096 : 10_000)),
     statsIterations: 10_000,
     // Quick runs do not overwrite the committed report.
-    out: out !== undefined ? resolve(out) : quick ? join(resultsDir, 'BENCHMARKS.quick.md') : join(ROOT, 'BENCHMARKS.md'),
-    chart: flags.get('chart') ?? beside('.svg') ?? (quick ? join(resultsDir, 'chart.quick.svg') : join(ROOT, 'bench', 'chart.svg')),
+    out:
+      out !== undefined ? resolve(out) : quick ? join(resultsDir, 'BENCHMARKS.quick.md') : join(ROOT, 'BENCHMARKS.md'),
+    chart:
+      flags.get('chart') ??
+      beside('.svg') ??
+      (quick ? join(resultsDir, 'chart.quick.svg') : join(ROOT, 'bench', 'chart.svg')),
     json: flags.get('json') ?? beside('.json') ?? join(resultsDir, quick ? 'quick.json' : 'full.json'),
     profileDir: flags.has('profile') ? join(resultsDir, 'profiles') : null,
   };
@@ -154,7 +174,8 @@ function extraMs(opts: Options): number {
   const cell = opts.warmupMs + opts.durationMs + 300;
   const has = (t: TransportName) => opts.transports.includes(t);
   let ms = 0;
-  if (opts.sections.includes('user')) ms += (opts.quick ? USER_CELLS_QUICK : USER_CELLS).length * opts.transports.length * (cell + 500);
+  if (opts.sections.includes('user'))
+    ms += (opts.quick ? USER_CELLS_QUICK : USER_CELLS).length * opts.transports.length * (cell + 500);
   if (opts.sections.includes('compression') && has('nest-wire')) ms += 3 * (cell + 1500);
   const hol = (['nest-wire', 'nest-tcp'] as TransportName[]).filter(has).length;
   if (opts.sections.includes('hol')) ms += hol * (opts.warmupMs * 2 + opts.durationMs * 2 + 1000);
@@ -233,7 +254,10 @@ async function main(): Promise<void> {
   }
 
   const info: RunInfo = {
-    command: process.env.npm_lifecycle_event !== undefined ? `npm run ${process.env.npm_lifecycle_event}` : `node ${relative(ROOT, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim(),
+    command:
+      process.env.npm_lifecycle_event !== undefined
+        ? `npm run ${process.env.npm_lifecycle_event}`
+        : `node ${relative(ROOT, fileURLToPath(import.meta.url))} ${process.argv.slice(2).join(' ')}`.trim(),
     date: startedAt.toISOString(),
     mode: opts.quick ? 'quick' : 'full',
     warmupMs: opts.warmupMs,
@@ -263,7 +287,9 @@ async function main(): Promise<void> {
   mkdirSync(dirname(opts.chart), { recursive: true });
   writeFileSync(opts.chart, renderChart(info, results));
   writeFileSync(opts.out, renderMarkdown(info, results, extras) + sectionsOfOtherScripts(opts.out));
-  log(`bench: done in ${info.totalSeconds.toFixed(0)} s; wrote ${relative(ROOT, opts.out)}, ${relative(ROOT, opts.chart)}, ${relative(ROOT, opts.json)}`);
+  log(
+    `bench: done in ${info.totalSeconds.toFixed(0)} s; wrote ${relative(ROOT, opts.out)}, ${relative(ROOT, opts.chart)}, ${relative(ROOT, opts.json)}`,
+  );
 }
 
 /** The "Tail latency" section (written by bench/tail-latency.ts, not by this run) of the file being replaced, kept. */
@@ -279,7 +305,11 @@ function sectionsOfOtherScripts(path: string): string {
 }
 
 export function sizeLabel(size: number): string {
-  return size >= 1048576 && size % 1048576 === 0 ? `${size / 1048576} MiB` : size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
+  return size >= 1048576 && size % 1048576 === 0
+    ? `${size / 1048576} MiB`
+    : size >= 1024
+      ? `${size / 1024} KiB`
+      : `${size} B`;
 }
 
 function nestVersions(): string {

@@ -15,7 +15,16 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { MsgpackCodec } from '../lib/index.js';
-import { DISTURBED_LOAD, HOST, ensureServer, runCellWithRetries, formatUs, fmtLoad, type RetryBudget, type Timing } from './cell.js';
+import {
+  DISTURBED_LOAD,
+  HOST,
+  ensureServer,
+  runCellWithRetries,
+  formatUs,
+  fmtLoad,
+  type RetryBudget,
+  type Timing,
+} from './cell.js';
 import { createClient, WireBenchClient, type BenchClient } from './clients.js';
 import {
   fullGc,
@@ -84,7 +93,12 @@ export async function runCompression(ctx: SectionContext): Promise<CompressionSe
       await server.stop(server.dirty);
     }
   }
-  return { size: COMPRESSION_SIZE, inFlight: COMPRESSION_IN_FLIGHT, msgpackBytes: new MsgpackCodec().encode(payloads[0]).length, rows };
+  return {
+    size: COMPRESSION_SIZE,
+    inFlight: COMPRESSION_IN_FLIGHT,
+    msgpackBytes: new MsgpackCodec().encode(payloads[0]).length,
+    rows,
+  };
 }
 
 // ---------------------------------------------------------------- head-of-line
@@ -152,11 +166,24 @@ async function holCell(server: ServerProc, ctx: SectionContext, stallMs: number)
   const t = server.transport;
   const payloads = makePayloads(HOL_SMALL_SIZE);
   const expectedBlob = blobOf(HOL_BLOB_BYTES);
-  const result: HolResult = { transport: t, status: 'ok', note: null, alone: null, withBlobs: null, blobs: null, errors: 0, firstError: null };
+  const result: HolResult = {
+    transport: t,
+    status: 'ok',
+    note: null,
+    alone: null,
+    withBlobs: null,
+    blobs: null,
+    errors: 0,
+    firstError: null,
+  };
   // poolSize 1 (the default, stated): small calls and large responses share one connection.
   const client = createClient(t, HOST, server.port, payloads, { poolSize: 1 });
   const small = new LoadLoop((k, done) => client.call(k, done), HOL_SMALL_IN_FLIGHT, payloads.length);
-  const blobs = new LoadLoop((_k, done) => client.request('blob', HOL_BLOB_BYTES, expectedBlob, done), HOL_BLOB_IN_FLIGHT, 1);
+  const blobs = new LoadLoop(
+    (_k, done) => client.request('blob', HOL_BLOB_BYTES, expectedBlob, done),
+    HOL_BLOB_IN_FLIGHT,
+    1,
+  );
   const finish = (status: HolResult['status'], note: string | null): HolResult => {
     small.finish();
     blobs.finish();
@@ -191,7 +218,8 @@ async function holWindows(
 ): Promise<HolResult> {
   const { warmupMs, durationMs } = ctx.timing;
   small.start();
-  if ((await watch(small, warmupMs, stallMs)) === 'stall') return finish('hang', `small calls alone: no response for ${stallMs} ms during warm-up`);
+  if ((await watch(small, warmupMs, stallMs)) === 'stall')
+    return finish('hang', `small calls alone: no response for ${stallMs} ms during warm-up`);
   result.alone = await window(small, server, durationMs, stallMs);
   if (result.alone === null) return finish('hang', `small calls alone: no response for ${stallMs} ms`);
 
@@ -202,14 +230,18 @@ async function holWindows(
     await sleep(20);
     const now = performance.now();
     if (small.outstanding > 0 && now - small.lastProgress > stallMs) {
-      return finish('hang', `small calls stopped for ${stallMs} ms once the ${HOL_BLOB_BYTES / 1048576} MiB responses started`);
+      return finish(
+        'hang',
+        `small calls stopped for ${stallMs} ms once the ${HOL_BLOB_BYTES / 1048576} MiB responses started`,
+      );
     }
     if (blobs.completed + blobs.totalErrors === 0 && now - blobs.lastProgress > stallMs) {
       return finish('hang', `no ${HOL_BLOB_BYTES / 1048576} MiB response within ${stallMs} ms`);
     }
   }
   result.withBlobs = await window(small, server, durationMs, stallMs, [blobs]);
-  if (result.withBlobs === null) return finish('hang', `small calls stopped for ${stallMs} ms while the large responses streamed`);
+  if (result.withBlobs === null)
+    return finish('hang', `small calls stopped for ${stallMs} ms while the large responses streamed`);
   const seconds = durationMs / 1000;
   result.blobs = {
     completed: blobs.completed,
@@ -220,7 +252,8 @@ async function holWindows(
   small.stop();
   blobs.stop();
   const [d1, d2] = await Promise.all([watchDrain(small, stallMs), watchDrain(blobs, stallMs)]);
-  if (d1 !== 'ok' || d2 !== 'ok') return finish('hang', `calls did not come back after the window (small: ${d1}, large: ${d2})`);
+  if (d1 !== 'ok' || d2 !== 'ok')
+    return finish('hang', `calls did not come back after the window (small: ${d1}, large: ${d2})`);
   const note = blobs.completed === 0 ? `no ${HOL_BLOB_BYTES / 1048576} MiB response completed within the window` : null;
   return finish('ok', note);
 }
@@ -234,7 +267,11 @@ export async function runHeadOfLine(ctx: SectionContext): Promise<HolSection> {
     let r = await runHolCell(server, ctx, stallMs);
     log(`[head-of-line] ${TRANSPORT_LABEL[t].padEnd(10)} ${describeHol(r)}`);
     // Disturbed by other processes: measure again (within the run's budget), keep the quieter run.
-    for (let attempt = 1; attempt <= 2 && r.status === 'ok' && holLoad(r) > DISTURBED_LOAD && ctx.budget.left > 0; attempt++) {
+    for (
+      let attempt = 1;
+      attempt <= 2 && r.status === 'ok' && holLoad(r) > DISTURBED_LOAD && ctx.budget.left > 0;
+      attempt++
+    ) {
       ctx.budget.left--;
       ctx.budget.used++;
       await sleep(500);
@@ -263,8 +300,13 @@ function holLoad(r: HolResult): number {
 
 function describeHol(r: HolResult): string {
   const s = (x: LatencySummary | null) =>
-    x === null ? '–' : `${Math.round(x.rps).toLocaleString('en-US')} req/s p50 ${formatUs(x.p50Us)} p99 ${formatUs(x.p99Us)} max ${formatUs(x.maxUs)} (busy: client ${x.clientCores.toFixed(2)}, server ${x.serverCores.toFixed(2)} cores; other load ${fmtLoad(x.otherLoad)})`;
-  const b = r.blobs === null ? '' : `; ${r.blobs.completed} large responses (${r.blobs.mibPerSec.toFixed(0)} MiB/s, p50 ${formatUs(r.blobs.p50Us)})`;
+    x === null
+      ? '–'
+      : `${Math.round(x.rps).toLocaleString('en-US')} req/s p50 ${formatUs(x.p50Us)} p99 ${formatUs(x.p99Us)} max ${formatUs(x.maxUs)} (busy: client ${x.clientCores.toFixed(2)}, server ${x.serverCores.toFixed(2)} cores; other load ${fmtLoad(x.otherLoad)})`;
+  const b =
+    r.blobs === null
+      ? ''
+      : `; ${r.blobs.completed} large responses (${r.blobs.mibPerSec.toFixed(0)} MiB/s, p50 ${formatUs(r.blobs.p50Us)})`;
   const e = r.errors > 0 ? `; ${r.errors} errors (${r.firstError})` : '';
   return `${r.status === 'ok' ? '' : `${r.status.toUpperCase()}: ${r.note} | `}alone: ${s(r.alone)} | with large responses: ${s(r.withBlobs)}${b}${e}`;
 }
@@ -272,7 +314,15 @@ function describeHol(r: HolResult): string {
 // ---------------------------------------------------------------- stats cost
 
 export async function runStatsCost(ctx: SectionContext, iterations: number): Promise<StatsCostSection> {
-  const out: StatsCostSection = { iterations, batches: STATS_BATCHES, clientStatsUs: null, clientCountersUs: null, serverStatsUs: null, upkeepNs: null, note: null };
+  const out: StatsCostSection = {
+    iterations,
+    batches: STATS_BATCHES,
+    clientStatsUs: null,
+    clientCountersUs: null,
+    serverStatsUs: null,
+    upkeepNs: null,
+    note: null,
+  };
   const server = ctx.servers.get('nest-wire');
   if (server === undefined) {
     out.note = 'nest-wire not among the transports of this run';
@@ -341,7 +391,9 @@ export function fmtUsFine(us: number | null): string {
 async function upkeepNs(): Promise<number | null> {
   try {
     const url = pathToFileURL(join(HERE, '..', 'lib', 'connection', 'transport-stats.js')).href;
-    const mod = (await import(url)) as { CallStats?: new () => { started: number; settled(startedAt: number, outcome: null): void } };
+    const mod = (await import(url)) as {
+      CallStats?: new () => { started: number; settled(startedAt: number, outcome: null): void };
+    };
     if (typeof mod.CallStats !== 'function') return null;
     const stats = new mod.CallStats();
     const n = 200_000;
@@ -375,7 +427,8 @@ let clientGc: (() => void) | null | undefined;
 export function getClientGc(): (() => void) | null {
   if (clientGc !== undefined) return clientGc;
   try {
-    if (typeof globalThis.gc === 'function') clientGc = globalThis.gc as () => void;
+    const gc = globalThis.gc;
+    if (typeof gc === 'function') clientGc = () => void gc();
     else {
       setFlagsFromString('--expose-gc');
       clientGc = runInNewContext('gc') as () => void;
@@ -444,7 +497,11 @@ async function runMemoryCell(t: TransportName, n: number, ctx: SectionContext): 
       // Warm-up: the code paths of echo and hold, on a small scale.
       for (let round = 0; round < 3; round++) {
         const w = holdCalls(real, 64);
-        await waitFor(async () => (await server.stats(5000)).held >= 64, 10_000, 'warm-up hold calls did not all arrive');
+        await waitFor(
+          async () => (await server.stats(5000)).held >= 64,
+          10_000,
+          'warm-up hold calls did not all arrive',
+        );
         server.release();
         await waitFor(() => w.done === 64, 10_000, 'warm-up hold calls did not come back');
       }
@@ -453,8 +510,13 @@ async function runMemoryCell(t: TransportName, n: number, ctx: SectionContext): 
       const serverBase = (await server.heap(10_000)).heap;
 
       const calls = holdCalls(real, n);
-      await waitFor(async () => (await server.stats(5000)).held >= n || calls.done > 0, 30_000, `${n} hold calls did not all reach the handler`);
-      if (calls.done > 0) throw new Error(`${calls.errors} of the hold calls failed before release: ${calls.firstError}`);
+      await waitFor(
+        async () => (await server.stats(5000)).held >= n || calls.done > 0,
+        30_000,
+        `${n} hold calls did not all reach the handler`,
+      );
+      if (calls.done > 0)
+        throw new Error(`${calls.errors} of the hold calls failed before release: ${calls.firstError}`);
       fullGc(gc);
       const clientWith = gc !== null ? heapSample() : null;
       const serverWith = (await server.heap(10_000)).heap;
@@ -492,7 +554,8 @@ export async function runMemory(ctx: SectionContext, n: number): Promise<MemoryS
   for (const t of MEMORY_TRANSPORTS.filter((x) => ctx.transports.includes(x))) {
     const r = await runMemoryCell(t, n, ctx);
     rows.push(r);
-    const f = (x: { heap: number; external: number } | null) => (x === null ? '–' : `${Math.round(x.heap)} B heap + ${Math.round(x.external)} B external`);
+    const f = (x: { heap: number; external: number } | null) =>
+      x === null ? '–' : `${Math.round(x.heap)} B heap + ${Math.round(x.external)} B external`;
     log(
       `[memory] ${TRANSPORT_LABEL[t].padEnd(10)} ${n} calls in flight: ${r.status === 'ok' ? '' : `FAILED: ${r.note} | `}` +
         `per call client ${f(r.client)}, server ${f(r.server)}; left after completion: client ${f(r.clientAfter)}, server ${f(r.serverAfter)}` +

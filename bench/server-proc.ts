@@ -52,7 +52,11 @@ export class ServerProc {
     const profileArgs =
       this.profileDir === null
         ? []
-        : ['--cpu-prof', `--cpu-prof-dir=${this.profileDir}`, `--cpu-prof-name=server-${this.transport}-${Date.now()}.cpuprofile`];
+        : [
+            '--cpu-prof',
+            `--cpu-prof-dir=${this.profileDir}`,
+            `--cpu-prof-name=server-${this.transport}-${Date.now()}.cpuprofile`,
+          ];
     // --expose-gc: only used on request (heap samples of the memory cells).
     const args = ['--expose-gc', ...profileArgs, SERVER_SCRIPT, this.transport, JSON.stringify(this.config)];
     const stdio: ['ignore', 'inherit', 'inherit', 'ipc'] = ['ignore', 'inherit', 'inherit', 'ipc'];
@@ -89,10 +93,13 @@ export class ServerProc {
     timeoutMs: number,
   ): Promise<Extract<Reply, { type: T }>> {
     const child = this.child;
-    if (child === null || this.exited || !child.connected) return Promise.reject(new Error('server child is not running'));
+    if (child === null || this.exited || !child.connected)
+      return Promise.reject(new Error('server child is not running'));
     const p = new Promise<Extract<Reply, { type: T }>>((r) => this.waiting.set(msg.seq, r as (m: Reply) => void));
     child.send(msg);
-    return withTimeout(p, timeoutMs, `${this.transport} server ${msg.type}`).finally(() => this.waiting.delete(msg.seq));
+    return withTimeout(p, timeoutMs, `${this.transport} server ${msg.type}`).finally(() =>
+      this.waiting.delete(msg.seq),
+    );
   }
 
   async stats(timeoutMs: number): Promise<ServerStats> {

@@ -49,7 +49,9 @@ async function main(): Promise<void> {
       host: HOST,
       port: 0,
       ...(config.compression !== undefined ? { compression: config.compression } : {}),
-      ...(config.maxInFlightPerConnection !== undefined ? { maxInFlightPerConnection: config.maxInFlightPerConnection } : {}),
+      ...(config.maxInFlightPerConnection !== undefined
+        ? { maxInFlightPerConnection: config.maxInFlightPerConnection }
+        : {}),
     });
     const app = await NestFactory.createMicroservice<MicroserviceOptions>(EchoModule, {
       strategy: wireServer,

@@ -119,12 +119,16 @@ async function openLoop(client: WireClient, calls: number, perSecond: number): P
 async function tail(fleet: Member[], calls: number, load: 'closed' | 'open', stallEvery: number): Promise<void> {
   const how = load === 'closed' ? '16 at a time (closed loop)' : 'started at 500/s (open loop)';
   const share = `${Math.round(100 / stallEvery)} %`;
-  console.log(`\n### One slow server: b stalls every ${stallEvery}th call it gets (${share}) by 500 ms; ${calls} calls, ${how}\n`);
-  console.log('| client | p50 ms | p99 ms | p99.9 ms | max ms | calls stalled on b (of all calls) | hedges | hedge wins | extra calls |');
+  console.log(
+    `\n### One slow server: b stalls every ${stallEvery}th call it gets (${share}) by 500 ms; ${calls} calls, ${how}\n`,
+  );
+  console.log(
+    '| client | p50 ms | p99 ms | p99.9 ms | max ms | calls stalled on b (of all calls) | hedges | hedge wins | extra calls |',
+  );
   console.log('|---|---|---|---|---|---|---|---|---|');
   const modes: [string, WireClientOptions][] = [
     ['no hedging', { idempotent: ['work'] }],
-    ["hedge: { delayMs: 20 }", { idempotent: ['work'], hedge: { delayMs: 20 } }],
+    ['hedge: { delayMs: 20 }', { idempotent: ['work'], hedge: { delayMs: 20 } }],
     ["hedge: { delayMs: 'p95' }", { idempotent: ['work'], hedge: { delayMs: 'p95' } }],
   ];
   fleet[1].b.stallEvery = stallEvery;
@@ -179,7 +183,9 @@ async function budget(fleet: Member[]): Promise<void> {
   const seconds = (performance.now() - t0) / 1000;
   const retries = fleet.reduce((s, m) => s + m.b.total, 0) - before - id;
   const stats = client.stats().calls;
-  console.log('| calls | seconds | retries (counted on the servers) | bound: 20 % of calls + 10/s | budget exhausted | failed | failed-call p50 / p99 ms |');
+  console.log(
+    '| calls | seconds | retries (counted on the servers) | bound: 20 % of calls + 10/s | budget exhausted | failed | failed-call p50 / p99 ms |',
+  );
   console.log('|---|---|---|---|---|---|---|');
   console.log(
     `| ${id} | ${seconds.toFixed(1)} | ${retries} | ${Math.floor(0.2 * id + 10 * Math.ceil(seconds))} | ${stats.retryBudgetExhausted} | ${failed} | ${ms(failLatency.percentile(0.5))} / ${ms(failLatency.percentile(0.99))} |`,
@@ -188,7 +194,9 @@ async function budget(fleet: Member[]): Promise<void> {
 }
 
 async function ejection(fleet: Member[]): Promise<void> {
-  console.log('\n### Outlier ejection: b answers WIRE_OVERLOADED to everything (consecutiveFailures 5, baseEjectionMs 1 000)\n');
+  console.log(
+    '\n### Outlier ejection: b answers WIRE_OVERLOADED to everything (consecutiveFailures 5, baseEjectionMs 1 000)\n',
+  );
   const client = await clientFor(fleet, { outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 1000 } });
   const b = fleet[1];
   const ep = () => client.stats().endpoints.find((e) => e.endpoint === b.endpoint)!;
@@ -208,7 +216,9 @@ async function ejection(fleet: Member[]): Promise<void> {
     await new Promise((r) => setTimeout(r, 2));
   }
   const back = performance.now() - recovered;
-  console.log('| calls until ejected | of them on b (all failed) | time to ejection ms | ejection time (ejectedUntil − moment seen ejected) ms | b recovers → back in rotation (PING answered) ms |');
+  console.log(
+    '| calls until ejected | of them on b (all failed) | time to ejection ms | ejection time (ejectedUntil − moment seen ejected) ms | b recovers → back in rotation (PING answered) ms |',
+  );
   console.log('|---|---|---|---|---|');
   console.log(`| ${id} | ${failuresOnB} | ${toEject.toFixed(1)} | ${until - ejectedAt} | ${back.toFixed(0)} |`);
   client.close();

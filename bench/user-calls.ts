@@ -10,7 +10,7 @@
  * Nest TCP). The raw-socket ceiling echoes `body` as bytes (it has no serializer). One
  * cell spreads its callers over several client connections ("64 connections x 4").
  */
-import { ClientProxyFactory, Transport, type ClientProxy } from '@nestjs/microservices';
+import { ClientProxyFactory, Transport } from '@nestjs/microservices';
 import { performance } from 'node:perf_hooks';
 import { lastValueFrom, type Observable } from 'rxjs';
 import { WireClient } from '../lib/index.js';
@@ -58,13 +58,22 @@ interface UserClient {
 
 function settle(answer: Promise<Echo>, id: number, body: string, done: CallDone): void {
   answer.then(
-    (a) => (a !== null && a.id === id && a.body === body ? done(true) : done(false, new Error('echo differs from the request'))),
+    (a) =>
+      a !== null && a.id === id && a.body === body
+        ? done(true)
+        : done(false, new Error('echo differs from the request')),
     (err: unknown) => done(false, err),
   );
 }
 
 class NestUserClient implements UserClient {
-  constructor(private readonly client: { send<R, I>(pattern: string, data: I): Observable<R>; connect(): Promise<unknown>; close(): unknown }) {}
+  constructor(
+    private readonly client: {
+      send<R, I>(pattern: string, data: I): Observable<R>;
+      connect(): Promise<unknown>;
+      close(): unknown;
+    },
+  ) {}
 
   async connect(): Promise<void> {
     await this.client.connect();
@@ -116,9 +125,7 @@ function createUserClient(transport: TransportName, port: number): UserClient {
       return new NestUserClient(client);
     }
     case 'nest-tcp':
-      return new NestUserClient(
-        ClientProxyFactory.create({ transport: Transport.TCP, options: { host: HOST, port } }) as ClientProxy,
-      );
+      return new NestUserClient(ClientProxyFactory.create({ transport: Transport.TCP, options: { host: HOST, port } }));
     case 'raw':
       return new RawUserClient(port);
   }
@@ -216,13 +223,15 @@ export async function runUserCell(server: ServerProc, spec: UserCellSpec, timing
     return fail('failed', `connect failed: ${(err as Error).message}`);
   }
   group.start();
-  if ((await watch(group, timing.warmupMs, timing.stallMs)) === 'stall') return fail('hang', 'no progress during warm-up');
+  if ((await watch(group, timing.warmupMs, timing.stallMs)) === 'stall')
+    return fail('hang', 'no progress during warm-up');
   group.resetWindow();
   const s0 = await server.stats(timing.stallMs);
   const c0 = process.cpuUsage();
   const m0 = machineBusyUs();
   const t0 = performance.now();
-  if ((await watch(group, timing.durationMs, timing.stallMs)) === 'stall') return fail('hang', 'no progress during the window');
+  if ((await watch(group, timing.durationMs, timing.stallMs)) === 'stall')
+    return fail('hang', 'no progress during the window');
   const seconds = (performance.now() - t0) / 1000;
   const c1 = process.cpuUsage(c0);
   const m1 = machineBusyUs();
@@ -230,7 +239,8 @@ export async function runUserCell(server: ServerProc, spec: UserCellSpec, timing
   const calls = group.completed;
   const hist = group.histogram();
   group.stop();
-  if ((await watchDrain(group, timing.stallMs)) !== 'ok') return fail('hang', `${group.outstanding} calls never came back`);
+  if ((await watchDrain(group, timing.stallMs)) !== 'ok')
+    return fail('hang', `${group.outstanding} calls never came back`);
   group.finish();
   for (const c of clients) c.close();
   const clientUs = c1.user + c1.system;

@@ -18,11 +18,23 @@ export class WireError extends Error {
    */
   static override [Symbol.hasInstance](value: unknown): boolean {
     if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
-    if (typeof value !== 'object' || value === null || (value as { [WIRE_ERROR_BRAND]?: unknown })[WIRE_ERROR_BRAND] !== true) {
+    if (
+      typeof value !== 'object' ||
+      value === null ||
+      (value as { [WIRE_ERROR_BRAND]?: unknown })[WIRE_ERROR_BRAND] !== true
+    ) {
       return false;
     }
-    for (let proto = Object.getPrototypeOf(value); proto !== null; proto = Object.getPrototypeOf(proto)) {
-      if (Object.hasOwn(proto, 'constructor') && proto.constructor.name === this.name) return true;
+    for (
+      let proto = Object.getPrototypeOf(value) as object | null;
+      proto !== null;
+      proto = Object.getPrototypeOf(proto) as object | null
+    ) {
+      if (
+        Object.hasOwn(proto, 'constructor') &&
+        (proto as { constructor: { name: string } }).constructor.name === this.name
+      )
+        return true;
     }
     return false;
   }

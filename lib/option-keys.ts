@@ -13,7 +13,10 @@ export type OptionKeys<T> = { readonly [K in keyof Required<T>]: true };
  */
 const MIGRATION_HINTS: Readonly<Record<string, { use?: string; why: string }>> = {
   tlsOptions: { use: 'tls', why: "Nest TCP's tlsOptions is called tls here: the same Node TLS options" },
-  maxBufferSize: { use: 'maxFrameSize', why: 'the largest frame accepted, in bytes (not characters), announced to the peer' },
+  maxBufferSize: {
+    use: 'maxFrameSize',
+    why: 'the largest frame accepted, in bytes (not characters), announced to the peer',
+  },
   maxSendBufferSize: { use: 'maxQueuedBytes', why: 'bytes queued for a socket that does not drain' },
   incompleteMessageTimeout: {
     use: 'heartbeatIntervalMs',
@@ -46,7 +49,9 @@ const MIGRATION_HINTS: Readonly<Record<string, { use?: string; why: string }>> =
   transport: {
     why: 'transport belongs in the ClientsModule / ClientProxyFactory entry, not in options; with customClass: WireClient it is not needed',
   },
-  customClass: { why: 'customClass belongs in the ClientsModule / ClientProxyFactory entry, next to options, not inside it' },
+  customClass: {
+    why: 'customClass belongs in the ClientsModule / ClientProxyFactory entry, next to options, not inside it',
+  },
   name: { why: 'name belongs in the ClientsModule entry, next to customClass and options, not inside options' },
 };
 

@@ -67,6 +67,6 @@ export async function startGateway(
     await app.close();
     throw err;
   }
-  const { port } = app.getHttpServer().address() as AddressInfo;
+  const { port } = (app.getHttpServer() as import('node:net').Server).address() as AddressInfo;
   return { app, port, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` };
 }

@@ -26,7 +26,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SampleConfig {
     wireHost: env.WIRE_HOST || DEFAULT_HOST,
     wirePort: portFrom(env, 'WIRE_PORT', DEFAULT_WIRE_PORT),
     wireServers: listFrom(env, 'WIRE_SERVERS'),
-    clusterWirePorts: listFrom(env, 'WIRE_PORTS')?.map((raw) => parsePort('WIRE_PORTS', raw)) ?? DEFAULT_CLUSTER_WIRE_PORTS,
+    clusterWirePorts:
+      listFrom(env, 'WIRE_PORTS')?.map((raw) => parsePort('WIRE_PORTS', raw)) ?? DEFAULT_CLUSTER_WIRE_PORTS,
     httpHost: env.HTTP_HOST || DEFAULT_HOST,
     httpPort: portFrom(env, 'HTTP_PORT', DEFAULT_HTTP_PORT),
   };

@@ -14,7 +14,9 @@ const stale = Object.keys(wanted).filter((k) => JSON.stringify(pkg[k]) !== JSON.
 
 if (process.argv.includes('--check')) {
   if (stale.length > 0) {
-    console.error(`package.json: ${stale.join(', ')} out of date with scripts/entry-points.mjs; run \`npm run entries\``);
+    console.error(
+      `package.json: ${stale.join(', ')} out of date with scripts/entry-points.mjs; run \`npm run entries\``,
+    );
     process.exit(1);
   }
 } else if (stale.length > 0) {

@@ -20,8 +20,8 @@ function refusal(make: () => unknown): WireOptionsError {
   throw new Error('expected a WireOptionsError, nothing was thrown');
 }
 
-const server = (options: object) => new WireServer(options as never);
-const client = (options: object) => new WireClient(options as never);
+const server = (options: object) => new WireServer(options);
+const client = (options: object) => new WireClient(options);
 
 describe('unknown options are refused', () => {
   it.each([
@@ -45,7 +45,9 @@ describe('unknown options are refused', () => {
   });
 
   it('maps the other Nest TCP options to what nest-wire has, or says there is none', () => {
-    expect(refusal(() => server({ maxBufferSize: 1 })).message).toMatch(/did you mean 'maxFrameSize'\?.*bytes \(not characters\)/);
+    expect(refusal(() => server({ maxBufferSize: 1 })).message).toMatch(
+      /did you mean 'maxFrameSize'\?.*bytes \(not characters\)/,
+    );
     expect(refusal(() => client({ maxSendBufferSize: 1 })).message).toMatch(/did you mean 'maxQueuedBytes'\?/);
     expect(refusal(() => server({ incompleteMessageTimeout: 1 })).message).toMatch(/heartbeatIntervalMs/);
     expect(refusal(() => client({ retryAttempts: 3 })).message).toMatch(/did you mean 'reconnect'\?/);
@@ -81,17 +83,21 @@ describe('unknown options are refused', () => {
   });
 
   it('refuses them through ClientsModule.register and ClientProxyFactory.create too', () => {
-    const err = refusal(() => ClientsModule.register([{ name: 'X', customClass: WireClient, options: { tlsOptions: {} } }]));
-    expect(err.message).toMatch(/did you mean 'tls'/);
-    expect(refusal(() => ClientProxyFactory.create({ customClass: WireClient, options: { tlsOptions: {} } })).message).toMatch(
-      /did you mean 'tls'/,
+    const err = refusal(() =>
+      ClientsModule.register([{ name: 'X', customClass: WireClient, options: { tlsOptions: {} } }]),
     );
+    expect(err.message).toMatch(/did you mean 'tls'/);
+    expect(
+      refusal(() => ClientProxyFactory.create({ customClass: WireClient, options: { tlsOptions: {} } })).message,
+    ).toMatch(/did you mean 'tls'/);
   });
 
   it('refuses them through ClientsModule.registerAsync when the module is compiled', async () => {
     const compiling = Test.createTestingModule({
       imports: [
-        ClientsModule.registerAsync([{ name: 'X', useFactory: () => ({ customClass: WireClient, options: { port: 1, tlsOptions: {} } }) }]),
+        ClientsModule.registerAsync([
+          { name: 'X', useFactory: () => ({ customClass: WireClient, options: { port: 1, tlsOptions: {} } }) },
+        ]),
       ],
     }).compile();
     await expect(compiling).rejects.toThrow(/unknown option 'tlsOptions'; did you mean 'tls'/);
@@ -114,15 +120,17 @@ describe('unknown options are refused', () => {
     afterAll(() => c.close());
 
     it('fails the call on an unknown key, naming the closest one', async () => {
-      const err = await firstValueFrom(c.send('x', 1, { timeot: 5 } as never)).catch((e: unknown) => e);
+      const err: unknown = await firstValueFrom(c.send('x', 1, { timeot: 5 } as never)).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WireOptionsError);
       expect((err as Error).message).toBe("send(): unknown option 'timeot'; did you mean 'timeout'?");
-      const meta = await firstValueFrom(c.send('x', 1, { headers: {} } as never)).catch((e: unknown) => e);
-      expect((meta as Error).message).toMatch(/^send\(\): unknown option 'headers'\. Valid options: timeout, metadata, propagate, idempotent$/);
+      const meta: unknown = await firstValueFrom(c.send('x', 1, { headers: {} } as never)).catch((e: unknown) => e);
+      expect((meta as Error).message).toMatch(
+        /^send\(\): unknown option 'headers'\. Valid options: timeout, metadata, propagate, idempotent$/,
+      );
     });
 
     it('fails the call when the options are not an object', async () => {
-      const err = await firstValueFrom(c.send('x', 1, null as never)).catch((e: unknown) => e);
+      const err: unknown = await firstValueFrom(c.send('x', 1, null as never)).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WireOptionsError);
       expect((err as Error).message).toMatch(/send\(\) options must be an object/);
     });
@@ -144,7 +152,11 @@ describe('closestKey', () => {
 
 describe('the known-key lists and the README options table', () => {
   // Rows of the table: | `name` | side | ...
-  const rows = [...readFileSync(new URL('../README.md', import.meta.url), 'utf8').matchAll(/^\| `(\w+)` \| (both|server|client|call) \|/gm)];
+  const rows = [
+    ...readFileSync(new URL('../README.md', import.meta.url), 'utf8').matchAll(
+      /^\| `(\w+)` \| (both|server|client|call) \|/gm,
+    ),
+  ];
   const documented = (...sides: string[]) => new Set(rows.filter((r) => sides.includes(r[2])).map((r) => r[1]));
 
   it('document every accepted option, and accept every documented one', () => {

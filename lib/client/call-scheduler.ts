@@ -224,7 +224,8 @@ export class CallScheduler implements CallTracker {
    * `maxAttempts`, its deadline and the budget; any other call fails: it may have run.
    */
   attemptFailed(call: PendingCall, err: unknown): void {
-    if (this.router.detectsOutliers && call.lastEndpoint !== null && !this.closed) this.router.recordOutcome(call.lastEndpoint, err);
+    if (this.router.detectsOutliers && call.lastEndpoint !== null && !this.closed)
+      this.router.recordOutcome(call.lastEndpoint, err);
     if (call.hedge !== null && !call.answered && isRetryableAfterWrite(err)) return this.hedgeAttemptFailed(call, err);
     if (
       call.isCopy ||
@@ -353,7 +354,8 @@ export class CallScheduler implements CallTracker {
 
   /** CallTracker: a call ended, by whatever path. Frees its slot for the next one. */
   onSettled(call: PendingCall, outcome: Outcome): void {
-    if (outcome === null && call.lastEndpoint !== null && this.router.detectsOutliers) this.router.recordOutcome(call.lastEndpoint, null);
+    if (outcome === null && call.lastEndpoint !== null && this.router.detectsOutliers)
+      this.router.recordOutcome(call.lastEndpoint, null);
     if (call.isCopy) {
       // A copy counts nowhere; it only leaves its call.
       if (call.hedge !== null) call.hedge.hedge = null;
@@ -365,7 +367,8 @@ export class CallScheduler implements CallTracker {
       call.hedgeTimer = null;
     }
     if (call.hedge !== null) this.cancelCopy(call.hedge);
-    if (outcome === null && this.latency !== null && call.idempotent) this.latency.record(call.pattern, performance.now() - call.startedAt);
+    if (outcome === null && this.latency !== null && call.idempotent)
+      this.latency.record(call.pattern, performance.now() - call.startedAt);
     this.callStats.settled(call.startedAt, outcome);
     if (!call.accepted) return;
     call.accepted = false;
@@ -418,7 +421,13 @@ export class CallScheduler implements CallTracker {
       this.failUnwritten(call, err);
       return true;
     }
-    if (this.hedgeBudget !== null && call.idempotent && call.hedgeTimer === null && call.hedge === null && !call.answered) {
+    if (
+      this.hedgeBudget !== null &&
+      call.idempotent &&
+      call.hedgeTimer === null &&
+      call.hedge === null &&
+      !call.answered
+    ) {
       this.armHedge(call);
     }
     return true;

@@ -24,7 +24,10 @@ export function wireClient(
 type NoExtraKeys<R> = { [K in Exclude<keyof R, keyof WireClientOptions>]: never };
 
 /** What `wireClientAsync` takes: `ClientsModule.registerAsync`'s factory form, returning `WireClientOptions`. */
-export interface WireClientAsyncOptions<R extends WireClientOptions = WireClientOptions> extends Pick<ModuleMetadata, 'imports'> {
+export interface WireClientAsyncOptions<R extends WireClientOptions = WireClientOptions> extends Pick<
+  ModuleMetadata,
+  'imports'
+> {
   name: string | symbol;
   /** Called with the `inject`ed providers; returns the client's options. */
   useFactory: (...args: any[]) => (R & NoExtraKeys<R>) | Promise<R & NoExtraKeys<R>>;
@@ -37,7 +40,12 @@ export interface WireClientAsyncOptions<R extends WireClientOptions = WireClient
  * A `ClientsModule.registerAsync` entry whose factory returns type-checked `WireClientOptions`:
  * `ClientsModule.registerAsync([wireClientAsync({ name: 'MATH', inject: [ConfigService], useFactory: (c) => ({ ... }) })])`.
  */
-export function wireClientAsync<R extends WireClientOptions>(registration: WireClientAsyncOptions<R>): ClientsProviderAsyncOptions {
+export function wireClientAsync<R extends WireClientOptions>(
+  registration: WireClientAsyncOptions<R>,
+): ClientsProviderAsyncOptions {
   const { useFactory, customClass = WireClient, ...rest } = registration;
-  return { ...rest, useFactory: async (...args: any[]) => ({ customClass, options: await useFactory(...args) }) };
+  return {
+    ...rest,
+    useFactory: async (...args: unknown[]) => ({ customClass, options: await useFactory(...(args as never[])) }),
+  };
 }

@@ -52,7 +52,10 @@ export class LoadBudget {
   /** Extra sends the budget would allow now (diagnostics, tests). */
   available(now: number): number {
     this.advance(now);
-    return Math.max(0, this.minPerSecond - this.floorSpent) + Math.max(0, Math.floor(this.ratio * this.startedInWindow - this.spentInWindow));
+    return (
+      Math.max(0, this.minPerSecond - this.floorSpent) +
+      Math.max(0, Math.floor(this.ratio * this.startedInWindow - this.spentInWindow))
+    );
   }
 
   /** Moves the window to `now`'s second, expiring the slots that fell out of it. */

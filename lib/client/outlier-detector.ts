@@ -161,5 +161,7 @@ export class OutlierDetector {
 
 /** Failures that say something about the endpoint, not about the call. */
 function isTransportFailure(err: unknown): boolean {
-  return isRetryableAfterWrite(err) ? (err as WireError).code !== 'WIRE_DRAINING' : err instanceof WireError && err.code === 'WIRE_TIMEOUT';
+  return isRetryableAfterWrite(err)
+    ? (err as WireError).code !== 'WIRE_DRAINING'
+    : err instanceof WireError && err.code === 'WIRE_TIMEOUT';
 }

@@ -16,7 +16,9 @@ const DEFAULT_HOOKS = ClientProxy.prototype as unknown as ResponseHooks;
  */
 export function overridesResponseHooks(client: ClientProxy): boolean {
   const hooks = client as unknown as ResponseHooks;
-  return hooks.serializeResponse !== DEFAULT_HOOKS.serializeResponse || hooks.serializeError !== DEFAULT_HOOKS.serializeError;
+  return (
+    hooks.serializeResponse !== DEFAULT_HOOKS.serializeResponse || hooks.serializeError !== DEFAULT_HOOKS.serializeError
+  );
 }
 
 /**

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { Observable, throwError, type Observer, type Subscriber } from 'rxjs';
 import { callContext, propagation } from '../call-context.js';
-import { CallStats, TransportCounters, type CallStatsSnapshot, type Outcome } from '../connection/transport-stats.js';
+import { CallStats, TransportCounters, type CallStatsSnapshot } from '../connection/transport-stats.js';
 import { WireCancelledError, WireConnectionError, WireError, WireOptionsError, WireTimeoutError } from '../errors.js';
 import {
   checkCallOptionKeys,
@@ -16,7 +16,7 @@ import {
   type WireClientOptions,
 } from '../options.js';
 import type { ClientConnection } from './client-connection.js';
-import { Balancer, type BalancerListener, type WireClientStatus } from './balancer.js';
+import { Balancer, type BalancerListener } from './balancer.js';
 import { OutageLog } from '../connection/outage-log.js';
 import { overridesResponseHooks, SerializingObserver } from './serializer-hooks.js';
 import { PendingCall } from './pending-call.js';
@@ -83,7 +83,8 @@ export interface WireClientCounters {
  * Nest 12.0.4+ builds outgoing packets in `createPacket`, which runs the hook set by
  * `setOnDispatchHook`; Nest 11 (and 12.0.0-12.0.3) has neither, so WireClient provides both.
  */
-const NEST_CREATES_PACKETS = typeof (ClientProxy.prototype as unknown as { createPacket?: unknown }).createPacket === 'function';
+const NEST_CREATES_PACKETS =
+  typeof (ClientProxy.prototype as unknown as { createPacket?: unknown }).createPacket === 'function';
 
 /**
  * A Nest `ClientProxy` speaking nest-wire. Register it like any client:
@@ -114,8 +115,8 @@ export class WireClient extends ClientProxy<WireClientEvents> {
     propagation.clients++;
     this.scheduler = new CallScheduler(this.wireOptions, this.callStats);
     this.balancer = this.createBalancer();
-    this.initializeSerializer(options as never);
-    this.initializeDeserializer(options as never);
+    this.initializeSerializer(options);
+    this.initializeDeserializer(options);
   }
 
   /** Opens connections; resolves once one has completed its handshake. */
@@ -240,7 +241,11 @@ export class WireClient extends ClientProxy<WireClientEvents> {
     return new Observable<TResult>((subscriber) => {
       const observer = subscriber as Subscriber<unknown>;
       // The PendingCall is the teardown: unsubscribing cancels the call.
-      return this.startCall(this.packetOf(pattern, data), options, this.responseHooks ? new SerializingObserver(observer, this) : observer);
+      return this.startCall(
+        this.packetOf(pattern, data),
+        options,
+        this.responseHooks ? new SerializingObserver(observer, this) : observer,
+      );
     });
   }
 
@@ -263,7 +268,7 @@ export class WireClient extends ClientProxy<WireClientEvents> {
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
     const observer: Observer<unknown> = {
       next: (response) => callback({ response }),
-      error: (err) => callback({ err }),
+      error: (err: unknown) => callback({ err }),
       complete: () => callback({ isDisposed: true }),
     };
     const call = this.startCall(packet, undefined, observer);
@@ -288,7 +293,11 @@ export class WireClient extends ClientProxy<WireClientEvents> {
     return undefined as T;
   }
 
-  private startCall(packet: ReadPacket, options: WireCallOptions | undefined, observer: Observer<unknown>): PendingCall {
+  private startCall(
+    packet: ReadPacket,
+    options: WireCallOptions | undefined,
+    observer: Observer<unknown>,
+  ): PendingCall {
     let timeoutMs = this.wireOptions.timeout;
     let metadata = packet.metadata;
     let propagate = this.wireOptions.propagate;
@@ -303,7 +312,10 @@ export class WireClient extends ClientProxy<WireClientEvents> {
     const idempotent = options?.idempotent;
     if (idempotent !== undefined) {
       if (typeof idempotent !== 'boolean') {
-        return this.failAtOnce(call, new WireOptionsError(`send() option idempotent must be true or false, got ${String(idempotent)}`));
+        return this.failAtOnce(
+          call,
+          new WireOptionsError(`send() option idempotent must be true or false, got ${String(idempotent)}`),
+        );
       }
       call.idempotent = idempotent;
     } else if (this.wireOptions.idempotent !== null) {
@@ -322,10 +334,12 @@ export class WireClient extends ClientProxy<WireClientEvents> {
       // A call made while handling a call: same deadline at the latest, cancelled with it.
       if (parent.deadline > 0) {
         const left = Math.floor(parent.deadline - now);
-        if (left <= 0) return this.failAtOnce(call, new WireTimeoutError(0, 'the deadline of the call being handled has passed'));
+        if (left <= 0)
+          return this.failAtOnce(call, new WireTimeoutError(0, 'the deadline of the call being handled has passed'));
         call.timeoutMs = timeoutMs > 0 ? Math.min(timeoutMs, left) : left;
       }
-      if (parent.signal.aborted) return this.failAtOnce(call, new WireCancelledError('the call being handled was cancelled'));
+      if (parent.signal.aborted)
+        return this.failAtOnce(call, new WireCancelledError('the call being handled was cancelled'));
       call.followParent(parent.signal);
     }
     if (this.closed) this.reopen();

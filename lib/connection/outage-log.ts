@@ -36,7 +36,8 @@ export class OutageLog {
     }
     const attempt = ++outage.failures;
     if (first) this.logger.warn(`connection ${this.direction} ${peer} failed: ${err.message}`);
-    else this.logger.verbose?.(`connection ${this.direction} ${peer} failed again (attempt ${attempt}): ${err.message}`);
+    else
+      this.logger.verbose?.(`connection ${this.direction} ${peer} failed again (attempt ${attempt}): ${err.message}`);
   }
 
   /** A connection to / from `peer` completed its handshake. */

@@ -88,7 +88,9 @@ function checkConfig(config: WireInstrumentationConfig): WireInstrumentationConf
   }
   for (const key of Object.keys(config)) {
     if (!KNOWN_CONFIG_KEYS.has(key)) {
-      throw new WireOptionsError(`unknown WireInstrumentation option "${key}" (valid: ${[...KNOWN_CONFIG_KEYS].join(', ')})`);
+      throw new WireOptionsError(
+        `unknown WireInstrumentation option "${key}" (valid: ${[...KNOWN_CONFIG_KEYS].join(', ')})`,
+      );
     }
   }
   if (config.enabled !== undefined && typeof config.enabled !== 'boolean') {

@@ -50,7 +50,8 @@ export function readCallBody(
   if ((flags & REQUEST_HAS_CREDIT) !== 0) {
     if (end - p < 4) throw truncated('credit');
     out.credit = body.readUInt32BE(p);
-    if (out.credit === 0 && type === FrameType.REQUEST) throw new WireProtocolError('initial stream credit must be at least 1');
+    if (out.credit === 0 && type === FrameType.REQUEST)
+      throw new WireProtocolError('initial stream credit must be at least 1');
     p += 4;
   } else {
     out.credit = 0;

@@ -211,9 +211,7 @@ export class FrameEncoder {
     // Large payload: queue it as its own chunk rather than copying it.
     this.pos = at;
     this.seal();
-    const view = Buffer.isBuffer(payload)
-      ? payload
-      : Buffer.from(payload.buffer, payload.byteOffset, payload.length);
+    const view = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length);
     this.sealed.push(view);
     this.sealedBytes += view.length;
   }
@@ -224,7 +222,8 @@ export class FrameEncoder {
     if (arena !== null && arena.length - this.pos >= n) return arena;
     if (arena !== null && this.pos > this.start) this.seal();
     // Arenas grow from 4 KiB to 64 KiB as the connection shows it needs them.
-    this.arenaBytes = arena === null && this.arenaBytes === 0 ? FIRST_ARENA_BYTES : Math.min(ARENA_BYTES, this.arenaBytes * 2);
+    this.arenaBytes =
+      arena === null && this.arenaBytes === 0 ? FIRST_ARENA_BYTES : Math.min(ARENA_BYTES, this.arenaBytes * 2);
     const next = Buffer.allocUnsafe(Math.max(this.arenaBytes, n));
     this.arena = next;
     this.pos = 0;

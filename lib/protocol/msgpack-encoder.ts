@@ -304,7 +304,9 @@ export class MsgpackEncoder {
 
   private writeBinary(bytes: ArrayBufferView | ArrayBuffer): void {
     const src =
-      bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      bytes instanceof ArrayBuffer
+        ? new Uint8Array(bytes)
+        : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const n = src.length;
     if (n > 0xffffffff) throw new UnencodableValueError(`binary value of ${n} bytes exceeds msgpack's 4 GiB bin`);
     this.ensure(n + 5);
@@ -370,7 +372,7 @@ export class MsgpackEncoder {
       if (json !== obj) return this.write(json, key);
     } else if (obj.constructor !== Object && isBoxedPrimitive(obj)) {
       // new Number(1), new String('a')...: JSON writes the primitive.
-      return this.write(obj.valueOf(), key);
+      return this.write((obj as { valueOf(): unknown }).valueOf(), key);
     }
     this.writeFields(obj as Record<string, unknown>);
     return true;
@@ -480,7 +482,9 @@ export class MsgpackEncoder {
   private writeTimestamp(date: Date): void {
     const ms = date.getTime();
     if (Number.isNaN(ms)) {
-      throw new UnencodableValueError("an invalid Date has no msgpack timestamp (payloadTypes 'native'); send null or a valid Date");
+      throw new UnencodableValueError(
+        "an invalid Date has no msgpack timestamp (payloadTypes 'native'); send null or a valid Date",
+      );
     }
     const seconds = Math.floor(ms / 1000);
     const nanos = (ms - seconds * 1000) * 1e6;
@@ -519,6 +523,6 @@ function writeDigits(buf: Buffer, at: number, n: number, width: number): void {
   }
 }
 
-function isBoxedPrimitive(obj: object): obj is Number | String | Boolean | BigInt {
+function isBoxedPrimitive(obj: object): boolean {
   return obj instanceof Number || obj instanceof String || obj instanceof Boolean || obj instanceof BigInt;
 }

@@ -16,7 +16,8 @@ export function encodeTransportError(code: string, message: string, maxFrameLeng
   const codeBytes = Buffer.from(code.slice(0, 255), 'latin1');
   let messageBytes = Buffer.from(message, 'utf8');
   const room = maxFrameLength - (HEADER_SIZE - LENGTH_SIZE) - 1 - codeBytes.length;
-  if (messageBytes.length > room) messageBytes = messageBytes.subarray(0, utf8Boundary(messageBytes, Math.max(0, room)));
+  if (messageBytes.length > room)
+    messageBytes = messageBytes.subarray(0, utf8Boundary(messageBytes, Math.max(0, room)));
   const body = Buffer.allocUnsafe(1 + codeBytes.length + messageBytes.length);
   body[0] = codeBytes.length;
   codeBytes.copy(body, 1);

@@ -8,14 +8,7 @@ export interface SignalSource {
 }
 
 /** [pattern, metadata, requestId, deadline, signal source, remote address] */
-export type WireContextArgs = [
-  string,
-  Record<string, string> | undefined,
-  number,
-  number,
-  SignalSource | null,
-  string,
-];
+export type WireContextArgs = [string, Record<string, string> | undefined, number, number, SignalSource | null, string];
 
 /** An `AbortSignal` that never aborts, for events (nothing can cancel them). */
 const NEVER_ABORTED = new AbortController().signal;

@@ -27,10 +27,7 @@ export class GatewayModule {
     const addresses = 'servers' in target ? target.servers : [formatHostPort(target.wireHost, target.wirePort)];
     return {
       module: GatewayModule,
-      imports: [
-        ClientsModule.register([{ name: MATH_SERVICE, customClass: WireClient, options }]),
-        TerminusModule,
-      ],
+      imports: [ClientsModule.register([{ name: MATH_SERVICE, customClass: WireClient, options }]), TerminusModule],
       controllers: [MathController, UsersController, DiagnosticsController, HealthController, StatsController],
       providers: [
         { provide: APP_FILTER, useClass: RpcErrorFilter },

@@ -12,7 +12,12 @@ import {
   type WireError,
 } from '../../lib/errors.js';
 import { PatternLatency } from '../../lib/client/pattern-latency.js';
-import { CallScheduler, type CallConnection, type CallRouter, type SchedulerOptions } from '../../lib/client/call-scheduler.js';
+import {
+  CallScheduler,
+  type CallConnection,
+  type CallRouter,
+  type SchedulerOptions,
+} from '../../lib/client/call-scheduler.js';
 import { PendingCall, type CallOwner } from '../../lib/client/pending-call.js';
 
 /** A connection that records what is written on it; `room` calls fit before it is full. */
@@ -65,7 +70,8 @@ class FakeRouter implements CallRouter {
   }
   pickAvoiding(avoid: readonly string[]): CallConnection | null {
     let best: FakeConnection | null = null;
-    for (const c of this.connections) if (!avoid.includes(c.endpointKey) && (best === null || c.written.length < best.written.length)) best = c;
+    for (const c of this.connections)
+      if (!avoid.includes(c.endpointKey) && (best === null || c.written.length < best.written.length)) best = c;
     return best;
   }
   readonly detectsOutliers = false;
@@ -79,13 +85,28 @@ type Seen = { values: unknown[]; error: unknown; completed: boolean };
 
 function setup(options: Partial<SchedulerOptions> = {}) {
   const stats = new CallStats();
-  const scheduler = new CallScheduler({ maxPendingCalls: 100, overflow: 'fail', maxQueuedBytes: 1 << 20, nackRetries: 3, retry: { maxAttempts: 3, budget: { percent: 20, minPerSecond: 10 } }, hedge: null, ...options }, stats);
+  const scheduler = new CallScheduler(
+    {
+      maxPendingCalls: 100,
+      overflow: 'fail',
+      maxQueuedBytes: 1 << 20,
+      nackRetries: 3,
+      retry: { maxAttempts: 3, budget: { percent: 20, minPerSecond: 10 } },
+      hedge: null,
+      ...options,
+    },
+    stats,
+  );
   const router = new FakeRouter();
   scheduler.router = router;
   const start = (timeoutMs = 0, idempotent = false): { call: PendingCall; seen: Seen } => {
     const seen: Seen = { values: [], error: undefined, completed: false };
     const call = new PendingCall(
-      { next: (v) => seen.values.push(v), error: (e) => (seen.error = e), complete: () => (seen.completed = true) },
+      {
+        next: (v: unknown) => seen.values.push(v),
+        error: (e: unknown) => (seen.error = e),
+        complete: () => (seen.completed = true),
+      },
       scheduler,
       timeoutMs,
       'p',
@@ -342,13 +363,17 @@ describe('CallScheduler (no Nest, no sockets)', () => {
     });
 
     it('once the budget is spent the call fails at once with its own error, saying why', () => {
-      const { router, start, scheduler } = setup({ retry: { maxAttempts: 3, budget: { percent: 0, minPerSecond: 1 } } });
+      const { router, start, scheduler } = setup({
+        retry: { maxAttempts: 3, budget: { percent: 0, minPerSecond: 1 } },
+      });
       router.connections.push(new FakeConnection('a'), new FakeConnection('b'));
       const one = start(0, true);
       lose(one.call, new WireConnectionError('lost'));
       expect(one.seen.error).toBeUndefined();
       const two = start(0, true);
-      const err = new WireConnectionError('lost', { cause: Object.assign(new Error('reset'), { code: 'ECONNRESET', syscall: 'read' }) });
+      const err = new WireConnectionError('lost', {
+        cause: Object.assign(new Error('reset'), { code: 'ECONNRESET', syscall: 'read' }),
+      });
       lose(two.call, err);
       const got = two.seen.error as WireConnectionError;
       expect(got).toBeInstanceOf(WireConnectionError);
@@ -360,7 +385,9 @@ describe('CallScheduler (no Nest, no sockets)', () => {
     });
 
     it('NACK re-sends spend from the same budget; frames that never left do not', () => {
-      const { router, start, scheduler } = setup({ retry: { maxAttempts: 3, budget: { percent: 0, minPerSecond: 1 } } });
+      const { router, start, scheduler } = setup({
+        retry: { maxAttempts: 3, budget: { percent: 0, minPerSecond: 1 } },
+      });
       router.connections.push(new FakeConnection('a'));
       const { call, seen } = start();
       call.owner = null;

@@ -12,7 +12,7 @@ function refusal(make: () => { close(): unknown }): string {
   }
   throw new Error('expected a WireOptionsError, nothing was thrown');
 }
-const client = (options: object) => () => new WireClient({ host: '127.0.0.1', port: 1, ...options } as never);
+const client = (options: object) => () => new WireClient({ host: '127.0.0.1', port: 1, ...options });
 
 describe('retry, hedge, outlierDetection, idempotent and maxConcurrentCalls options', () => {
   it('have the documented defaults', () => {
@@ -31,25 +31,49 @@ describe('retry, hedge, outlierDetection, idempotent and maxConcurrentCalls opti
   });
 
   it('refuse values out of range, naming the option and the range', () => {
-    expect(refusal(client({ retry: { maxAttempts: 0 } }))).toMatch(/retry\.maxAttempts must be an integer from 1 to 10, got 0/);
-    expect(refusal(client({ retry: { budget: { percent: 101 } } }))).toMatch(/retry\.budget\.percent must be an integer from 0 to 100/);
-    expect(refusal(client({ retry: { budget: { minPerSecond: -1 } } }))).toMatch(/retry\.budget\.minPerSecond must be an integer from 0/);
-    expect(refusal(client({ hedge: { delayMs: 'p99' } }))).toMatch(/hedge\.delayMs \(ms, or 'p95'\) must be an integer from 1/);
-    expect(refusal(client({ hedge: { maxExtraPercent: 0 } }))).toMatch(/hedge\.maxExtraPercent must be an integer from 1 to 100/);
+    expect(refusal(client({ retry: { maxAttempts: 0 } }))).toMatch(
+      /retry\.maxAttempts must be an integer from 1 to 10, got 0/,
+    );
+    expect(refusal(client({ retry: { budget: { percent: 101 } } }))).toMatch(
+      /retry\.budget\.percent must be an integer from 0 to 100/,
+    );
+    expect(refusal(client({ retry: { budget: { minPerSecond: -1 } } }))).toMatch(
+      /retry\.budget\.minPerSecond must be an integer from 0/,
+    );
+    expect(refusal(client({ hedge: { delayMs: 'p99' } }))).toMatch(
+      /hedge\.delayMs \(ms, or 'p95'\) must be an integer from 1/,
+    );
+    expect(refusal(client({ hedge: { maxExtraPercent: 0 } }))).toMatch(
+      /hedge\.maxExtraPercent must be an integer from 1 to 100/,
+    );
     expect(refusal(client({ outlierDetection: { baseEjectionMs: 1000, maxEjectionMs: 10 } }))).toMatch(
       /outlierDetection\.maxEjectionMs \(at least baseEjectionMs\) must be an integer from 1000/,
     );
-    expect(refusal(client({ outlierDetection: { consecutiveFailures: 0 } }))).toMatch(/outlierDetection\.consecutiveFailures/);
-    expect(refusal(client({ outlierDetection: { maxEjectedPercent: 150 } }))).toMatch(/maxEjectedPercent must be an integer from 0 to 100/);
-    expect(refusal(client({ idempotent: ['users.get', 7] }))).toMatch(/idempotent\[1\] must be a string or a RegExp, got number/);
+    expect(refusal(client({ outlierDetection: { consecutiveFailures: 0 } }))).toMatch(
+      /outlierDetection\.consecutiveFailures/,
+    );
+    expect(refusal(client({ outlierDetection: { maxEjectedPercent: 150 } }))).toMatch(
+      /maxEjectedPercent must be an integer from 0 to 100/,
+    );
+    expect(refusal(client({ idempotent: ['users.get', 7] }))).toMatch(
+      /idempotent\[1\] must be a string or a RegExp, got number/,
+    );
     expect(refusal(client({ idempotent: 'users.get' }))).toMatch(/idempotent must be an array of patterns/);
-    expect(refusal(() => new WireServer({ maxConcurrentCalls: -1 }))).toMatch(/maxConcurrentCalls \(0: no limit\) must be an integer from 0/);
+    expect(refusal(() => new WireServer({ maxConcurrentCalls: -1 }))).toMatch(
+      /maxConcurrentCalls \(0: no limit\) must be an integer from 0/,
+    );
   });
 
   it('refuse unknown keys of the nested objects, naming the closest one', () => {
-    expect(refusal(client({ retry: { attempts: 2 } }))).toMatch(/option retry: unknown option 'attempts'\. Valid options: maxAttempts, budget$/);
-    expect(refusal(client({ retry: { budget: { ratio: 2 } } }))).toMatch(/option retry\.budget: unknown option 'ratio'/);
-    expect(refusal(client({ hedge: { delay: 2 } }))).toMatch(/option hedge: unknown option 'delay'; did you mean 'delayMs'\?/);
+    expect(refusal(client({ retry: { attempts: 2 } }))).toMatch(
+      /option retry: unknown option 'attempts'\. Valid options: maxAttempts, budget$/,
+    );
+    expect(refusal(client({ retry: { budget: { ratio: 2 } } }))).toMatch(
+      /option retry\.budget: unknown option 'ratio'/,
+    );
+    expect(refusal(client({ hedge: { delay: 2 } }))).toMatch(
+      /option hedge: unknown option 'delay'; did you mean 'delayMs'\?/,
+    );
     expect(refusal(client({ outlierDetection: { baseEjection: 2 } }))).toMatch(/did you mean 'baseEjectionMs'\?/);
   });
 
@@ -65,7 +89,9 @@ describe('retry, hedge, outlierDetection, idempotent and maxConcurrentCalls opti
   it("per call, send()'s idempotent must be a boolean", async () => {
     const c = new WireClient({ host: '127.0.0.1', port: 1 });
     try {
-      const err = await firstValueFrom(c.send('x', 1, { idempotent: 'yes' } as never)).catch((e: unknown) => e);
+      const err: unknown = await firstValueFrom(c.send('x', 1, { idempotent: 'yes' } as never)).catch(
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(WireOptionsError);
       expect((err as Error).message).toBe('send() option idempotent must be true or false, got yes');
     } finally {

@@ -84,7 +84,9 @@ describe('a client announcing the minimum maxFrameSize', () => {
     expect(truncated.code).toBe('WIRE_PROTOCOL');
     expect(byId(3).body.length + 6).toBeGreaterThan(MIN_MAX_FRAME_SIZE - 3); // cut to fit, at a character boundary
     expect(`metadata value "${longKey}" is not a string`.startsWith(truncated.message)).toBe(true);
-    expect(peer.received.find((f) => f.id === 7 && f.type === FrameType.RESPONSE)!.body.length + 6).toBe(MIN_MAX_FRAME_SIZE);
+    expect(peer.received.find((f) => f.id === 7 && f.type === FrameType.RESPONSE)!.body.length + 6).toBe(
+      MIN_MAX_FRAME_SIZE,
+    );
   });
 });
 

@@ -73,7 +73,17 @@ export type Step =
   | { expectCall: { name: string; values: Hex[]; end: 'complete' | { error: string } | { applicationError: Hex } } };
 
 export const FRAME_TYPES: Record<string, number> = {
-  HELLO: 1, REQUEST: 2, EVENT: 3, RESPONSE: 4, ERROR: 5, CANCEL: 6, PING: 7, PONG: 8, GOAWAY: 9, NACK: 10, CREDIT: 11,
+  HELLO: 1,
+  REQUEST: 2,
+  EVENT: 3,
+  RESPONSE: 4,
+  ERROR: 5,
+  CANCEL: 6,
+  PING: 7,
+  PONG: 8,
+  GOAWAY: 9,
+  NACK: 10,
+  CREDIT: 11,
 };
 const TYPE_NAMES = Object.fromEntries(Object.entries(FRAME_TYPES).map(([k, v]) => [v, k]));
 const PREFACE = Buffer.from('NWIR', 'latin1');
@@ -93,11 +103,13 @@ export function hexBytes(hex: Hex, ids: Map<string, number> = new Map()): Buffer
   return Buffer.concat(
     pieces.map((p) => {
       if (typeof p !== 'string') return Buffer.from(hexBytes(p.repeat, ids).toString('hex').repeat(p.count), 'hex');
-      const clean = p.replace(/\{([A-Za-z0-9_]+)\}/g, (_m, name: string) => {
-        const id = ids.get(name);
-        if (id === undefined) throw new Error(`{${name}} is not bound`);
-        return id.toString(16).padStart(8, '0');
-      }).replace(/\s+/g, '');
+      const clean = p
+        .replace(/\{([A-Za-z0-9_]+)\}/g, (_m, name: string) => {
+          const id = ids.get(name);
+          if (id === undefined) throw new Error(`{${name}} is not bound`);
+          return id.toString(16).padStart(8, '0');
+        })
+        .replace(/\s+/g, '');
       assert.match(clean, /^([0-9a-fA-F]{2})*$/, `not hex: ${p.slice(0, 40)}`);
       return Buffer.from(clean, 'hex');
     }),
@@ -142,7 +154,13 @@ class Inbox {
       }
       if (this.buffered.length < 4 + length) return;
       const b = this.buffered;
-      this.frames.push({ length, type: b[4], flags: b[5], id: b.readUInt32BE(6), body: Buffer.from(b.subarray(10, 4 + length)) });
+      this.frames.push({
+        length,
+        type: b[4],
+        flags: b[5],
+        id: b.readUInt32BE(6),
+        body: Buffer.from(b.subarray(10, 4 + length)),
+      });
       this.buffered = b.subarray(4 + length);
     }
   }
@@ -183,8 +201,22 @@ function describeFrame(f: Frame): string {
 }
 
 const MATCHER_KEYS = new Set([
-  'type', 'flags', 'flagsSet', 'id', 'bind', 'length', 'maxLength', 'body', 'bodyLength',
-  'code', 'message', 'messagePrefix', 'hello', 'pattern', 'payload', 'credit',
+  'type',
+  'flags',
+  'flagsSet',
+  'id',
+  'bind',
+  'length',
+  'maxLength',
+  'body',
+  'bodyLength',
+  'code',
+  'message',
+  'messagePrefix',
+  'hello',
+  'pattern',
+  'payload',
+  'credit',
 ]);
 
 /** Why `f` does not match `m` (null if it does). */
@@ -195,7 +227,8 @@ function mismatch(f: Frame, m: FrameMatcher, ids: Map<string, number>): string |
   assert.ok(type !== undefined, `unknown frame type name ${m.type}`);
   if (f.type !== type) return `type is not ${m.type}`;
   if (m.flags !== undefined && f.flags !== m.flags) return `flags are not 0x${m.flags.toString(16)}`;
-  if (m.flagsSet !== undefined && (f.flags & m.flagsSet) !== m.flagsSet) return `flags lack 0x${m.flagsSet.toString(16)}`;
+  if (m.flagsSet !== undefined && (f.flags & m.flagsSet) !== m.flagsSet)
+    return `flags lack 0x${m.flagsSet.toString(16)}`;
   if (m.id !== undefined) {
     const want = typeof m.id === 'number' ? m.id : ids.get(m.id.replace(/[{}]/g, ''));
     if (f.id !== want) return `id is not ${want}`;
@@ -330,7 +363,7 @@ class CaseRun {
         assert.ok(f !== null, `expected ${left.length} more frame(s), but the connection closed`);
         const at = left.findIndex((m) => mismatch(f, m, this.ids) === null);
         assert.ok(at >= 0, `unexpected ${describeFrame(f)}; still expecting ${JSON.stringify(left).slice(0, 300)}`);
-        if (left[at].bind !== undefined) this.ids.set(left[at].bind!, f.id);
+        if (left[at].bind !== undefined) this.ids.set(left[at].bind, f.id);
         left.splice(at, 1);
       }
     } else if ('expectStream' in step) {
@@ -389,7 +422,10 @@ class CaseRun {
     await Promise.race([record.settled, new Promise((r) => (timer = setTimeout(r, WAIT_MS)))]);
     clearTimeout(timer);
     assert.ok(record.end !== null, `call ${want.name} did not settle`);
-    assert.deepEqual(record.values, want.values.map((v) => this.driver!.decode(hexBytes(v, this.ids))));
+    assert.deepEqual(
+      record.values,
+      want.values.map((v) => this.driver!.decode(hexBytes(v, this.ids))),
+    );
     const end = record.end;
     if (want.end === 'complete') {
       assert.ok('complete' in end, `call ${want.name} failed: ${String((end as { error: unknown }).error)}`);

@@ -11,7 +11,9 @@ import { runClientCase, runServerCase, type VectorFile } from './vector-runner.j
  * talking to the runner's raw fake server. The same file is meant for peers written in
  * other languages (docs/conformance/README.md).
  */
-const file = JSON.parse(readFileSync(new URL('../../docs/conformance/vectors.json', import.meta.url), 'utf8')) as VectorFile;
+const file = JSON.parse(
+  readFileSync(new URL('../../docs/conformance/vectors.json', import.meta.url), 'utf8'),
+) as VectorFile;
 const codec = new MsgpackCodec();
 
 describe('conformance vectors', () => {
@@ -42,7 +44,11 @@ describe('conformance vectors', () => {
     if (cases.length === 0) return;
     it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, vector) => {
       await runClientCase(file, vector, (port) => {
-        const client = new WireClient({ host: '127.0.0.1', port, reconnect: { initialDelayMs: 5000, maxDelayMs: 5000 } });
+        const client = new WireClient({
+          host: '127.0.0.1',
+          port,
+          reconnect: { initialDelayMs: 5000, maxDelayMs: 5000 },
+        });
         client.on('error', () => {});
         client.connect().catch(() => {});
         return {

@@ -20,7 +20,8 @@ function drain(queue: FragmentQueue, encoder: FrameEncoder, grant = true) {
     decoder.push(joinChunks(encoder.take()));
     flushes++;
     if (grant) {
-      for (const f of frames.slice(before)) if (f.flags & (RESPONSE_MORE | RESPONSE_LAST_FRAGMENT)) queue.grant(f.body.length);
+      for (const f of frames.slice(before))
+        if (f.flags & (RESPONSE_MORE | RESPONSE_LAST_FRAGMENT)) queue.grant(f.body.length);
     }
     if (!more && !(grant && !queue.isEmpty)) break;
   }

@@ -42,7 +42,11 @@ describe('OutageLog', () => {
 describe('OutageLog bounds', () => {
   it('remembers at most 1024 failing peers, forgetting the oldest', () => {
     const lines: string[] = [];
-    const logger = { warn: (m: string) => lines.push(`warn ${m}`), verbose: () => {}, log: (m: string) => lines.push(`log ${m}`) };
+    const logger = {
+      warn: (m: string) => lines.push(`warn ${m}`),
+      verbose: () => {},
+      log: (m: string) => lines.push(`log ${m}`),
+    };
     const log = new OutageLog(logger as unknown as Logger, 'from');
     const err = new WireConnectionError('x');
     for (let i = 0; i < 2000; i++) log.failed(`10.0.${i >> 8}.${i & 255}`, err);
@@ -50,7 +54,9 @@ describe('OutageLog bounds', () => {
     lines.length = 0;
     log.opened('10.0.0.0'); // forgotten: no recovery line
     log.opened('10.0.7.207'); // host 1999, still remembered
-    expect(lines).toEqual([expect.stringMatching(/^log connection from 10\.0\.7\.207 open again after 1 failed attempts in \d+ ms$/)]);
+    expect(lines).toEqual([
+      expect.stringMatching(/^log connection from 10\.0\.7\.207 open again after 1 failed attempts in \d+ ms$/),
+    ]);
     expect((log as unknown as { failing: Map<string, unknown> }).failing.size).toBe(1023);
   });
 });

@@ -34,6 +34,8 @@ describe('instrumentation hooks slot', () => {
     expect(off.getConfig()).toEqual({ enabled: false });
     off.setConfig({});
     expect(off.getConfig()).toEqual({ enabled: true });
-    expect(() => off.setConfig({ requestHook: () => {} } as never)).toThrow(/unknown WireInstrumentation option "requestHook"/);
+    expect(() => off.setConfig({ requestHook: () => {} } as never)).toThrow(
+      /unknown WireInstrumentation option "requestHook"/,
+    );
   });
 });

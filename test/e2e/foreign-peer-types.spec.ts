@@ -23,7 +23,9 @@ describe('msgpack types from and to a peer in another language (real server, raw
       const pattern = Buffer.from('echo');
       const body = Buffer.concat([Buffer.from([0, pattern.length]), pattern, Buffer.from(payloadHex, 'hex')]);
       peer.write(rawFrame(FrameType.REQUEST, 0, id, body));
-      const answer = await peer.waitForFrame((f) => f.id === id && (f.type === FrameType.RESPONSE || f.type === FrameType.ERROR));
+      const answer = await peer.waitForFrame(
+        (f) => f.id === id && (f.type === FrameType.RESPONSE || f.type === FrameType.ERROR),
+      );
       expect(answer.type).toBe(FrameType.RESPONSE);
       return readStrict(answer.body);
     } finally {
@@ -43,7 +45,11 @@ describe('msgpack types from and to a peer in another language (real server, raw
   it("default 'json': integers stay integers, long ones are rounded as JSON.parse would, timestamps become ISO strings", async () => {
     await withServer({}, async (running) => {
       // uint64 2^40 + 5, int64 -2^33 written in 8 bytes (as Go does for an int64), uint 32
-      expect(await echo(running, '93cf0000010000000005d3fffffffe00000000ce80000000')).toEqual([2 ** 40 + 5, -(2 ** 33), 2 ** 31]);
+      expect(await echo(running, '93cf0000010000000005d3fffffffe00000000ce80000000')).toEqual([
+        2 ** 40 + 5,
+        -(2 ** 33),
+        2 ** 31,
+      ]);
       // uint64 2^63 + 1: the handler gets the nearest number, 2^63, sent back as uint64 (not float64)
       expect(await echo(running, 'cf8000000000000001')).toBe(2n ** 63n);
       // a 64-bit timestamp (1 s + 1 ms) arrives as its ISO string
@@ -57,10 +63,18 @@ describe('msgpack types from and to a peer in another language (real server, raw
     await withServer({ payloadTypes: 'native' }, async (running) => {
       expect(await echo(running, 'cf8000000000000001')).toBe(2n ** 63n + 1n);
       expect(await echo(running, 'd38000000000000000')).toBe(-(2n ** 63n));
-      expect(await echo(running, '93cf0000010000000005d3fffffffe00000000ce80000000')).toEqual([2 ** 40 + 5, -(2 ** 33), 2 ** 31]);
+      expect(await echo(running, '93cf0000010000000005d3fffffffe00000000ce80000000')).toEqual([
+        2 ** 40 + 5,
+        -(2 ** 33),
+        2 ** 31,
+      ]);
       // a Date goes back as a timestamp in its smallest form: 64-bit for 1 s + 1 ms, 96-bit before 1970
-      expect(await echo(running, 'd7ff003d090000000001')).toEqual({ timestamp: { seconds: 1n, nanoseconds: 1_000_000 } });
-      expect(await echo(running, 'c70cff1dcd6500fffffffffffffffe')).toEqual({ timestamp: { seconds: -2n, nanoseconds: 500_000_000 } });
+      expect(await echo(running, 'd7ff003d090000000001')).toEqual({
+        timestamp: { seconds: 1n, nanoseconds: 1_000_000 },
+      });
+      expect(await echo(running, 'c70cff1dcd6500fffffffffffffffe')).toEqual({
+        timestamp: { seconds: -2n, nanoseconds: 500_000_000 },
+      });
       expect(await echo(running, 'd6ff00000001')).toEqual({ timestamp: { seconds: 1n, nanoseconds: 0 } });
     });
   });

@@ -5,12 +5,7 @@ import { ClientsModule, Ctx, EventPattern, MessagePattern, Payload, RpcException
 import { SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
 import { registerInstrumentations, type Instrumentation } from '@opentelemetry/instrumentation';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import {
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  TracerProvider,
-  type ReadableSpan,
-} from '@opentelemetry/sdk-trace';
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { firstValueFrom, interval, lastValueFrom, range, toArray, type Observable } from 'rxjs';
 import { WireClient, WireContext, type WireClientOptions } from 'nest-wire';
 import { INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION, WireInstrumentation } from 'nest-wire/opentelemetry';
@@ -278,7 +273,7 @@ describe('OpenTelemetry: WireInstrumentation across gateway → A → B', () => 
     expect(seenByB[0].metadata?.traceparent).toBe(`00-${clientB.spanContext().traceId}-${idOf(clientB)}-01`);
   });
 
-  it('an AsyncIterable resumed by the caller\'s CREDIT still runs inside its span', async () => {
+  it("an AsyncIterable resumed by the caller's CREDIT still runs inside its span", async () => {
     const paced = clientFor(a, { streamCredit: 2 });
     const values = await lastValueFrom(paced.send<number>('a.generate', 6).pipe(toArray()));
     paced.close();
@@ -310,7 +305,11 @@ describe('OpenTelemetry: WireInstrumentation across gateway → A → B', () => 
     expect(parentOf(consumerA)).toBe(idOf(producerA));
     expect(parentOf(producerB)).toBe(idOf(consumerA));
     expect(parentOf(consumerB)).toBe(idOf(producerB));
-    expect(producerA.attributes).toMatchObject({ 'rpc.method': 'a.notify', 'server.port': a.port, 'rpc.status_code': 'OK' });
+    expect(producerA.attributes).toMatchObject({
+      'rpc.method': 'a.notify',
+      'server.port': a.port,
+      'rpc.status_code': 'OK',
+    });
     const audit = seenByB.find((s) => s.pattern === 'b.audit');
     expect(audit?.metadata?.traceparent).toBe(`00-${root.spanContext().traceId}-${idOf(producerB)}-01`);
   });
@@ -339,7 +338,9 @@ describe('OpenTelemetry: WireInstrumentation across gateway → A → B', () => 
   });
 
   it('WIRE_NO_HANDLER: the caller span fails with the code; B records the request as _OTHER', async () => {
-    await expect(firstValueFrom(gateway.send('a.missing', 1))).rejects.toMatchObject({ message: 'Internal server error' });
+    await expect(firstValueFrom(gateway.send('a.missing', 1))).rejects.toMatchObject({
+      message: 'Internal server error',
+    });
     const spans = await finishedSpans();
     const clientB = only(spans, 'b.nothing', SpanKind.CLIENT);
     expect(clientB.status.code).toBe(SpanStatusCode.ERROR);
@@ -391,7 +392,7 @@ describe('OpenTelemetry: WireInstrumentation across gateway → A → B', () => 
     expect(seenByB[0].metadata).toEqual({
       tenant: 'acme',
       'x-request-id': 'r1',
-      traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/),
+      traceparent: expect.stringMatching(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/) as unknown,
     });
     direct.close();
   });
@@ -403,12 +404,12 @@ describe('OpenTelemetry: WireInstrumentation across gateway → A → B', () => 
     const unregister = registerInstrumentations({ instrumentations: [own], tracerProvider: provider });
     try {
       await firstValueFrom(gateway.send('a.observable', 2));
-      expect(ownExporter.getFinishedSpans().map((s) => `${s.name}/${SpanKind[s.kind]}`).sort()).toEqual([
-        'a.observable/CLIENT',
-        'a.observable/SERVER',
-        'b.double/CLIENT',
-        'b.double/SERVER',
-      ]);
+      expect(
+        ownExporter
+          .getFinishedSpans()
+          .map((s) => `${s.name}/${SpanKind[s.kind]}`)
+          .sort(),
+      ).toEqual(['a.observable/CLIENT', 'a.observable/SERVER', 'b.double/CLIENT', 'b.double/SERVER']);
       expect(await finishedSpans()).toEqual([]); // the SDK's instrumentation was replaced
     } finally {
       unregister(); // disables `own`
@@ -432,7 +433,9 @@ describe('OpenTelemetry: WireInstrumentation across gateway → A → B', () => 
   });
 
   it('refuses an unknown option', () => {
-    expect(() => new WireInstrumentation({ enabld: false } as never)).toThrow(/unknown WireInstrumentation option "enabld"/);
+    expect(() => new WireInstrumentation({ enabld: false } as never)).toThrow(
+      /unknown WireInstrumentation option "enabld"/,
+    );
     expect(() => new WireInstrumentation({ enabled: 'yes' } as never)).toThrow(/enabled must be a boolean/);
   });
 });

@@ -102,7 +102,9 @@ function show(v: unknown): string {
   if (typeof v === 'string') return `'${v}'`;
   if (typeof v === 'number') return Object.is(v, -0) ? '-0' : String(v);
   if (typeof v === 'bigint') return `${v}n`;
-  if (typeof v !== 'object') return String(v);
+  if (typeof v === 'function') return Function.prototype.toString.call(v);
+  if (typeof v === 'symbol') return v.toString();
+  if (typeof v === 'boolean') return String(v);
   if (v instanceof Date) return Number.isNaN(v.getTime()) ? 'Invalid Date' : `Date ${v.toISOString()}`;
   if (v instanceof Uint8Array) {
     return `${Buffer.isBuffer(v) ? 'Buffer' : 'Uint8Array'} <${[...v].map((b) => b.toString(16).padStart(2, '0')).join(' ')}>`;
@@ -110,7 +112,7 @@ function show(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
   if (v instanceof Map) return `Map { ${[...v].map(([k, x]) => `${show(k)} => ${show(x)}`).join(', ')} }`;
   if (v instanceof Set) return `Set { ${[...v].map(show).join(', ')} }`;
-  const ctor = (v as object).constructor;
+  const ctor = v.constructor;
   const name = ctor === Object || ctor === undefined ? '' : `${ctor.name} `;
   const entries = Object.entries(v).map(([k, x]) => `${/^[a-z_$][\w$]*$/i.test(k) ? k : `'${k}'`}: ${show(x)}`);
   return `${name}${entries.length === 0 ? '{}' : `{ ${entries.join(', ')} }`}`;
@@ -158,7 +160,7 @@ async function observe(side: Side, index: number): Promise<string> {
 function renderTable(cells: string[][]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
   const lines = [
-    '| JS type | value sent | Nest TCP (JSON) | nest-wire, default (`\'json\'`) | nest-wire, `payloadTypes: \'native\'` |',
+    "| JS type | value sent | Nest TCP (JSON) | nest-wire, default (`'json'`) | nest-wire, `payloadTypes: 'native'` |",
     '|---|---|---|---|---|',
   ];
   ROWS.forEach(([type, literal], i) => {
@@ -183,9 +185,17 @@ describe('README "Payload types" table (Nest TCP vs nest-wire, real apps)', () =
     for (const payloadTypes of ['json', 'native'] as const) {
       const running = await startWireApp(ProbeModule, { payloadTypes });
       apps.push(running.app);
-      wireSides.push({ name: `nest-wire ${payloadTypes}`, client: clientFor(running, { payloadTypes }), serverErrors: new Subject() });
+      wireSides.push({
+        name: `nest-wire ${payloadTypes}`,
+        client: clientFor(running, { payloadTypes }),
+        serverErrors: new Subject(),
+      });
       const other = payloadTypes === 'json' ? 'native' : 'json';
-      mixed.push({ name: `${other} client, ${payloadTypes} server`, client: clientFor(running, { payloadTypes: other }), serverErrors: new Subject() });
+      mixed.push({
+        name: `${other} client, ${payloadTypes} server`,
+        client: clientFor(running, { payloadTypes: other }),
+        serverErrors: new Subject(),
+      });
     }
     const logger = new CapturingLogger();
     const tcpApp = await NestFactory.createMicroservice(ProbeModule, {
@@ -196,7 +206,10 @@ describe('README "Payload types" table (Nest TCP vs nest-wire, real apps)', () =
     await tcpApp.listen();
     apps.push(tcpApp);
     const tcpPort = (tcpApp.unwrap<NetServer>().address() as AddressInfo).port;
-    const tcpClient = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: tcpPort } });
+    const tcpClient = ClientProxyFactory.create({
+      transport: Transport.TCP,
+      options: { host: '127.0.0.1', port: tcpPort },
+    });
     sides.push({ name: 'Nest TCP', client: tcpClient, serverErrors: logger.errors }, ...wireSides);
     await Promise.all([...sides, ...mixed].map((s) => s.client.connect()));
   });
@@ -228,9 +241,18 @@ describe('README "Payload types" table (Nest TCP vs nest-wire, real apps)', () =
 
   it("delivers a Date as its ISO string over Nest TCP and nest-wire's default, as a Date with 'native'", async () => {
     // The issue's case (a DTO with @IsDateString()), checked without the renderer.
-    const tcp = await observe(sides[0], ROWS.findIndex((r) => r[0] === 'Date'));
-    const wire = await observe(sides[1], ROWS.findIndex((r) => r[0] === 'Date'));
-    const native = await observe(sides[2], ROWS.findIndex((r) => r[0] === 'Date'));
+    const tcp = await observe(
+      sides[0],
+      ROWS.findIndex((r) => r[0] === 'Date'),
+    );
+    const wire = await observe(
+      sides[1],
+      ROWS.findIndex((r) => r[0] === 'Date'),
+    );
+    const native = await observe(
+      sides[2],
+      ROWS.findIndex((r) => r[0] === 'Date'),
+    );
     expect([tcp, wire, native]).toEqual([`'${DATE}'`, `'${DATE}'`, `Date ${DATE}`]);
   });
 

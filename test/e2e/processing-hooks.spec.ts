@@ -48,6 +48,7 @@ describe("WireServer and Nest's processing hooks", () => {
 
   beforeEach(() => {
     seen.length = 0;
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Nest's own default hook returns done()'s promise; its type says void
     app.running.server.setOnProcessingStartHook((transportId, ctx, done) => {
       const wire = ctx as WireContext;
       seen.push({ transportId, pattern: wire.getPattern(), metadata: wire.getMetadata() });
@@ -62,7 +63,9 @@ describe("WireServer and Nest's processing hooks", () => {
   it('hooks receive the transport id WIRE_TRANSPORT (Symbol.for("nest-wire")), the pattern and the metadata', async () => {
     expect(app.running.server.transportId).toBe(Symbol.for('nest-wire'));
     expect(await firstValueFrom(app.client.send('double', 4, { metadata: { 'x-request-id': 'r-1' } }))).toBe(8);
-    expect(seen).toEqual([{ transportId: WIRE_TRANSPORT, pattern: 'double', metadata: { 'x-request-id': 'r-1' }, error: undefined }]);
+    expect(seen).toEqual([
+      { transportId: WIRE_TRANSPORT, pattern: 'double', metadata: { 'x-request-id': 'r-1' }, error: undefined },
+    ]);
   });
 
   it('the end hook learns how the call failed: ctx.getError()', async () => {
@@ -75,6 +78,7 @@ describe("WireServer and Nest's processing hooks", () => {
 
   it('a start hook that throws fails its call only; the connection keeps serving', async () => {
     const before = app.client.counters().openConnections;
+
     app.running.server.setOnProcessingStartHook(() => {
       throw new Error('hook failure');
     });
@@ -82,6 +86,7 @@ describe("WireServer and Nest's processing hooks", () => {
       status: 'error',
       message: 'Internal server error',
     });
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Nest's own default hook returns done()'s promise; its type says void
     app.running.server.setOnProcessingStartHook((_t, _c, done) => done());
     expect(await firstValueFrom(app.client.send('double', 2))).toBe(4);
     expect(app.client.counters().openConnections).toBe(before);
@@ -92,7 +97,10 @@ describe("WireServer and Nest's processing hooks", () => {
     // What APM agents do: the start hook opens a store, the end hook reads it back.
     const store = new AsyncLocalStorage<string>();
     const ended: (string | undefined)[] = [];
-    app.running.server.setOnProcessingStartHook((_t, ctx, done) => store.run(`call:${(ctx as WireContext).getPattern()}`, done));
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Nest's own default hook returns done()'s promise; its type says void
+    app.running.server.setOnProcessingStartHook((_t, ctx, done) =>
+      store.run(`call:${(ctx as WireContext).getPattern()}`, done),
+    );
     app.running.server.setOnProcessingEndHook(() => ended.push(store.getStore()));
     const answer = firstValueFrom(app.client.send('later', 0));
     await firstValueFrom(app.client.send('double', 1)); // barrier: 'later' is running

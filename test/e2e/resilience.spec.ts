@@ -1,7 +1,14 @@
 import 'reflect-metadata';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 import { WireConnectionError, type WireClient } from '../../lib/index.js';
-import { fleetClient, invocationsById, startFleet, stopFleet, waitUntil, type FleetMember } from '../helpers/resilience-app.js';
+import {
+  fleetClient,
+  invocationsById,
+  startFleet,
+  stopFleet,
+  waitUntil,
+  type FleetMember,
+} from '../helpers/resilience-app.js';
 
 type Result = { ok: true; server: string } | { ok: false; err: unknown };
 
@@ -125,7 +132,10 @@ describe('hedging: one of three servers stalls 5 % of its calls by 500 ms', () =
   });
 
   it('a stream is hedged until its first value: the copy streams, the stalled original is cancelled', async () => {
-    const c = await fleetClient([fleet[0], fleet[1]], { idempotent: ['work.stream'], hedge: { delayMs: 20, maxExtraPercent: 100 } });
+    const c = await fleetClient([fleet[0], fleet[1]], {
+      idempotent: ['work.stream'],
+      hedge: { delayMs: 20, maxExtraPercent: 100 },
+    });
     try {
       // Enough short calls first for the bucket (no burst) to hold a token.
       for (let i = 1; i <= 4; i++) await call(c, 300_000 + i, 0); // ids that never stall
@@ -175,12 +185,15 @@ describe('outlier ejection: one of three servers answers WIRE_OVERLOADED to ever
   afterAll(async () => {
     await stopFleet(fleet);
   });
-  const endpointOf = (client: WireClient, member: FleetMember) => client.stats().endpoints.find((e) => e.endpoint === member.endpoint)!;
+  const endpointOf = (client: WireClient, member: FleetMember) =>
+    client.stats().endpoints.find((e) => e.endpoint === member.endpoint)!;
 
   it('is ejected after consecutiveFailures failures, its traffic moves, and it returns once it recovers and the time has passed', async () => {
     // Long enough that the calls made while b is out cannot outlast its ejection on a loaded machine.
     const base = 1000;
-    const client = await fleetClient(fleet, { outlierDetection: { consecutiveFailures: 3, baseEjectionMs: base, maxEjectionMs: 10 * base } });
+    const client = await fleetClient(fleet, {
+      outlierDetection: { consecutiveFailures: 3, baseEjectionMs: base, maxEjectionMs: 10 * base },
+    });
     const b = fleet[1];
     try {
       b.behaviour.overloaded = true;
@@ -258,7 +271,9 @@ describe('outlier ejection: one of three servers answers WIRE_OVERLOADED to ever
 
   it('maxEjectedPercent bounds how many are out at once', async () => {
     for (const m of fleet) m.behaviour.overloaded = true;
-    const client = await fleetClient(fleet, { outlierDetection: { consecutiveFailures: 2, baseEjectionMs: 60_000, maxEjectedPercent: 34 } });
+    const client = await fleetClient(fleet, {
+      outlierDetection: { consecutiveFailures: 2, baseEjectionMs: 60_000, maxEjectedPercent: 34 },
+    });
     try {
       for (let i = 0; i < 30; i++) await call(client, 2000 + i, 0);
       const ejected = client.stats().endpoints.filter((e) => e.ejected).length;
@@ -325,7 +340,8 @@ describe('load shedding on the server', () => {
     const client = await fleetClient(fleet, { idempotent: ['work'] });
     try {
       const before = a.behaviour.total;
-      for (let i = 0; i < 10; i++) expect((await call(client, 200 + i, 0))).toMatchObject({ ok: true, server: b.behaviour.name });
+      for (let i = 0; i < 10; i++)
+        expect(await call(client, 200 + i, 0)).toMatchObject({ ok: true, server: b.behaviour.name });
       expect(a.behaviour.total).toBeGreaterThan(before); // a was asked, answered WIRE_OVERLOADED
       expect(client.stats().calls.retries).toBe(a.behaviour.total - before);
     } finally {

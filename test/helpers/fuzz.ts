@@ -93,13 +93,26 @@ export function interestingLengths(limits: number[]): number[] {
 export function mutationArb(lengthValues: number[]): fc.Arbitrary<Mutation> {
   const pos = fc.nat({ max: 1 << 20 });
   return fc.oneof(
-    { weight: 3, arbitrary: fc.record({ kind: fc.constant('flip' as const), at: pos, bit: fc.integer({ min: 0, max: 7 }) }) },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant('set' as const), at: pos, value: fc.integer({ min: 0, max: 255 }) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({ kind: fc.constant('flip' as const), at: pos, bit: fc.integer({ min: 0, max: 7 }) }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({ kind: fc.constant('set' as const), at: pos, value: fc.integer({ min: 0, max: 255 }) }),
+    },
     {
       weight: 1,
-      arbitrary: fc.record({ kind: fc.constant('insert' as const), at: pos, bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }),
+      arbitrary: fc.record({
+        kind: fc.constant('insert' as const),
+        at: pos,
+        bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }),
+      }),
     },
-    { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), at: pos, count: fc.integer({ min: 1, max: 16 }) }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({ kind: fc.constant('delete' as const), at: pos, count: fc.integer({ min: 1, max: 16 }) }),
+    },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: pos }) },
     {
       weight: 3,
@@ -119,7 +132,12 @@ export function mutationArb(lengthValues: number[]): fc.Arbitrary<Mutation> {
     },
     {
       weight: 1,
-      arbitrary: fc.record({ kind: fc.constant('splice' as const), from: pos, count: fc.integer({ min: 1, max: 64 }), at: pos }),
+      arbitrary: fc.record({
+        kind: fc.constant('splice' as const),
+        from: pos,
+        count: fc.integer({ min: 1, max: 64 }),
+        at: pos,
+      }),
     },
   );
 }

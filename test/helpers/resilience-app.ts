@@ -2,7 +2,13 @@ import 'reflect-metadata';
 import { Catch, Controller, Module, UseFilters, type RpcExceptionFilter } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import { throwError, type Observable } from 'rxjs';
-import { WireClient, WireContext, WireOverloadedError, type WireClientOptions, type WireServerOptions } from '../../lib/index.js';
+import {
+  WireClient,
+  WireContext,
+  WireOverloadedError,
+  type WireClientOptions,
+  type WireServerOptions,
+} from '../../lib/index.js';
 import { startWireApp, type RunningServer } from './apps.js';
 import { FaultProxy } from './fault-proxy.js';
 
@@ -50,7 +56,10 @@ export function resilienceModule(behaviour: Behaviour): unknown {
   @UseFilters(new PassOverloaded())
   class WorkController {
     @MessagePattern('work')
-    async work(@Payload() data: { id: number; ms?: number }, @Ctx() ctx: WireContext): Promise<{ id: number; server: string }> {
+    async work(
+      @Payload() data: { id: number; ms?: number },
+      @Ctx() ctx: WireContext,
+    ): Promise<{ id: number; server: string }> {
       behaviour.invocations.set(data.id, (behaviour.invocations.get(data.id) ?? 0) + 1);
       behaviour.total++;
       if (behaviour.overloaded) throw new WireOverloadedError(`${behaviour.name} is overloaded`);
@@ -87,7 +96,10 @@ export async function startFleet(
   const fleet: FleetMember[] = [];
   for (let i = 0; i < n; i++) {
     const behaviour = new Behaviour(String.fromCharCode(97 + i));
-    const running = await startWireApp(resilienceModule(behaviour), typeof options === 'function' ? options(i) : options);
+    const running = await startWireApp(
+      resilienceModule(behaviour),
+      typeof options === 'function' ? options(i) : options,
+    );
     const proxy = await FaultProxy.start(running.port);
     fleet.push({ behaviour, running, proxy, endpoint: `127.0.0.1:${proxy.port}` });
   }

@@ -62,38 +62,70 @@ class StrictReader {
     if ((b & 0xe0) === 0xa0) return this.str(b & 0x1f);
     const v = this.view;
     switch (b) {
-      case 0xc0: return null;
-      case 0xc2: return false;
-      case 0xc3: return true;
-      case 0xc4: return this.bin(v.getUint8(this.take(1)));
-      case 0xc5: return this.bin(v.getUint16(this.take(2)));
-      case 0xc6: return this.bin(v.getUint32(this.take(4)));
-      case 0xc7: return this.ext(v.getUint8(this.take(1)));
-      case 0xc8: return this.ext(v.getUint16(this.take(2)));
-      case 0xc9: return this.ext(v.getUint32(this.take(4)));
-      case 0xca: return { float: v.getFloat32(this.take(4)) };
-      case 0xcb: return { float: v.getFloat64(this.take(8)) };
-      case 0xcc: return v.getUint8(this.take(1));
-      case 0xcd: return v.getUint16(this.take(2));
-      case 0xce: return v.getUint32(this.take(4));
-      case 0xcf: return safe(v.getBigUint64(this.take(8)));
-      case 0xd0: return v.getInt8(this.take(1));
-      case 0xd1: return v.getInt16(this.take(2));
-      case 0xd2: return v.getInt32(this.take(4));
-      case 0xd3: return safe(v.getBigInt64(this.take(8)));
-      case 0xd4: return this.ext(1);
-      case 0xd5: return this.ext(2);
-      case 0xd6: return this.ext(4);
-      case 0xd7: return this.ext(8);
-      case 0xd8: return this.ext(16);
-      case 0xd9: return this.str(v.getUint8(this.take(1)));
-      case 0xda: return this.str(v.getUint16(this.take(2)));
-      case 0xdb: return this.str(v.getUint32(this.take(4)));
-      case 0xdc: return this.array(v.getUint16(this.take(2)));
-      case 0xdd: return this.array(v.getUint32(this.take(4)));
-      case 0xde: return this.map(v.getUint16(this.take(2)));
-      case 0xdf: return this.map(v.getUint32(this.take(4)));
-      default: throw new Error(`byte 0x${b.toString(16)} (never used) at ${this.pos - 1}`);
+      case 0xc0:
+        return null;
+      case 0xc2:
+        return false;
+      case 0xc3:
+        return true;
+      case 0xc4:
+        return this.bin(v.getUint8(this.take(1)));
+      case 0xc5:
+        return this.bin(v.getUint16(this.take(2)));
+      case 0xc6:
+        return this.bin(v.getUint32(this.take(4)));
+      case 0xc7:
+        return this.ext(v.getUint8(this.take(1)));
+      case 0xc8:
+        return this.ext(v.getUint16(this.take(2)));
+      case 0xc9:
+        return this.ext(v.getUint32(this.take(4)));
+      case 0xca:
+        return { float: v.getFloat32(this.take(4)) };
+      case 0xcb:
+        return { float: v.getFloat64(this.take(8)) };
+      case 0xcc:
+        return v.getUint8(this.take(1));
+      case 0xcd:
+        return v.getUint16(this.take(2));
+      case 0xce:
+        return v.getUint32(this.take(4));
+      case 0xcf:
+        return safe(v.getBigUint64(this.take(8)));
+      case 0xd0:
+        return v.getInt8(this.take(1));
+      case 0xd1:
+        return v.getInt16(this.take(2));
+      case 0xd2:
+        return v.getInt32(this.take(4));
+      case 0xd3:
+        return safe(v.getBigInt64(this.take(8)));
+      case 0xd4:
+        return this.ext(1);
+      case 0xd5:
+        return this.ext(2);
+      case 0xd6:
+        return this.ext(4);
+      case 0xd7:
+        return this.ext(8);
+      case 0xd8:
+        return this.ext(16);
+      case 0xd9:
+        return this.str(v.getUint8(this.take(1)));
+      case 0xda:
+        return this.str(v.getUint16(this.take(2)));
+      case 0xdb:
+        return this.str(v.getUint32(this.take(4)));
+      case 0xdc:
+        return this.array(v.getUint16(this.take(2)));
+      case 0xdd:
+        return this.array(v.getUint32(this.take(4)));
+      case 0xde:
+        return this.map(v.getUint16(this.take(2)));
+      case 0xdf:
+        return this.map(v.getUint32(this.take(4)));
+      default:
+        throw new Error(`byte 0x${b.toString(16)} (never used) at ${this.pos - 1}`);
     }
   }
 

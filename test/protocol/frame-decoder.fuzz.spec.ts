@@ -72,8 +72,9 @@ function feed(chunks: Buffer[], options: { maxFrameSize: number; expectMagic: bo
     try {
       decoder.push(chunk);
     } catch (err) {
-      if (error !== null) throw new Error(`decoder threw twice: ${String(err)}`);
-      if (!isDecoderError(err)) throw new Error(`decoder threw a non-wire error: ${(err as Error)?.stack ?? String(err)}`);
+      if (error !== null) throw new Error(`decoder threw twice: ${String(err)}`, { cause: err });
+      if (!isDecoderError(err))
+        throw new Error(`decoder threw a non-wire error: ${(err as Error)?.stack ?? String(err)}`, { cause: err });
       error = err;
       assert.equal(decoder.bufferedBytes, 0, 'bytes still buffered after an error');
       continue;
@@ -86,7 +87,10 @@ function feed(chunks: Buffer[], options: { maxFrameSize: number; expectMagic: bo
 }
 
 function checkBuffered(decoder: FrameDecoder, maxFrameSize: number): void {
-  assert.ok(decoder.bufferedBytes <= maxFrameSize + 4, `buffered ${decoder.bufferedBytes} bytes, limit ${maxFrameSize}`);
+  assert.ok(
+    decoder.bufferedBytes <= maxFrameSize + 4,
+    `buffered ${decoder.bufferedBytes} bytes, limit ${maxFrameSize}`,
+  );
   // The allocation behind the partial frame obeys the same bound (it starts at 4 KiB).
   const partial = (decoder as unknown as { partial?: Buffer | null }).partial;
   if (partial !== undefined && partial !== null) {
@@ -133,7 +137,10 @@ const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const bodyArb = fc.oneof(
   { weight: 12, arbitrary: fc.uint8Array({ maxLength: 48 }) },
   { weight: 3, arbitrary: fc.uint8Array({ minLength: 100, maxLength: 2000 }) },
-  { weight: 1, arbitrary: fc.integer({ min: 16 * 1024 - 16, max: 20 * 1024 }).map((n) => new Uint8Array(n).fill(n & 0xff)) },
+  {
+    weight: 1,
+    arbitrary: fc.integer({ min: 16 * 1024 - 16, max: 20 * 1024 }).map((n) => new Uint8Array(n).fill(n & 0xff)),
+  },
 );
 
 const frameSpecArb: fc.Arbitrary<FrameSpec> = fc.oneof(
@@ -212,7 +219,13 @@ function checkFrame(spec: FrameSpec, f: DecodedFrame): void {
       expect(f.body.equals(Buffer.from(spec.body ?? []))).toBe(true);
       return;
     case 'u32':
-      expect([f.type, f.flags, f.id, f.body.length, f.body.readUInt32BE(0)]).toEqual([spec.type, spec.flags, spec.id, 4, spec.value]);
+      expect([f.type, f.flags, f.id, f.body.length, f.body.readUInt32BE(0)]).toEqual([
+        spec.type,
+        spec.flags,
+        spec.id,
+        4,
+        spec.value,
+      ]);
       return;
     case 'response':
       expect([f.type, f.flags, f.id]).toEqual([FrameType.RESPONSE, spec.flags, spec.id]);
@@ -262,7 +275,8 @@ describe('FrameDecoder fuzz', () => {
 
           // The tightest limit that still admits every frame, plus 0..3 bytes of slack.
           const largest = Math.max(...whole.frames.map(frameLength));
-          const chunks = byteByByte && bytes.length < 4096 ? splitAt(bytes, Array.from(bytes.keys())) : splitAt(bytes, cuts);
+          const chunks =
+            byteByByte && bytes.length < 4096 ? splitAt(bytes, Array.from(bytes.keys())) : splitAt(bytes, cuts);
           const split = feed(chunks, { maxFrameSize: largest + slack, expectMagic: withMagic });
           expect(split.error).toBeNull();
           sameFrames(split.frames, whole.frames);
@@ -366,7 +380,11 @@ describe('FrameDecoder fuzz', () => {
           // "Frame-shaped" noise: small length fields followed by random bytes.
           fc
             .array(
-              fc.tuple(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 16 }), fc.uint8Array({ maxLength: 40 })),
+              fc.tuple(
+                fc.integer({ min: 0, max: 40 }),
+                fc.integer({ min: 0, max: 16 }),
+                fc.uint8Array({ maxLength: 40 }),
+              ),
               { maxLength: 8 },
             )
             .map((parts) =>

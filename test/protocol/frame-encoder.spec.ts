@@ -36,9 +36,9 @@ describe('FrameEncoder', () => {
 
   it('refuses a frame over the peer limit without encoding anything', () => {
     const enc = new FrameEncoder();
-    expect(() =>
-      enc.encodeCall(FrameType.REQUEST, 1, 'p', -1, null, Buffer.alloc(2000), 1024),
-    ).toThrow(WireFrameTooLargeError);
+    expect(() => enc.encodeCall(FrameType.REQUEST, 1, 'p', -1, null, Buffer.alloc(2000), 1024)).toThrow(
+      WireFrameTooLargeError,
+    );
     expect(enc.pendingBytes).toBe(0);
     expect(enc.take()).toBeNull();
   });

@@ -21,6 +21,8 @@ describe('docs/PROTOCOL.md examples', () => {
   });
 
   it('transport error layout', () => {
-    expect(encodeTransportError('WIRE_X', 'bad').toString('hex')).toBe('06' + Buffer.from('WIRE_X').toString('hex') + '626164');
+    expect(encodeTransportError('WIRE_X', 'bad').toString('hex')).toBe(
+      '06' + Buffer.from('WIRE_X').toString('hex') + '626164',
+    );
   });
 });

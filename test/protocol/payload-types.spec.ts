@@ -27,21 +27,98 @@ class Point {
 function catalogue(): Array<[string, unknown]> {
   const shape = () => ({ id: 1, name: 'n', tags: ['a'] });
   return [
-    ['integers', [0, 1, 127, 128, 255, 256, 65535, 65536, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 40, 2 ** 53, 2 ** 60, 2 ** 64, -1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1, -(2 ** 53), -(2 ** 63), -(2 ** 64)]],
+    [
+      'integers',
+      [
+        0,
+        1,
+        127,
+        128,
+        255,
+        256,
+        65535,
+        65536,
+        2 ** 31,
+        2 ** 32 - 1,
+        2 ** 32,
+        2 ** 40,
+        2 ** 53,
+        2 ** 60,
+        2 ** 64,
+        -1,
+        -32,
+        -33,
+        -128,
+        -129,
+        -32768,
+        -32769,
+        -(2 ** 31),
+        -(2 ** 31) - 1,
+        -(2 ** 53),
+        -(2 ** 63),
+        -(2 ** 64),
+      ],
+    ],
     ['floats', [0.5, -1.25, 1e300, -1e-300, Number.EPSILON, NaN, Infinity, -Infinity, -0]],
-    ['strings', ['', 'a', 'x'.repeat(31), 'x'.repeat(32), 'x'.repeat(255), 'x'.repeat(256), 'x'.repeat(65535), 'x'.repeat(65536), 'é'.repeat(20), 'é'.repeat(200), '😀'.repeat(30), '\ud800', 'a\udc00'.repeat(40)]],
+    [
+      'strings',
+      [
+        '',
+        'a',
+        'x'.repeat(31),
+        'x'.repeat(32),
+        'x'.repeat(255),
+        'x'.repeat(256),
+        'x'.repeat(65535),
+        'x'.repeat(65536),
+        'é'.repeat(20),
+        'é'.repeat(200),
+        '😀'.repeat(30),
+        '\ud800',
+        'a\udc00'.repeat(40),
+      ],
+    ],
     ['booleans and null', [true, false, null]],
     ['undefined everywhere', { a: undefined, b: [undefined, 1], c: { d: undefined } }],
     ['top-level undefined', undefined],
     ['bigints', [0n, 5n, -5n, 2n ** 40n, 2n ** 63n - 1n, 2n ** 64n - 1n, -(2n ** 63n)]],
-    ['dates', [new Date(0), new Date('2026-12-01T08:00:00.123Z'), new Date(-1), new Date(2 ** 34 * 1000), new Date(-8.64e15), new Date(8.64e15)]],
+    [
+      'dates',
+      [
+        new Date(0),
+        new Date('2026-12-01T08:00:00.123Z'),
+        new Date(-1),
+        new Date(2 ** 34 * 1000),
+        new Date(-8.64e15),
+        new Date(8.64e15),
+      ],
+    ],
     ['toJSON', { toJSON: () => ({ replaced: true }) }],
     ['class instance', new Point(3, 4)],
-    ['map', new Map<unknown, unknown>([['a', 1], [2, 'b'], [{ k: 1 }, [1]], ['u', undefined]])],
+    [
+      'map',
+      new Map<unknown, unknown>([
+        ['a', 1],
+        [2, 'b'],
+        [{ k: 1 }, [1]],
+        ['u', undefined],
+      ]),
+    ],
     ['set', new Set([1, 'a', { b: 2 }])],
     ['buffer', Buffer.from([1, 2, 3])],
     ['uint8array', new Uint8Array([4, 5, 6])],
-    ['typed arrays', [new Int8Array([-1]), new Uint16Array([65535]), new Float32Array([1.5]), new Float64Array([2.5]), new BigInt64Array([5n]), new Uint8ClampedArray([9]), new DataView(new ArrayBuffer(2))]],
+    [
+      'typed arrays',
+      [
+        new Int8Array([-1]),
+        new Uint16Array([65535]),
+        new Float32Array([1.5]),
+        new Float64Array([2.5]),
+        new BigInt64Array([5n]),
+        new Uint8ClampedArray([9]),
+        new DataView(new ArrayBuffer(2)),
+      ],
+    ],
     ['arraybuffer', new Uint8Array([7, 8]).buffer],
     ['regexp', /(a+)+$/g],
     ['error', Object.assign(new Error('boom'), { code: 'E_X' })],
@@ -52,7 +129,10 @@ function catalogue(): Array<[string, unknown]> {
     ['null prototype', Object.assign(Object.create(null) as object, { a: 1 })],
     ['sparse array', [1, , 3]], // eslint-disable-line no-sparse-arrays
     ['deep', JSON.parse('['.repeat(500) + ']'.repeat(500)) as unknown],
-    ['map skipping entries', Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, i % 8 === 0 ? undefined : i]))],
+    [
+      'map skipping entries',
+      Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, i % 8 === 0 ? undefined : i])),
+    ],
   ];
 }
 
@@ -139,7 +219,12 @@ describe("payloadTypes 'json' (default)", () => {
     expect(roundTrip(json, { a: echoKey, b: [echoKey] })).toEqual({ a: 'key:a', b: ['key:0'] });
     expect(roundTrip(json, echoKey)).toBe('key:');
     expect(roundTrip(json, { gone: { toJSON: () => undefined }, kept: 1 })).toEqual({ kept: 1 });
-    const self = { a: 1, toJSON() { return this; } };
+    const self = {
+      a: 1,
+      toJSON() {
+        return this;
+      },
+    };
     expect(roundTrip(json, self)).toEqual({ a: 1 });
   });
 
@@ -186,10 +271,11 @@ describe("payloadTypes 'json' (default)", () => {
     // Binary data full of 0xff (which the timestamp scan looks for) stays binary, a timestamp next to it a string.
     const ff = Buffer.alloc(100_000, 0xff);
     expect(roundTrip(json, { ff })).toEqual({ ff });
-    expect(json.decode(Buffer.concat([Buffer.from('92c50100', 'hex'), ff.subarray(0, 256), Buffer.from('d6ff00000001', 'hex')]))).toEqual([
-      ff.subarray(0, 256),
-      '1970-01-01T00:00:01.000Z',
-    ]);
+    expect(
+      json.decode(
+        Buffer.concat([Buffer.from('92c50100', 'hex'), ff.subarray(0, 256), Buffer.from('d6ff00000001', 'hex')]),
+      ),
+    ).toEqual([ff.subarray(0, 256), '1970-01-01T00:00:01.000Z']);
   });
 });
 
@@ -235,16 +321,31 @@ describe('integers on the wire', () => {
 
 describe("payloadTypes 'native'", () => {
   it('round-trips Date, BigInt, NaN, ±Infinity and -0', () => {
-    const dates = [new Date(0), new Date('2026-12-01T08:00:00.123Z'), new Date(-1500), new Date(2 ** 34 * 1000 + 7), new Date(8.64e15)];
+    const dates = [
+      new Date(0),
+      new Date('2026-12-01T08:00:00.123Z'),
+      new Date(-1500),
+      new Date(2 ** 34 * 1000 + 7),
+      new Date(8.64e15),
+    ];
     for (const d of dates) expect(roundTrip(native, d)).toEqual(d);
     expect(hex(native.encode(new Date(1000)))).toBe('d6ff00000001');
-    for (const n of [2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 53n + 1n]) expect(roundTrip(native, n)).toBe(n);
+    for (const n of [2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 53n + 1n])
+      expect(roundTrip(native, n)).toBe(n);
     expect(roundTrip(native, [NaN, Infinity, -Infinity])).toEqual([NaN, Infinity, -Infinity]);
     expect(Object.is(roundTrip(native, -0), -0)).toBe(true);
   });
 
   it('sends Map as a map, Set as an array, typed arrays as their bytes', () => {
-    expect(roundTrip(native, new Map<unknown, unknown>([['a', 1], [2, 'b']]))).toEqual({ a: 1, 2: 'b' });
+    expect(
+      roundTrip(
+        native,
+        new Map<unknown, unknown>([
+          ['a', 1],
+          [2, 'b'],
+        ]),
+      ),
+    ).toEqual({ a: 1, 2: 'b' });
     expect(roundTrip(native, new Set([1, 'a']))).toEqual([1, 'a']);
     expect(roundTrip(native, new Float32Array([1.5]))).toEqual(Buffer.from(new Float32Array([1.5]).buffer));
     expect(roundTrip(native, { toJSON: () => 'still honoured' })).toBe('still honoured');
@@ -307,8 +408,20 @@ describe('MsgpackEncoder buffers', () => {
     cyclic.self = cyclic;
     expect(() => json.encode(cyclic)).toThrow(WireCodecError);
     expect(() => json.encode(cyclic)).toThrow(/cyclic/);
-    expect(() => json.encode({ get x() { throw new Error('getter'); } })).toThrow(WireCodecError);
-    expect(() => json.encode({ toJSON() { throw new Error('toJSON'); } })).toThrow(WireCodecError);
+    expect(() =>
+      json.encode({
+        get x() {
+          throw new Error('getter');
+        },
+      }),
+    ).toThrow(WireCodecError);
+    expect(() =>
+      json.encode({
+        toJSON() {
+          throw new Error('toJSON');
+        },
+      }),
+    ).toThrow(WireCodecError);
     expect(roundTrip(json, { fine: true })).toEqual({ fine: true }); // the encoder is still usable
   });
 });
@@ -316,7 +429,9 @@ describe('MsgpackEncoder buffers', () => {
 describe('payloadTypes option', () => {
   it('is refused unless json or native, and together with codec', () => {
     expect(() => resolveServerOptions({ payloadTypes: 'binary' as never })).toThrow(WireOptionsError);
-    expect(() => resolveClientOptions({ payloadTypes: 'binary' as never })).toThrow(/payloadTypes must be one of 'json', 'native'/);
+    expect(() => resolveClientOptions({ payloadTypes: 'binary' as never })).toThrow(
+      /payloadTypes must be one of 'json', 'native'/,
+    );
     expect(() => resolveClientOptions({ payloadTypes: 'native', codec: new MsgpackCodec() })).toThrow(WireOptionsError);
     expect(() => new MsgpackCodec({ payloadTypes: 'x' as never })).toThrow(WireOptionsError);
   });

@@ -30,7 +30,10 @@ class ServiceModule {}
 class GatewayModule {
   static forPort(port: number): DynamicModule {
     const options = { host: '127.0.0.1', port, timeout: 10_000 } satisfies WireClientOptions;
-    return { module: GatewayModule, imports: [ClientsModule.register([{ name: 'MATH', customClass: WireClient, options }])] };
+    return {
+      module: GatewayModule,
+      imports: [ClientsModule.register([{ name: 'MATH', customClass: WireClient, options }])],
+    };
   }
 }
 
@@ -63,7 +66,9 @@ async function main(): Promise<void> {
     );
     check(missing instanceof WireError && missing.code === 'WIRE_NO_HANDLER', `no handler: ${String(missing)}`);
     check(typeof WireHealthIndicator === 'function', 'nest-wire/terminus did not load');
-    console.log(`package test: ok (sum ${sum}, RpcException status ${refused!.status}, ${(missing as WireError).code})`);
+    console.log(
+      `package test: ok (sum ${sum}, RpcException status ${refused!.status}, ${(missing as WireError).code})`,
+    );
   } finally {
     await gateway.close();
     await service.close();
