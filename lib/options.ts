@@ -1,7 +1,8 @@
 import type { PeerCertificate, ConnectionOptions as TlsConnectionOptions, TlsOptions } from 'node:tls';
 import { WireOptionsError } from './errors.js';
 import { MsgpackCodec, type WireCodec } from './protocol/codec.js';
-import { PayloadCompressor, type CompressionAlgorithm } from './protocol/compression.js';
+import { MAX_COMPRESSED_PAYLOAD_BYTES, PayloadCompressor, type CompressionAlgorithm } from './protocol/compression.js';
+import { MAX_STREAM_CREDIT } from './protocol/frame.js';
 
 export const DEFAULT_HOST = 'localhost';
 export const DEFAULT_PORT = 3000;
@@ -25,6 +26,16 @@ export const DEFAULT_MAX_PATTERN_BYTES = 1024;
 export const DEFAULT_MAX_METADATA_ENTRIES = 64;
 export const DEFAULT_MAX_METADATA_BYTES = 8 * 1024;
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
+/** Estimated JS heap one decoded payload may take (see docs/SECURITY.md for the estimate). */
+export const DEFAULT_MAX_DECODED_BYTES = 64 * 1024 * 1024;
+/** Estimated JS heap of the inputs of all calls running on one connection. */
+export const DEFAULT_MAX_DECODED_BYTES_PER_CONNECTION = 128 * 1024 * 1024;
+/** Estimated JS heap of the inputs of all calls running on one server. */
+export const DEFAULT_MAX_DECODED_BYTES_PER_SERVER = 512 * 1024 * 1024;
+/** Largest payload after decompression (also the largest a sender compresses). */
+export const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024;
+/** Bytes of partly received fragmented values a client connection holds. */
+export const DEFAULT_MAX_FRAGMENTED_BYTES = 64 * 1024 * 1024;
 
 /** What `authenticate` learns about the connection besides the credentials. */
 export interface WireAuthInfo {
@@ -66,6 +77,17 @@ export interface WireCommonOptions {
    * as long is closed and its calls failed. In ms; 0 disables. Default 5 000.
    */
   heartbeatIntervalMs?: number;
+  /**
+   * Estimated JS heap one decoded payload may allocate, in bytes; a larger one is refused
+   * with `WIRE_LIMIT` before it is decoded. Default 64 MiB.
+   */
+  maxDecodedBytes?: number;
+  /**
+   * Largest payload after decompression, in bytes; a compressed payload that inflates
+   * beyond it is refused with `WIRE_CODEC`. Payloads above 1 MiB are never compressed.
+   * Default 1 MiB (the least every peer accepts), at most `maxFrameSize`.
+   */
+  maxDecompressedBytes?: number;
 }
 
 export interface WireServerOptions extends WireCommonOptions {
@@ -103,6 +125,13 @@ export interface WireServerOptions extends WireCommonOptions {
    * that connection are refused with `WIRE_OVERLOADED`. Default 64 MiB.
    */
   maxQueuedBytes?: number;
+  /**
+   * Estimated JS heap of the decoded inputs of all calls running on one connection; past
+   * it new requests are refused with NACK `WIRE_OVERLOADED`. Default 128 MiB.
+   */
+  maxDecodedBytesPerConnection?: number;
+  /** The same, summed over every connection of the server. Default 512 MiB. */
+  maxDecodedBytesPerServer?: number;
 }
 
 export interface WireClientOptions extends WireCommonOptions {
@@ -136,8 +165,13 @@ export interface WireClientOptions extends WireCommonOptions {
   overflow?: 'fail' | 'wait';
   /** Bytes queued on a connection that cannot drain; past it calls fail with `WireOverloadedError`. Default 64 MiB. */
   maxQueuedBytes?: number;
-  /** Stream values the server may send ahead of consumption (renewed as values are delivered). Default 256. */
+  /** Stream values the server may send ahead of consumption (renewed as values are delivered). Default 256, at most 65 536. */
   streamCredit?: number;
+  /**
+   * Bytes of partly received fragmented values held per connection; the call whose
+   * fragment would pass it fails with `WireLimitError`. Default 64 MiB.
+   */
+  maxFragmentedBytes?: number;
   /**
    * Calls made while handling a nest-wire call inherit its remaining deadline and are
    * cancelled with it. Default true; per call: `send(p, d, { propagate: false })`.
@@ -164,6 +198,8 @@ export interface ResolvedCommonOptions {
   maxFrameSize: number;
   handshakeTimeoutMs: number;
   codec: WireCodec;
+  maxDecodedBytes: number;
+  maxDecompressedBytes: number;
 }
 
 export interface ResolvedServerOptions extends ResolvedCommonOptions {
@@ -178,6 +214,8 @@ export interface ResolvedServerOptions extends ResolvedCommonOptions {
   maxInFlightPerConnection: number;
   maxStreamBufferBytes: number;
   maxQueuedBytes: number;
+  maxDecodedBytesPerConnection: number;
+  maxDecodedBytesPerServer: number;
 }
 
 export interface ResolvedClientOptions extends ResolvedCommonOptions {
@@ -197,6 +235,7 @@ export interface ResolvedClientOptions extends ResolvedCommonOptions {
   maxQueuedBytes: number;
   streamCredit: number;
   propagate: boolean;
+  maxFragmentedBytes: number;
 }
 
 export function resolveServerOptions(options: WireServerOptions = {}): ResolvedServerOptions {
@@ -238,6 +277,18 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
       1024,
       Number.MAX_SAFE_INTEGER,
       `${where} option maxQueuedBytes`,
+    ),
+    maxDecodedBytesPerConnection: checkInteger(
+      options.maxDecodedBytesPerConnection ?? DEFAULT_MAX_DECODED_BYTES_PER_CONNECTION,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxDecodedBytesPerConnection`,
+    ),
+    maxDecodedBytesPerServer: checkInteger(
+      options.maxDecodedBytesPerServer ?? DEFAULT_MAX_DECODED_BYTES_PER_SERVER,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxDecodedBytesPerServer`,
     ),
   };
 }
@@ -288,8 +339,14 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
       Number.MAX_SAFE_INTEGER,
       `${where} option maxQueuedBytes`,
     ),
-    streamCredit: checkInteger(options.streamCredit ?? DEFAULT_STREAM_CREDIT, 1, 0xffffffff, `${where} option streamCredit`),
+    streamCredit: checkInteger(options.streamCredit ?? DEFAULT_STREAM_CREDIT, 1, MAX_STREAM_CREDIT, `${where} option streamCredit`),
     propagate: checkBoolean(options.propagate ?? true, `${where} option propagate`),
+    maxFragmentedBytes: checkInteger(
+      options.maxFragmentedBytes ?? DEFAULT_MAX_FRAGMENTED_BYTES,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxFragmentedBytes`,
+    ),
   };
 }
 
@@ -329,6 +386,12 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
   if (typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
     throw new WireOptionsError(`${where} option codec must implement encode(value) and decode(bytes)`);
   }
+  const maxFrameSize = checkInteger(
+    options.maxFrameSize ?? DEFAULT_MAX_FRAME_BYTES,
+    1024,
+    0xffffffff,
+    `${where} option maxFrameSize (bytes)`,
+  );
   const path = options.path ?? null;
   if (path !== null && (typeof path !== 'string' || path.length === 0)) {
     throw new WireOptionsError(`${where} option path must be a non-empty string (a Unix socket path)`);
@@ -342,12 +405,7 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
       `${where} option heartbeatIntervalMs`,
     ),
     port: checkInteger(options.port ?? DEFAULT_PORT, 0, 65535, `${where} option port`),
-    maxFrameSize: checkInteger(
-      options.maxFrameSize ?? DEFAULT_MAX_FRAME_BYTES,
-      1024,
-      0xffffffff,
-      `${where} option maxFrameSize (bytes)`,
-    ),
+    maxFrameSize,
     handshakeTimeoutMs: checkInteger(
       options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       1,
@@ -355,6 +413,18 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
       `${where} option handshakeTimeoutMs`,
     ),
     codec,
+    maxDecodedBytes: checkInteger(
+      options.maxDecodedBytes ?? DEFAULT_MAX_DECODED_BYTES,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxDecodedBytes`,
+    ),
+    maxDecompressedBytes: checkInteger(
+      options.maxDecompressedBytes ?? Math.min(DEFAULT_MAX_DECOMPRESSED_BYTES, maxFrameSize),
+      Math.min(MAX_COMPRESSED_PAYLOAD_BYTES, maxFrameSize),
+      maxFrameSize,
+      `${where} option maxDecompressedBytes (at most maxFrameSize)`,
+    ),
   };
 }
 

@@ -66,6 +66,9 @@ export class Balancer implements EndpointEvents {
       heartbeatMs: options.heartbeatIntervalMs,
       counters,
       compression: options.compression,
+      maxQueuedBytes: options.maxQueuedBytes,
+      maxDecodedBytes: options.maxDecodedBytes,
+      maxDecompressedBytes: options.maxDecompressedBytes,
     };
   }
 

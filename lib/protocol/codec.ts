@@ -1,5 +1,6 @@
 import { Packr, type Options } from 'msgpackr';
 import { WireCodecError } from '../errors.js';
+import { DEFAULT_DECODE_LIMIT_BYTES, validateMsgpack, type DecodeBudget } from './msgpack-validator.js';
 
 /**
  * Turns payloads into bytes and back. Pluggable: both sides announce the codec id
@@ -11,8 +12,13 @@ export interface WireCodec {
   readonly name: string;
   /** Returns bytes the caller may hold until they are written; must not be reused by the codec. */
   encode(value: unknown): Uint8Array;
-  /** `bytes` is a view into a read buffer that is reused after this call returns. */
-  decode(bytes: Uint8Array): unknown;
+  /**
+   * `bytes` is a view into a read buffer that is reused after this call returns.
+   * `budget`, when given, bounds what the decoded value may allocate (`budget.maxBytes`)
+   * and receives the estimate (`budget.lastBytes`). A custom codec that ignores it is
+   * bounded only by byte sizes (maxFrameSize, maxDecompressedBytes): see docs/SECURITY.md.
+   */
+  decode(bytes: Uint8Array, budget?: DecodeBudget): unknown;
 }
 
 export const MSGPACK_CODEC_ID = 1;
@@ -53,7 +59,10 @@ export class MsgpackCodec implements WireCodec {
     }
   }
 
-  decode(bytes: Uint8Array): unknown {
+  decode(bytes: Uint8Array, budget?: DecodeBudget): unknown {
+    // Standard msgpack only, and no more heap than the budget: checked before msgpackr allocates.
+    const estimate = validateMsgpack(bytes, budget === undefined ? DEFAULT_DECODE_LIMIT_BYTES : budget.maxBytes);
+    if (budget !== undefined) budget.lastBytes = estimate;
     try {
       return this.packr.unpack(bytes);
     } catch (err) {

@@ -11,12 +11,13 @@ import {
   WireError,
   WireLimitError,
   WireNoHandlerError,
+  WireOverloadedError,
   WireProtocolError,
   WireTimeoutError,
 } from '../errors.js';
 import { CallBody, readCallBody } from '../protocol/call-body.js';
 import type { WireCodec } from '../protocol/codec.js';
-import { FrameType, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
+import { FrameType, MAX_STREAM_CREDIT, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
 import { encodeTransportError } from '../protocol/transport-error.js';
 import { ServerCall, type CallSink } from './server-call.js';
 import { WireContext } from './wire-context.js';
@@ -30,7 +31,10 @@ export interface SessionHost {
   findHandler(pattern: string): MessageHandler | null;
   mapUncaughtError(err: unknown): unknown;
   runRequest(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void;
-  runEvent(pattern: string, data: unknown, ctx: WireContext): void;
+  /** Returns the handler's promise, if any: the event's decoded input is charged until it settles. */
+  runEvent(pattern: string, data: unknown, ctx: WireContext): Promise<unknown> | void;
+  /** Estimated heap of the decoded inputs of calls running on every connection of the server. */
+  readonly decoded: { inUse: number };
   onEventDropped(pattern: string, err: unknown): void;
   onSessionOpen(session: ServerSession): void;
   onSessionClose(session: ServerSession, err: WireError | null): void;
@@ -49,6 +53,9 @@ export interface SessionLimits {
   maxInFlight: number;
   maxStreamBufferBytes: number;
   maxQueuedBytes: number;
+  maxDecodedBytes: number;
+  maxDecodedBytesPerConnection: number;
+  maxDecodedBytesPerServer: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -64,6 +71,14 @@ export class ServerSession implements ConnectionHandler, CallSink {
   private draining = false;
   /** The client sent GOAWAY: it will send no more requests on this connection. */
   private peerDone = false;
+  /** Estimated heap of the metadata and payload `decodeCall` decoded last. */
+  private decodedBytes = 0;
+  /** Estimated heap of the decoded inputs of calls (and events) running on this connection. */
+  private decodedInUse = 0;
+  /** Bytes of stream values held by this connection's calls (bounded by maxQueuedBytes). */
+  private heldBytes = 0;
+  /** Calls holding values until the socket takes what is queued. */
+  private readonly waitingToWrite = new Set<ServerCall>();
 
   constructor(
     socket: Socket,
@@ -120,6 +135,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
           // Connection-level: fragment bytes the client has consumed.
           this.wire.coalescer.fragments.grant(n);
           this.wire.coalescer.schedule();
+          if (this.waitingToWrite.size > 0) this.onWritable();
         } else {
           this.calls.get(id)?.addCredit(n);
         }
@@ -140,6 +156,40 @@ export class ServerSession implements ConnectionHandler, CallSink {
       for (const call of [...this.calls.values()]) call.cancel(reason);
     }
     this.host.onSessionClose(this, err);
+  }
+
+  /** ConnectionHandler: the socket took what was queued; calls holding values may write again. */
+  onWritable(): void {
+    if (this.waitingToWrite.size === 0) return;
+    const calls = [...this.waitingToWrite];
+    this.waitingToWrite.clear();
+    for (const call of calls) {
+      if (!this.wire.canQueue) {
+        this.waitingToWrite.add(call);
+        continue;
+      }
+      call.writeHeld();
+    }
+    if (this.waitingToWrite.size > 0) this.wire.notifyWhenWritable();
+  }
+
+  canWrite(): boolean {
+    return this.wire.canQueue;
+  }
+
+  waitWritable(call: ServerCall): void {
+    this.waitingToWrite.add(call);
+    this.wire.notifyWhenWritable();
+  }
+
+  reserveHeld(bytes: number): boolean {
+    if (bytes > 0 && this.heldBytes + bytes > this.host.limits.maxQueuedBytes) return false;
+    this.heldBytes += bytes;
+    return true;
+  }
+
+  releaseHeld(bytes: number): void {
+    this.heldBytes -= bytes;
   }
 
   encodeValue(value: unknown): Uint8Array | null {
@@ -194,6 +244,8 @@ export class ServerSession implements ConnectionHandler, CallSink {
 
   release(call: ServerCall, outcome: Outcome): void {
     this.host.callStats.settled(call.startedAt, outcome);
+    this.releaseDecoded(call.decodedBytes);
+    this.waitingToWrite.delete(call);
     if (outcome === CALL_CANCELLED) this.wire.coalescer.fragments.drop(call.id);
     this.calls.delete(call.id);
     this.host.deadlines.remove(call);
@@ -217,8 +269,42 @@ export class ServerSession implements ConnectionHandler, CallSink {
    * `body.decodedMetadata`, the payload is returned. Throws a `WireError`.
    */
   private decodeCall(flags: number, body: CallBody): unknown {
-    body.decodedMetadata = this.readMetadata(body);
-    return this.wire.decodePayload(flags, body.payload);
+    const budget = this.wire.decodeBudget;
+    const limits = this.host.limits;
+    // What this decode may take: the per-payload limit, or less if the connection's or the
+    // server's total of inputs held by running calls is nearly spent.
+    const available = Math.min(
+      limits.maxDecodedBytes,
+      limits.maxDecodedBytesPerConnection - this.decodedInUse,
+      limits.maxDecodedBytesPerServer - this.host.decoded.inUse,
+    );
+    if (available <= 0) throw overloaded(limits);
+    budget.maxBytes = available;
+    this.decodedBytes = 0;
+    try {
+      body.decodedMetadata = this.readMetadata(body);
+      this.decodedBytes = body.metadata === null ? 0 : budget.lastBytes;
+      budget.maxBytes = available - this.decodedBytes;
+      const data = this.wire.decodePayload(flags, body.payload);
+      this.decodedBytes += budget.lastBytes;
+      return data;
+    } catch (err) {
+      // Refused only because other calls hold the budget: the client may try elsewhere.
+      if (err instanceof WireLimitError && available < limits.maxDecodedBytes) throw overloaded(limits);
+      throw err;
+    } finally {
+      budget.maxBytes = limits.maxDecodedBytes;
+    }
+  }
+
+  private chargeDecoded(bytes: number): void {
+    this.decodedInUse += bytes;
+    this.host.decoded.inUse += bytes;
+  }
+
+  private releaseDecoded(bytes: number): void {
+    this.decodedInUse -= bytes;
+    this.host.decoded.inUse -= bytes;
   }
 
   /**
@@ -227,15 +313,13 @@ export class ServerSession implements ConnectionHandler, CallSink {
    */
   private readMetadata(body: CallBody): Record<string, string> | undefined {
     const limits = this.host.limits;
-    if (body.patternBytes > limits.maxPatternBytes) {
-      throw new WireLimitError(`pattern of ${body.patternBytes} bytes exceeds maxPatternBytes ${limits.maxPatternBytes}`);
-    }
+    checkPattern(body, limits);
     const bytes = body.metadata;
     if (bytes === null) return undefined;
     if (bytes.length > limits.maxMetadataBytes) {
       throw new WireLimitError(`metadata of ${bytes.length} bytes exceeds maxMetadataBytes ${limits.maxMetadataBytes}`);
     }
-    const value = this.codec.decode(bytes);
+    const value = this.wire.decode(bytes);
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
       throw new WireProtocolError('metadata must be a map of strings');
     }
@@ -291,15 +375,13 @@ export class ServerSession implements ConnectionHandler, CallSink {
       return;
     }
     const pattern = body.pattern;
-    let data: unknown;
     try {
-      data = this.decodeCall(flags, body);
+      checkPattern(body, this.host.limits);
     } catch (err) {
-      const e = err as WireError;
-      this.reject(id, e.code ?? 'WIRE_CODEC', e.message);
+      this.reject(id, 'WIRE_LIMIT', (err as Error).message);
       return;
     }
-    const metadata = body.decodedMetadata;
+    // Looked up before anything is decoded: an unknown pattern costs no decoding.
     const handler = this.host.findHandler(pattern);
     if (handler === null) {
       this.reject(id, 'WIRE_NO_HANDLER', new WireNoHandlerError().message);
@@ -311,11 +393,27 @@ export class ServerSession implements ConnectionHandler, CallSink {
       return;
     }
     const limits = this.host.limits;
+    if (body.credit > MAX_STREAM_CREDIT) {
+      this.reject(id, 'WIRE_LIMIT', `initial stream credit ${body.credit} exceeds the maximum of ${MAX_STREAM_CREDIT}`);
+      return;
+    }
     if (this.wire.queuedBytes > limits.maxQueuedBytes) {
       this.nack(id, 'WIRE_OVERLOADED', `more than ${limits.maxQueuedBytes} bytes of responses are waiting for this client to read`);
       return;
     }
+    let data: unknown;
+    try {
+      data = this.decodeCall(flags, body);
+    } catch (err) {
+      const e = err as WireError;
+      if (e instanceof WireOverloadedError) this.nack(id, e.code, e.message);
+      else this.reject(id, e.code ?? 'WIRE_CODEC', e.message);
+      return;
+    }
+    const metadata = body.decodedMetadata;
     const call = new ServerCall(id, this, body.credit, limits.maxStreamBufferBytes);
+    call.decodedBytes = this.decodedBytes;
+    this.chargeDecoded(this.decodedBytes);
     let deadlineAt = 0;
     if (body.budgetMs > 0) {
       deadlineAt = Date.now() + body.budgetMs;
@@ -349,8 +447,26 @@ export class ServerSession implements ConnectionHandler, CallSink {
       return;
     }
     const ctx = new WireContext([body.pattern, body.decodedMetadata, 0, 0, null, this.wire.remoteAddress]);
-    this.host.runEvent(body.pattern, data, ctx);
+    const decodedBytes = this.decodedBytes;
+    const running = this.host.runEvent(body.pattern, data, ctx);
+    if (running instanceof Promise && decodedBytes > 0) {
+      // An event's input is held as long as its handler runs: it counts like a call's.
+      this.chargeDecoded(decodedBytes);
+      const release = () => this.releaseDecoded(decodedBytes);
+      running.then(release, release);
+    }
   }
 }
 
+function overloaded(limits: SessionLimits): WireOverloadedError {
+  return new WireOverloadedError(
+    `decoded inputs of running calls would pass maxDecodedBytesPerConnection ${limits.maxDecodedBytesPerConnection} ` +
+      `or maxDecodedBytesPerServer ${limits.maxDecodedBytesPerServer}; the request was not processed`,
+  );
+}
 
+function checkPattern(body: CallBody, limits: SessionLimits): void {
+  if (body.patternBytes > limits.maxPatternBytes) {
+    throw new WireLimitError(`pattern of ${body.patternBytes} bytes exceeds maxPatternBytes ${limits.maxPatternBytes}`);
+  }
+}

@@ -72,6 +72,8 @@ export class WireServer
   readonly limits: SessionLimits;
   readonly deadlines = new TimeoutWheel<ServerCall>((call) => call.expire());
   readonly callStats = new CallStats();
+  /** Estimated heap of the decoded inputs of calls running on all connections (maxDecodedBytesPerServer). */
+  readonly decoded = { inUse: 0 };
   private readonly transport = new TransportCounters();
   private server: NetServer | null = null;
   private readonly sessions = new Set<ServerSession>();
@@ -99,6 +101,9 @@ export class WireServer
       heartbeatMs: this.wireOptions.heartbeatIntervalMs,
       counters: this.transport,
       compression: this.wireOptions.compression,
+      maxQueuedBytes: this.wireOptions.maxQueuedBytes,
+      maxDecodedBytes: this.wireOptions.maxDecodedBytes,
+      maxDecompressedBytes: this.wireOptions.maxDecompressedBytes,
       authenticate:
         this.wireOptions.authenticate === null ? undefined : (hello, conn) => this.authenticateHello(hello, conn),
     };
@@ -110,6 +115,9 @@ export class WireServer
       maxInFlight: this.wireOptions.maxInFlightPerConnection,
       maxStreamBufferBytes: this.wireOptions.maxStreamBufferBytes,
       maxQueuedBytes: this.wireOptions.maxQueuedBytes,
+      maxDecodedBytes: this.wireOptions.maxDecodedBytes,
+      maxDecodedBytesPerConnection: this.wireOptions.maxDecodedBytesPerConnection,
+      maxDecodedBytesPerServer: this.wireOptions.maxDecodedBytesPerServer,
     };
     this.initializeSerializer(options as never);
     this.initializeDeserializer(options as never);
@@ -314,7 +322,7 @@ export class WireServer
     call.error(UNKNOWN_EXCEPTION);
   }
 
-  runEvent(pattern: string, data: unknown, ctx: WireContext): void {
+  runEvent(pattern: string, data: unknown, ctx: WireContext): Promise<unknown> | void {
     const handler = this.getHandlerByPattern(pattern);
     if (handler !== null && !handler.isEventHandler) {
       // Nothing could ever cancel a request handler started by an event (no id, no CANCEL):
@@ -322,7 +330,7 @@ export class WireServer
       this.onEventDropped(pattern, new Error('the pattern has a @MessagePattern handler, not an @EventPattern one'));
       return;
     }
-    this.handleEvent(pattern, { pattern, data, metadata: ctx.getMetadata() }, ctx).catch((err: unknown) =>
+    return this.handleEvent(pattern, { pattern, data, metadata: ctx.getMetadata() }, ctx).catch((err: unknown) =>
       this.logger.error(err),
     );
   }
