@@ -77,7 +77,18 @@ export function validateMsgpack(bytes: Uint8Array, maxBytes: number): number {
     const b = bytes[p++];
     let count = -1; // elements of a container that starts here
     let skip = 0; // bytes of a str / bin / ext body
-    if (b <= 0x7f || b >= 0xe0) continue; // fixint
+    if (b <= 0x7f || b >= 0xe0) {
+      // fixint; a run of them (an array of small numbers) is skipped in a tight loop.
+      let r = remaining[depth];
+      while (r > 0 && p < end) {
+        const c = bytes[p];
+        if (c > 0x7f && c < 0xe0) break;
+        p++;
+        r--;
+      }
+      remaining[depth] = r;
+      continue;
+    }
     if (b <= 0x8f) {
       count = (b & 0x0f) * 2;
       heap += MAP_BYTES + (b & 0x0f) * ENTRY_BYTES;
@@ -190,8 +201,15 @@ function lengthAt(bytes: Uint8Array, p: number, size: number, end: number): numb
   return bytes[p] * 0x1000000 + ((bytes[p + 1] << 16) | (bytes[p + 2] << 8) | bytes[p + 3]);
 }
 
+/** Strings longer than this are checked by Node's native (SIMD) UTF-8 validator. */
+const NATIVE_UTF8_BYTES = 32;
+
 function checkString(bytes: Uint8Array, p: number, n: number, end: number): void {
   if (p + n > end) throw truncated();
+  if (n > NATIVE_UTF8_BYTES) {
+    if (!isUtf8(bytes.subarray(p, p + n))) throw new WireCodecError(`msgpack string at offset ${p} is not valid UTF-8`);
+    return;
+  }
   for (let i = p, last = p + n; i < last; i++) {
     if (bytes[i] >= 0x80) {
       if (!isUtf8(bytes.subarray(p, last))) throw new WireCodecError(`msgpack string at offset ${p} is not valid UTF-8`);
