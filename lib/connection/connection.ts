@@ -103,6 +103,17 @@ export const PAUSE_YIELD = 8;
  */
 export const READ_WORK_BYTES = 1024 * 1024;
 export const FRAME_WORK_BYTES = 256;
+/**
+ * A REQUEST or EVENT starts a handler whose continuation (Nest resolves it through
+ * promises, and encodes its answer) runs after this read, out of the clock's sight: each
+ * counts as 8 KiB, so one read starts at most 128 calls.
+ */
+export const CALL_WORK_BYTES = 8 * 1024;
+/**
+ * ...and time: what the frames of one read start synchronously (handlers, encoding their
+ * answers) is not counted in bytes, so the clock is read every 16 frames too.
+ */
+export const READ_WORK_MS = 10;
 
 const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_DECODED_BYTES = 64 * 1024 * 1024;
@@ -138,6 +149,9 @@ export class WireConnection {
   private pausedFor = 0;
   /** Work done by the current socket read (see READ_WORK_BYTES). */
   private readWork = 0;
+  /** Frames of the current socket read, and when it started (`performance.now()`). */
+  private readFrames = 0;
+  private readStartedAt = 0;
   /** When the backlog last made progress while reading is stopped for it (`performance.now()`). */
   private backlogSince = 0;
   /**
@@ -305,7 +319,7 @@ export class WireConnection {
       this.lastReadAt = performance.now();
     }
     if (this.state === ConnectionState.CLOSED || this.pausedFor !== 0) return;
-    this.readWork = 0;
+    this.startRead();
     try {
       this.decoder.resume();
     } catch (err) {
@@ -317,6 +331,12 @@ export class WireConnection {
   }
 
   private readonly resumeAfterYield = (): void => this.resumeReading(PAUSE_YIELD);
+
+  private startRead(): void {
+    this.readWork = 0;
+    this.readFrames = 0;
+    this.readStartedAt = performance.now();
+  }
 
   /** Unsent bytes that leave without the peer's help (fragments wait for its CREDIT). */
   private get writeBacklog(): number {
@@ -331,6 +351,7 @@ export class WireConnection {
       this.pauseReading(PAUSE_BACKLOG);
       this.coalescer.whenWritten(this.onBacklogWritten);
     }
+    if ((++this.readFrames & 15) === 0 && performance.now() - this.readStartedAt >= READ_WORK_MS) this.readWork = READ_WORK_BYTES;
     if (this.readWork >= READ_WORK_BYTES && (this.pausedFor & PAUSE_YIELD) === 0) {
       this.pauseReading(PAUSE_YIELD);
       setImmediate(this.resumeAfterYield);
@@ -516,7 +537,7 @@ export class WireConnection {
     this.framesRead++;
     this.counters.framesIn++;
     if (this.state === ConnectionState.OPEN) {
-      this.readWork += body.length + FRAME_WORK_BYTES;
+      this.readWork += body.length + (type === FrameType.REQUEST || type === FrameType.EVENT ? CALL_WORK_BYTES : FRAME_WORK_BYTES);
       switch (type) {
         case FrameType.PING:
           if (body.length > MAX_PING_BODY_BYTES) {
@@ -648,7 +669,7 @@ export class WireConnection {
 
   private readonly onData = (chunk: Buffer): void => {
     // A new socket read gets a fresh work budget (a yield resets it too).
-    if ((this.pausedFor & PAUSE_YIELD) === 0) this.readWork = 0;
+    if ((this.pausedFor & PAUSE_YIELD) === 0) this.startRead();
     this.bytesRead += chunk.length;
     this.counters.bytesIn += chunk.length;
     this.lastReadAt = performance.now();
