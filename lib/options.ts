@@ -27,11 +27,11 @@ export const DEFAULT_MAX_METADATA_ENTRIES = 64;
 export const DEFAULT_MAX_METADATA_BYTES = 8 * 1024;
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 /** Estimated JS heap one decoded payload may take (see docs/SECURITY.md for the estimate). */
-export const DEFAULT_MAX_DECODED_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_DECODED_BYTES = 16 * 1024 * 1024;
 /** Estimated JS heap of the inputs of all calls running on one connection. */
-export const DEFAULT_MAX_DECODED_BYTES_PER_CONNECTION = 128 * 1024 * 1024;
+export const DEFAULT_MAX_DECODED_BYTES_PER_CONNECTION = 64 * 1024 * 1024;
 /** Estimated JS heap of the inputs of all calls running on one server. */
-export const DEFAULT_MAX_DECODED_BYTES_PER_SERVER = 512 * 1024 * 1024;
+export const DEFAULT_MAX_DECODED_BYTES_PER_SERVER = 256 * 1024 * 1024;
 /** Largest payload after decompression (also the largest a sender compresses). */
 export const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024;
 /** Bytes of partly received fragmented values a client connection holds. */
@@ -79,7 +79,8 @@ export interface WireCommonOptions {
   heartbeatIntervalMs?: number;
   /**
    * Estimated JS heap one decoded payload may allocate, in bytes; a larger one is refused
-   * with `WIRE_LIMIT` before it is decoded. Default 64 MiB.
+   * with `WIRE_LIMIT` before it is decoded. Default 16 MiB (about 2 MiB of msgpack of
+   * small objects, or 16 MiB of strings and binary).
    */
   maxDecodedBytes?: number;
   /**
@@ -127,10 +128,10 @@ export interface WireServerOptions extends WireCommonOptions {
   maxQueuedBytes?: number;
   /**
    * Estimated JS heap of the decoded inputs of all calls running on one connection; past
-   * it new requests are refused with NACK `WIRE_OVERLOADED`. Default 128 MiB.
+   * it new requests are refused with NACK `WIRE_OVERLOADED`. Default 64 MiB.
    */
   maxDecodedBytesPerConnection?: number;
-  /** The same, summed over every connection of the server. Default 512 MiB. */
+  /** The same, summed over every connection of the server. Default 256 MiB. */
   maxDecodedBytesPerServer?: number;
 }
 

@@ -80,7 +80,7 @@ export interface ConnectionOptions {
    * refusals, responses) without bound. Default 64 MiB.
    */
   maxQueuedBytes?: number;
-  /** Estimated heap one decoded payload may take (`DecodeBudget`). Default 64 MiB. */
+  /** Estimated heap one decoded payload may take (`DecodeBudget`). Default 16 MiB. */
   maxDecodedBytes?: number;
   /** Largest payload after decompression. Default 1 MiB. */
   maxDecompressedBytes?: number;
@@ -116,7 +116,7 @@ export const CALL_WORK_BYTES = 8 * 1024;
 export const READ_WORK_MS = 10;
 
 const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
-const DEFAULT_MAX_DECODED_BYTES = 64 * 1024 * 1024;
+const DEFAULT_MAX_DECODED_BYTES = 16 * 1024 * 1024;
 const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024;
 
 /** Time given to a refused peer to read our ERROR frame before the socket is destroyed. */
@@ -235,8 +235,9 @@ export class WireConnection {
    */
   decodePayload(flags: number, bytes: Buffer): unknown {
     if ((flags & PAYLOAD_COMPRESSED) !== 0) {
+      // Counted even when refused: a bomb stopped at the limit cost the work of the limit.
+      this.readWork += this.maxDecompressedBytes;
       bytes = decompress(this.peerCompression, this.options.compression?.algorithm ?? null, bytes, this.maxDecompressedBytes);
-      this.readWork += bytes.length;
     }
     return this.decode(bytes);
   }
