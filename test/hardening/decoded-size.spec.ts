@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { brotliCompressSync } from 'node:zlib';
 import { firstValueFrom } from 'rxjs';
-import { WireClient, WireCodecError, WireLimitError } from '../../lib/index.js';
+import { WireClient, WireCodecError, WireConnectionError, WireLimitError } from '../../lib/index.js';
 import { FrameType, MAGIC, PAYLOAD_COMPRESSED, RESPONSE_END } from '../../lib/protocol/frame.js';
 import { decodeTransportError } from '../../lib/protocol/transport-error.js';
 import { helloFrame, rawFrame, RawPeer } from '../helpers/raw-peer.js';
@@ -165,6 +165,19 @@ describe('hardening: decoded-size bombs against the client', () => {
     figure('1-client-decoded-size', { result: err?.constructor?.name ?? typeof err, ms: performance.now() - started, heapGrowthMiB: heapGrowth / 1024 / 1024 });
     expect(err).toBeInstanceOf(WireLimitError);
     expect(heapGrowth).toBeLessThan(64 * 1024 * 1024);
+    client.close();
+    server.close();
+  });
+
+  it('item 3, client side: closes the connection to a server whose PING body passes 64 bytes', async () => {
+    const { server, port } = await fakeServer((id) =>
+      Buffer.concat([rawFrame(FrameType.PING, 0, 0, Buffer.alloc(1024 * 1024)), rawFrame(FrameType.RESPONSE, RESPONSE_END, id, Buffer.from([1]))]),
+    );
+    const client = new WireClient({ host: '127.0.0.1', port, timeout: 10_000, reconnect: { initialDelayMs: 5000, maxDelayMs: 5000 } });
+    client.on('error', () => {});
+    const err = await firstValueFrom(client.send('x', 1)).catch((e) => e);
+    expect(err).toBeInstanceOf(WireConnectionError);
+    expect(err.message).toMatch(/PING body/);
     client.close();
     server.close();
   });
