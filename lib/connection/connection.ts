@@ -116,6 +116,7 @@ export const CALL_WORK_BYTES = 8 * 1024;
 export const READ_WORK_MS = 10;
 
 const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+const EMPTY_BUFFER = Buffer.alloc(0);
 const DEFAULT_MAX_DECODED_BYTES = 16 * 1024 * 1024;
 const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024;
 
@@ -350,7 +351,7 @@ export class WireConnection {
     if (this.writeBacklog >= this.maxQueuedBytes && (this.pausedFor & PAUSE_BACKLOG) === 0) {
       this.backlogSince = performance.now();
       this.pauseReading(PAUSE_BACKLOG);
-      this.coalescer.whenWritten(this.onBacklogWritten);
+      this.afterWrites(this.onBacklogWritten);
     }
     if ((++this.readFrames & 15) === 0 && performance.now() - this.readStartedAt >= READ_WORK_MS) this.readWork = READ_WORK_BYTES;
     if (this.readWork >= READ_WORK_BYTES && (this.pausedFor & PAUSE_YIELD) === 0) {
@@ -364,7 +365,7 @@ export class WireConnection {
     if (err || this.state !== ConnectionState.OPEN) return;
     this.backlogSince = performance.now();
     if (this.writeBacklog >= this.maxQueuedBytes) {
-      this.coalescer.whenWritten(this.onBacklogWritten);
+      this.afterWrites(this.onBacklogWritten);
       return;
     }
     this.resumeReading(PAUSE_BACKLOG);
@@ -379,7 +380,18 @@ export class WireConnection {
     if (this.writeBacklog === 0 && !this.coalescer.isBlocked) return;
     if (this.writableWaiting) return;
     this.writableWaiting = true;
-    this.coalescer.whenWritten(this.onWrittenForHandler);
+    this.afterWrites(this.onWrittenForHandler);
+  }
+
+  /**
+   * Calls `cb` once everything queued so far has been handed to the OS. With nothing left
+   * in the encoder, an empty write marks the end of the socket's queue: its callback comes
+   * when the bytes before it are written (never at once while the peer does not read).
+   */
+  private afterWrites(cb: (err?: Error | null) => void): void {
+    if (this.encoder.pendingBytes > 0 || this.coalescer.isBlocked) this.coalescer.whenWritten(cb);
+    else if (this.socket.writableLength > 0 && !this.socket.destroyed) this.socket.write(EMPTY_BUFFER, cb);
+    else process.nextTick(cb, null);
   }
 
   private writableWaiting = false;
