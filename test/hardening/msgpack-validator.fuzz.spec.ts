@@ -32,9 +32,11 @@ describe('msgpack validator fuzz', () => {
   it('standard encodings of JSON-like values are accepted and round-trip', () => {
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
+        // A "__proto__" key is renamed by msgpackr on purpose (prototype pollution): not a round trip.
+        fc.pre(!JSON.stringify(value).includes('"__proto__"'));
         const bytes = codec.encode(value);
         validateMsgpack(bytes, 1 << 30);
-        expect(codec.decode(bytes)).toEqual(JSON.parse(JSON.stringify(value)));
+        expect(JSON.stringify(codec.decode(bytes))).toBe(JSON.stringify(value));
       }),
       params(2_000),
     );
