@@ -27,6 +27,8 @@ export interface CallSink {
   waitWritable(call: ServerCall): void;
   /** Counts `bytes` of held values against the connection's total; false if it would pass it. */
   reserveHeld(bytes: number): boolean;
+  /** True when the connection can neither write nor hold another value: it would only be encoded to be dropped. */
+  readonly saturated: boolean;
   releaseHeld(bytes: number): void;
 }
 
@@ -102,6 +104,8 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
       this.pump();
       return;
     }
+    // Not worth encoding a value that could neither be written nor held.
+    if (this.sink.saturated && value !== undefined) return this.fail(backlogFull());
     let bytes: Uint8Array | null;
     try {
       bytes = this.sink.encodeValue(value);
@@ -201,13 +205,7 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
         ),
       );
     }
-    if (!this.sink.reserveHeld(n)) {
-      return this.fail(
-        new WireOverloadedError(
-          'the connection holds maxQueuedBytes of values its client has not read; the consumer is too slow for this producer',
-        ),
-      );
-    }
+    if (!this.sink.reserveHeld(n)) return this.fail(backlogFull());
     this.bufferedBytes += n;
     (this.buffer ??= []).push(bytes);
   }
@@ -271,5 +269,11 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
     value !== null &&
     typeof value === 'object' &&
     typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
+  );
+}
+
+function backlogFull(): WireOverloadedError {
+  return new WireOverloadedError(
+    'the connection holds maxQueuedBytes of values its client has not read; the consumer is too slow for this producer',
   );
 }

@@ -77,6 +77,8 @@ export class ServerSession implements ConnectionHandler, CallSink {
   private decodedInUse = 0;
   /** Bytes of stream values held by this connection's calls (bounded by maxQueuedBytes). */
   private heldBytes = 0;
+  /** A value was refused for the held total, and nothing held was released since. */
+  private heldRefused = false;
   /** Calls holding values until the socket takes what is queued. */
   private readonly waitingToWrite = new Set<ServerCall>();
 
@@ -182,14 +184,22 @@ export class ServerSession implements ConnectionHandler, CallSink {
     this.wire.notifyWhenWritable();
   }
 
+  get saturated(): boolean {
+    return this.heldRefused && !this.wire.canQueue;
+  }
+
   reserveHeld(bytes: number): boolean {
-    if (bytes > 0 && this.heldBytes + bytes > this.host.limits.maxQueuedBytes) return false;
+    if (bytes > 0 && this.heldBytes + bytes > this.host.limits.maxQueuedBytes) {
+      this.heldRefused = true;
+      return false;
+    }
     this.heldBytes += bytes;
     return true;
   }
 
   releaseHeld(bytes: number): void {
     this.heldBytes -= bytes;
+    if (bytes > 0) this.heldRefused = false;
   }
 
   encodeValue(value: unknown): Uint8Array | null {

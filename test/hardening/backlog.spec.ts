@@ -128,6 +128,7 @@ describe('hardening: peers that do not read (server in a child process)', () => 
     const bigClosed = closedOf(big);
     const ping = rawFrame(FrameType.PING, 0, 0, Buffer.alloc(MiB, 1));
     await flood(big, ping, 600);
+    big.resume(); // a paused socket would not notice the server's close once it stops writing
     const bigOutcome = await Promise.race([bigClosed.then(() => 'closed'), runFor(10_000).then(() => 'open')]);
     const afterBig = target.alive ? await target.stats() : null;
     figure('3-big-pings', { alive: target.alive, peakRssGrowthMiB: afterBig && afterBig.peakRss - before.rss, connection: bigOutcome });
