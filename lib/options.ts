@@ -2,7 +2,8 @@ import type { PeerCertificate, ConnectionOptions as TlsConnectionOptions, TlsOpt
 import { WireOptionsError } from './errors.js';
 import { checkOptionKeys, unknownOptionError, type OptionKeys } from './option-keys.js';
 import { MsgpackCodec, type PayloadTypes, type WireCodec } from './protocol/codec.js';
-import { PayloadCompressor, type CompressionAlgorithm } from './protocol/compression.js';
+import { MAX_COMPRESSED_PAYLOAD_BYTES, PayloadCompressor, type CompressionAlgorithm } from './protocol/compression.js';
+import { MAX_STREAM_CREDIT } from './protocol/frame.js';
 
 export const DEFAULT_HOST = 'localhost';
 export const DEFAULT_PORT = 3000;
@@ -35,6 +36,16 @@ export const DEFAULT_MAX_EJECTED_PERCENT = 50;
 export const DEFAULT_HEDGE_MAX_EXTRA_PERCENT = 5;
 export const DEFAULT_RETRY_BUDGET_PERCENT = 20;
 export const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND = 10;
+/** Estimated JS heap one decoded payload may take (see docs/SECURITY.md for the estimate). */
+export const DEFAULT_MAX_DECODED_BYTES = 16 * 1024 * 1024;
+/** Estimated JS heap of the inputs of all calls running on one connection. */
+export const DEFAULT_MAX_DECODED_BYTES_PER_CONNECTION = 64 * 1024 * 1024;
+/** Estimated JS heap of the inputs of all calls running on one server. */
+export const DEFAULT_MAX_DECODED_BYTES_PER_SERVER = 256 * 1024 * 1024;
+/** Largest payload after decompression (also the largest a sender compresses). */
+export const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024;
+/** Bytes of partly received fragmented values a client connection holds. */
+export const DEFAULT_MAX_FRAGMENTED_BYTES = 64 * 1024 * 1024;
 
 /** What `authenticate` learns about the connection besides the credentials. */
 export interface WireAuthInfo {
@@ -82,6 +93,18 @@ export interface WireCommonOptions {
    * as long is closed and its calls failed. In ms; 0 disables. Default 5 000.
    */
   heartbeatIntervalMs?: number;
+  /**
+   * Estimated JS heap one decoded payload may allocate, in bytes; a larger one is refused
+   * with `WIRE_LIMIT` before it is decoded. Default 16 MiB (about 2 MiB of msgpack of
+   * small objects, or 16 MiB of strings and binary).
+   */
+  maxDecodedBytes?: number;
+  /**
+   * Largest payload after decompression, in bytes; a compressed payload that inflates
+   * beyond it is refused with `WIRE_CODEC`. Payloads above 1 MiB are never compressed.
+   * Default 1 MiB (the least every peer accepts), at most `maxFrameSize`.
+   */
+  maxDecompressedBytes?: number;
 }
 
 export interface WireServerOptions extends WireCommonOptions {
@@ -124,6 +147,13 @@ export interface WireServerOptions extends WireCommonOptions {
    * `WIRE_OVERLOADED` without running (clients send them elsewhere). 0 (default): no limit.
    */
   maxConcurrentCalls?: number;
+  /**
+   * Estimated JS heap of the decoded inputs of all calls running on one connection; past
+   * it new requests are refused with NACK `WIRE_OVERLOADED`. Default 64 MiB.
+   */
+  maxDecodedBytesPerConnection?: number;
+  /** The same, summed over every connection of the server. Default 256 MiB. */
+  maxDecodedBytesPerServer?: number;
 }
 
 export interface WireClientOptions extends WireCommonOptions {
@@ -157,8 +187,13 @@ export interface WireClientOptions extends WireCommonOptions {
   overflow?: 'fail' | 'wait';
   /** Bytes queued on a connection that cannot drain; past it calls fail with `WireOverloadedError`. Default 64 MiB. */
   maxQueuedBytes?: number;
-  /** Stream values the server may send ahead of consumption (renewed as values are delivered). Default 256. */
+  /** Stream values the server may send ahead of consumption (renewed as values are delivered). Default 256, at most 65 536. */
   streamCredit?: number;
+  /**
+   * Bytes of partly received fragmented values held per connection; the call whose
+   * fragment would pass it fails with `WireLimitError`. Default 64 MiB.
+   */
+  maxFragmentedBytes?: number;
   /**
    * Calls made while handling a nest-wire call inherit its remaining deadline and are
    * cancelled with it. Default true; per call: `send(p, d, { propagate: false })`.
@@ -221,6 +256,8 @@ const COMMON_OPTION_KEYS = {
   compression: true,
   heartbeatIntervalMs: true,
   payloadTypes: true,
+  maxDecodedBytes: true,
+  maxDecompressedBytes: true,
 } as const satisfies OptionKeys<WireCommonOptions>;
 
 export const SERVER_OPTION_KEYS = {
@@ -237,6 +274,8 @@ export const SERVER_OPTION_KEYS = {
   maxStreamBufferBytes: true,
   maxQueuedBytes: true,
   maxConcurrentCalls: true,
+  maxDecodedBytesPerConnection: true,
+  maxDecodedBytesPerServer: true,
 } as const satisfies OptionKeys<WireServerOptions>;
 
 export const CLIENT_OPTION_KEYS = {
@@ -254,6 +293,7 @@ export const CLIENT_OPTION_KEYS = {
   overflow: true,
   maxQueuedBytes: true,
   streamCredit: true,
+  maxFragmentedBytes: true,
   idempotent: true,
   retry: true,
   hedge: true,
@@ -313,6 +353,8 @@ export interface ResolvedCommonOptions {
   maxFrameSize: number;
   handshakeTimeoutMs: number;
   codec: WireCodec;
+  maxDecodedBytes: number;
+  maxDecompressedBytes: number;
 }
 
 export interface ResolvedServerOptions extends ResolvedCommonOptions {
@@ -328,6 +370,8 @@ export interface ResolvedServerOptions extends ResolvedCommonOptions {
   maxStreamBufferBytes: number;
   maxQueuedBytes: number;
   maxConcurrentCalls: number;
+  maxDecodedBytesPerConnection: number;
+  maxDecodedBytesPerServer: number;
 }
 
 export interface ResolvedClientOptions extends ResolvedCommonOptions {
@@ -354,6 +398,7 @@ export interface ResolvedClientOptions extends ResolvedCommonOptions {
   hedge: { delayMs: number | 'p95'; maxExtraPercent: number } | null;
   /** Null when outlier ejection is off. */
   outlierDetection: { consecutiveFailures: number; baseEjectionMs: number; maxEjectionMs: number; maxEjectedPercent: number } | null;
+  maxFragmentedBytes: number;
 }
 
 export function resolveServerOptions(options: WireServerOptions = {}): ResolvedServerOptions {
@@ -398,6 +443,18 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
       `${where} option maxQueuedBytes`,
     ),
     maxConcurrentCalls: checkInteger(options.maxConcurrentCalls ?? 0, 0, 0xffffffff, `${where} option maxConcurrentCalls (0: no limit)`),
+    maxDecodedBytesPerConnection: checkInteger(
+      options.maxDecodedBytesPerConnection ?? DEFAULT_MAX_DECODED_BYTES_PER_CONNECTION,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxDecodedBytesPerConnection`,
+    ),
+    maxDecodedBytesPerServer: checkInteger(
+      options.maxDecodedBytesPerServer ?? DEFAULT_MAX_DECODED_BYTES_PER_SERVER,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxDecodedBytesPerServer`,
+    ),
   };
 }
 
@@ -449,8 +506,14 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
       Number.MAX_SAFE_INTEGER,
       `${where} option maxQueuedBytes`,
     ),
-    streamCredit: checkInteger(options.streamCredit ?? DEFAULT_STREAM_CREDIT, 1, 0xffffffff, `${where} option streamCredit`),
+    streamCredit: checkInteger(options.streamCredit ?? DEFAULT_STREAM_CREDIT, 1, MAX_STREAM_CREDIT, `${where} option streamCredit`),
     propagate: checkBoolean(options.propagate ?? true, `${where} option propagate`),
+    maxFragmentedBytes: checkInteger(
+      options.maxFragmentedBytes ?? DEFAULT_MAX_FRAGMENTED_BYTES,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxFragmentedBytes`,
+    ),
     idempotent: resolveIdempotent(options.idempotent, where),
     retry: resolveRetry(options.retry, where),
     hedge: resolveHedge(options.hedge, where),
@@ -581,6 +644,12 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
   if (typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
     throw new WireOptionsError(`${where} option codec must implement encode(value) and decode(bytes)`);
   }
+  const maxFrameSize = checkInteger(
+    options.maxFrameSize ?? DEFAULT_MAX_FRAME_BYTES,
+    1024,
+    0xffffffff,
+    `${where} option maxFrameSize (bytes)`,
+  );
   const path = options.path ?? null;
   if (path !== null && (typeof path !== 'string' || path.length === 0)) {
     throw new WireOptionsError(`${where} option path must be a non-empty string (a Unix socket path)`);
@@ -594,12 +663,7 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
       `${where} option heartbeatIntervalMs`,
     ),
     port: checkInteger(options.port ?? DEFAULT_PORT, 0, 65535, `${where} option port`),
-    maxFrameSize: checkInteger(
-      options.maxFrameSize ?? DEFAULT_MAX_FRAME_BYTES,
-      1024,
-      0xffffffff,
-      `${where} option maxFrameSize (bytes)`,
-    ),
+    maxFrameSize,
     handshakeTimeoutMs: checkInteger(
       options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       1,
@@ -607,6 +671,18 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
       `${where} option handshakeTimeoutMs`,
     ),
     codec,
+    maxDecodedBytes: checkInteger(
+      options.maxDecodedBytes ?? DEFAULT_MAX_DECODED_BYTES,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxDecodedBytes`,
+    ),
+    maxDecompressedBytes: checkInteger(
+      options.maxDecompressedBytes ?? Math.min(DEFAULT_MAX_DECOMPRESSED_BYTES, maxFrameSize),
+      Math.min(MAX_COMPRESSED_PAYLOAD_BYTES, maxFrameSize),
+      maxFrameSize,
+      `${where} option maxDecompressedBytes (at most maxFrameSize)`,
+    ),
   };
 }
 

@@ -76,6 +76,9 @@ export class Balancer implements EndpointEvents, EjectionHost {
       heartbeatMs: options.heartbeatIntervalMs,
       counters,
       compression: options.compression,
+      maxQueuedBytes: options.maxQueuedBytes,
+      maxDecodedBytes: options.maxDecodedBytes,
+      maxDecompressedBytes: options.maxDecompressedBytes,
     };
     this.outliers = options.outlierDetection === null ? null : new OutlierDetector(options.outlierDetection, this);
   }

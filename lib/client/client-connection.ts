@@ -4,6 +4,7 @@ import {
   WireConnectionError,
   WireError,
   WireFrameTooLargeError,
+  WireLimitError,
   WireProtocolError,
   WireTimeoutError,
 } from '../errors.js';
@@ -55,6 +56,8 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     private readonly streamCredit: number,
     /** The endpoint this connection belongs to (`host:port`). */
     readonly endpointKey: string,
+    /** Bytes of partly received fragmented values this connection holds at most. */
+    private readonly maxFragmentedBytes = 64 * 1024 * 1024,
   ) {
     this.wire = new WireConnection(socket, options, this);
     this.creditRenewal = Math.max(1, streamCredit >>> 1);
@@ -259,15 +262,21 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     call.complete((flags & RESPONSE_NO_VALUE) === 0, value);
   }
 
-  /** Fragment bytes read since the last window grant. */
+  /** Fragment bytes read since the last window grant (never more than the window). */
   private fragmentBytesRead = 0;
+  /** Invariant: the sum of `fragmentBytes` over the pending calls (at most `maxFragmentedBytes`). */
+  private fragmentedBytes = 0;
 
   /**
    * Counts fragment bytes read (wanted or not: the server counts every one it sends) and
-   * grants them back with CREDIT id 0 once half the window is used.
+   * grants them back with CREDIT id 0 once half the window is used. A server that sends
+   * more than the window it was granted breaks the protocol: the connection closes.
    */
   private consumedFragment(bytes: number): void {
     this.fragmentBytesRead += bytes;
+    if (this.fragmentBytesRead > FRAGMENT_WINDOW_BYTES) {
+      throw new WireProtocolError(`server sent ${this.fragmentBytesRead} fragment bytes, past the ${FRAGMENT_WINDOW_BYTES}-byte window it was granted`);
+    }
     if (this.fragmentBytesRead < FRAGMENT_WINDOW_BYTES / 2) return;
     this.wire.encoder.encodeU32(FrameType.CREDIT, 0, 0, this.fragmentBytesRead);
     this.wire.coalescer.schedule();
@@ -281,10 +290,19 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   private joinFragments(call: PendingCall, flags: number, body: Buffer): Buffer | null {
     const parts = (call.fragments ??= []);
     call.fragmentBytes += body.length;
+    this.fragmentedBytes += body.length;
     if (call.fragmentBytes > this.wire.maxFrameSize) {
+      const size = call.fragmentBytes;
       this.remove(call);
       this.wire.sendEmpty(FrameType.CANCEL, call.id);
-      call.fail(new WireFrameTooLargeError(call.fragmentBytes, this.wire.maxFrameSize));
+      call.fail(new WireFrameTooLargeError(size, this.wire.maxFrameSize));
+      return null;
+    }
+    if (this.fragmentedBytes > this.maxFragmentedBytes) {
+      // The total of every partial value on this connection is bounded, not only each one.
+      this.remove(call);
+      this.wire.sendEmpty(FrameType.CANCEL, call.id);
+      call.fail(new WireLimitError(`partly received values on this connection passed maxFragmentedBytes ${this.maxFragmentedBytes}`));
       return null;
     }
     if ((flags & RESPONSE_MORE) !== 0) {
@@ -293,9 +311,14 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     }
     parts.push(body);
     const whole = Buffer.concat(parts, call.fragmentBytes);
+    this.dropFragments(call);
+    return whole;
+  }
+
+  private dropFragments(call: PendingCall): void {
+    this.fragmentedBytes -= call.fragmentBytes;
     call.fragments = null;
     call.fragmentBytes = 0;
-    return whole;
   }
 
   private onError(flags: number, id: number, body: Buffer): void {
@@ -328,6 +351,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
    * place in the timeout wheel, so its deadline still holds on the next connection.
    */
   private detach(call: PendingCall): void {
+    if (call.fragments !== null) this.dropFragments(call);
     this.calls.delete(call.id);
     call.owner = null;
     if (this.draining && this.calls.size === 0) queueMicrotask(() => this.closeIfDrained());

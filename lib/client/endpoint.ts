@@ -157,6 +157,7 @@ export class Endpoint implements ClientConnectionEvents {
       this,
       this.options.streamCredit,
       this.key,
+      this.options.maxFragmentedBytes,
     );
     this.connections.add(conn);
     if (socket.connecting) {

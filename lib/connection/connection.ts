@@ -12,11 +12,12 @@ import {
 import type { WireCodec } from '../protocol/codec.js';
 import {
   COMPRESSION_IDS,
+  decodesFeature,
   decompress,
-  FEATURES_DECODES_ALL,
   FEATURES_SENDS_SHIFT,
   type PayloadCompressor,
 } from '../protocol/compression.js';
+import { DecodeBudget } from '../protocol/msgpack-validator.js';
 import {
   ERROR_TRANSPORT,
   FEATURE_FRAGMENTS,
@@ -24,6 +25,7 @@ import {
   HEADER_SIZE,
   LENGTH_SIZE,
   MAGIC,
+  MAX_PING_BODY_BYTES,
   MIN_MAX_FRAME_SIZE,
   PAYLOAD_COMPRESSED,
   PROTOCOL_VERSION,
@@ -48,6 +50,8 @@ export interface ConnectionHandler {
   onOpen(conn: WireConnection): void;
   /** A frame other than HELLO / PING / PONG arrived on an open connection. */
   onFrame(conn: WireConnection, type: number, flags: number, id: number, body: Buffer): void;
+  /** The socket took what was waiting (a write completed): held values may go out now. */
+  onWritable?(conn: WireConnection): void;
   /** Called once. `err` is null for an orderly close. */
   onClose(conn: WireConnection, err: WireError | null): void;
 }
@@ -71,7 +75,51 @@ export interface ConnectionOptions {
    * frame of the peer is decoded; false or a throw refuses it with `WireAuthError`.
    */
   authenticate?: (hello: Hello, conn: WireConnection) => boolean | Promise<boolean>;
+  /**
+   * Unsent bytes (encoder + socket) past which this side stops reading the peer until
+   * they are written: a peer that does not read cannot make it queue answers (PONG,
+   * refusals, responses) without bound. Default 64 MiB.
+   */
+  maxQueuedBytes?: number;
+  /** Estimated heap one decoded payload may take (`DecodeBudget`). Default 16 MiB. */
+  maxDecodedBytes?: number;
+  /** Largest payload after decompression. Default 1 MiB. */
+  maxDecompressedBytes?: number;
 }
+
+/** Why reading is stopped; reading resumes once no reason is left. */
+export const PAUSE_AUTH = 1;
+/** The session runs as many calls as it allows. */
+export const PAUSE_CALLS = 2;
+/** More than `maxQueuedBytes` wait for a peer that does not read. */
+export const PAUSE_BACKLOG = 4;
+/** This socket read used its work budget: other sockets get the event loop first. */
+export const PAUSE_YIELD = 8;
+
+/**
+ * Work one socket read may do before the connection yields to the event loop (pauses,
+ * resumes on `setImmediate`): frame bytes + bytes inflated + estimated heap decoded, and
+ * `FRAME_WORK_BYTES` per frame (so 4 096 tiny frames also count as 1 MiB). The frame that
+ * crosses it is finished; its own cost is bounded by `maxDecodedBytes` / `maxDecompressedBytes`.
+ */
+export const READ_WORK_BYTES = 1024 * 1024;
+export const FRAME_WORK_BYTES = 256;
+/**
+ * A REQUEST or EVENT starts a handler whose continuation (Nest resolves it through
+ * promises, and encodes its answer) runs after this read, out of the clock's sight: each
+ * counts as 8 KiB, so one read starts at most 128 calls.
+ */
+export const CALL_WORK_BYTES = 8 * 1024;
+/**
+ * ...and time: what the frames of one read start synchronously (handlers, encoding their
+ * answers) is not counted in bytes, so the clock is read every 16 frames too.
+ */
+export const READ_WORK_MS = 10;
+
+const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+const EMPTY_BUFFER = Buffer.alloc(0);
+const DEFAULT_MAX_DECODED_BYTES = 16 * 1024 * 1024;
+const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024;
 
 /** Time given to a refused peer to read our ERROR frame before the socket is destroyed. */
 const LINGER_MS = 1000;
@@ -99,8 +147,22 @@ export class WireConnection {
   /** When bytes were last read (`performance.now()`), for heartbeats. */
   lastReadAt = performance.now();
   private pingSentAt = 0;
-  /** Reading stopped on purpose (call limit, pending authentication). */
-  private readingPaused = false;
+  /** Why reading is stopped (PAUSE_* bits); 0 while reading. */
+  private pausedFor = 0;
+  /** Work done by the current socket read (see READ_WORK_BYTES). */
+  private readWork = 0;
+  /** Frames of the current socket read, and when it started (`performance.now()`). */
+  private readFrames = 0;
+  private readStartedAt = 0;
+  /** When the backlog last made progress while reading is stopped for it (`performance.now()`). */
+  private backlogSince = 0;
+  /**
+   * Bounds what one decode may allocate. Owned by this connection; its owner (the
+   * session) may lower `maxBytes` before a decode to charge a per-connection total.
+   */
+  readonly decodeBudget: DecodeBudget;
+  private readonly maxQueuedBytes: number;
+  private readonly maxDecompressedBytes: number;
   /** Compressor usable toward this peer (configured, and the peer decodes it), else null. */
   private compressor: PayloadCompressor | null = null;
   /** Algorithm id the peer compresses with (0: none). */
@@ -124,6 +186,9 @@ export class WireConnection {
     this.decoder = new FrameDecoder(this, { maxFrameSize: HANDSHAKE_MAX_FRAME_BYTES });
     this.counters = options.counters ?? new TransportCounters();
     this.coalescer = new WriteCoalescer(socket, this.encoder, this.counters);
+    this.decodeBudget = new DecodeBudget(options.maxDecodedBytes ?? DEFAULT_MAX_DECODED_BYTES);
+    this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    this.maxDecompressedBytes = options.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES;
     socket.setNoDelay(true);
     socket.on('data', this.onData);
     socket.on('error', this.onSocketError);
@@ -165,10 +230,30 @@ export class WireConnection {
     return payload;
   }
 
-  /** Decodes a frame's payload, decompressing it first if the frame says so. */
+  /**
+   * Decodes a frame's payload, decompressing it first if the frame says so (only with the
+   * algorithm this side enabled, to at most `maxDecompressedBytes`), within
+   * `decodeBudget`. What it inflates and decodes counts toward this read's work budget.
+   */
   decodePayload(flags: number, bytes: Buffer): unknown {
-    if ((flags & PAYLOAD_COMPRESSED) !== 0) bytes = decompress(this.peerCompression, bytes, this.options.maxFrameSize);
-    return this.options.codec.decode(bytes);
+    if ((flags & PAYLOAD_COMPRESSED) !== 0) {
+      // Counted even when refused: a bomb stopped at the limit cost the work of the limit.
+      this.readWork += this.maxDecompressedBytes;
+      bytes = decompress(this.peerCompression, this.options.compression?.algorithm ?? null, bytes, this.maxDecompressedBytes);
+    }
+    return this.decode(bytes);
+  }
+
+  /** Decodes codec bytes (a payload, metadata) within `decodeBudget`, counting the work. */
+  decode(bytes: Uint8Array): unknown {
+    const budget = this.decodeBudget;
+    // A custom codec may ignore the budget: its bytes are then the only measure.
+    budget.lastBytes = bytes.length;
+    try {
+      return this.options.codec.decode(bytes, budget);
+    } finally {
+      this.readWork += budget.lastBytes;
+    }
   }
 
   /** Bytes read and not yet decoded: a partial frame, or input held while reading is paused. */
@@ -181,19 +266,32 @@ export class WireConnection {
     return this.encoder.pendingBytes + this.socket.writableLength + this.coalescer.fragments.pendingBytes;
   }
 
+  /**
+   * Whether another value may be queued now (the bound on unsent bytes, fragments
+   * included, holds when bytes are written, not only when requests arrive).
+   */
+  get canQueue(): boolean {
+    return this.queuedBytes < this.maxQueuedBytes;
+  }
+
   /** The peer takes large values in fragments (and grants the fragment window). */
   get peerAcceptsFragments(): boolean {
     return this.peer !== null && (this.peer.features & FEATURE_FRAGMENTS) !== 0;
   }
 
   /**
-   * Stops reading at the current frame boundary. The socket is paused too, so the
-   * kernel's buffers fill and TCP slows the sender: nothing queues without bound here.
+   * Stops reading at the current frame boundary, for `reason` (a PAUSE_* bit). The socket
+   * is paused too, so the kernel's buffers fill and TCP slows the sender: nothing queues
+   * without bound here. Reading resumes once every reason is cleared.
    */
-  pauseReading(): void {
-    this.readingPaused = true;
-    this.decoder.pause();
-    this.socket.pause();
+  pauseReading(reason = PAUSE_CALLS): void {
+    const was = this.pausedFor;
+    this.pausedFor |= reason;
+    if (was === 0) {
+      this.decoder.pause();
+      this.socket.pause();
+    }
+    if (reason === PAUSE_YIELD) return;
     // The peer's PINGs go unread now, so it would soon think this side is dead: tell it
     // otherwise with PINGs of our own at its heartbeat pace, until reading resumes.
     const peerHeartbeatMs = this.peer?.heartbeatMs ?? 0;
@@ -215,21 +313,95 @@ export class WireConnection {
     this.keepalive = null;
   }
 
-  resumeReading(): void {
-    this.stopKeepalive();
-    if (this.state === ConnectionState.CLOSED) return;
-    this.readingPaused = false;
-    // We were not listening: the peer's silence meanwhile says nothing about it.
-    this.lastReadAt = performance.now();
+  resumeReading(reason = PAUSE_CALLS): void {
+    if ((this.pausedFor & reason) === 0) return;
+    this.pausedFor &= ~reason;
+    if ((this.pausedFor & ~PAUSE_YIELD) === 0 && reason !== PAUSE_YIELD) {
+      this.stopKeepalive();
+      // We were not listening: the peer's silence meanwhile says nothing about it.
+      this.lastReadAt = performance.now();
+    }
+    if (this.state === ConnectionState.CLOSED || this.pausedFor !== 0) return;
+    this.startRead();
     try {
       this.decoder.resume();
     } catch (err) {
       this.refuse(toWireError(err));
       return;
     }
-    // Decoding what was held may have reached the limit again.
+    // Decoding what was held may have paused again (call limit, backlog, work budget).
     if (!this.decoder.isPaused) this.socket.resume();
   }
+
+  private readonly resumeAfterYield = (): void => this.resumeReading(PAUSE_YIELD);
+
+  private startRead(): void {
+    this.readWork = 0;
+    this.readFrames = 0;
+    this.readStartedAt = performance.now();
+  }
+
+  /** Unsent bytes that leave without the peer's help (fragments wait for its CREDIT). */
+  private get writeBacklog(): number {
+    return this.encoder.pendingBytes + this.socket.writableLength;
+  }
+
+  /** After a frame: yields if this read used its budget, stops reading if the peer does not read. */
+  private checkReadBudget(): void {
+    if (this.state !== ConnectionState.OPEN) return;
+    if (this.writeBacklog >= this.maxQueuedBytes && (this.pausedFor & PAUSE_BACKLOG) === 0) {
+      this.backlogSince = performance.now();
+      this.pauseReading(PAUSE_BACKLOG);
+      this.afterWrites(this.onBacklogWritten);
+    }
+    if ((++this.readFrames & 15) === 0 && performance.now() - this.readStartedAt >= READ_WORK_MS) this.readWork = READ_WORK_BYTES;
+    if (this.readWork >= READ_WORK_BYTES && (this.pausedFor & PAUSE_YIELD) === 0) {
+      this.pauseReading(PAUSE_YIELD);
+      setImmediate(this.resumeAfterYield);
+    }
+  }
+
+  /** A write completed while reading is stopped for the backlog: read again once it is small. */
+  private readonly onBacklogWritten = (err?: Error | null): void => {
+    if (err || this.state !== ConnectionState.OPEN) return;
+    this.backlogSince = performance.now();
+    if (this.writeBacklog >= this.maxQueuedBytes) {
+      this.afterWrites(this.onBacklogWritten);
+      return;
+    }
+    this.resumeReading(PAUSE_BACKLOG);
+    this.handler.onWritable?.(this);
+  };
+
+  /**
+   * Calls the handler's `onWritable` once what is queued now has been written, or at once
+   * if nothing waits for the socket (what is left then waits for the peer's CREDIT).
+   */
+  notifyWhenWritable(): void {
+    if (this.writeBacklog === 0 && !this.coalescer.isBlocked) return;
+    if (this.writableWaiting) return;
+    this.writableWaiting = true;
+    this.afterWrites(this.onWrittenForHandler);
+  }
+
+  /**
+   * Calls `cb` once everything queued so far has been handed to the OS. With nothing left
+   * in the encoder, an empty write marks the end of the socket's queue: its callback comes
+   * when the bytes before it are written (never at once while the peer does not read).
+   */
+  private afterWrites(cb: (err?: Error | null) => void): void {
+    if (this.encoder.pendingBytes > 0 || this.coalescer.isBlocked) this.coalescer.whenWritten(cb);
+    else if (this.socket.writableLength > 0 && !this.socket.destroyed) this.socket.write(EMPTY_BUFFER, cb);
+    else process.nextTick(cb, null);
+  }
+
+  private writableWaiting = false;
+
+  private readonly onWrittenForHandler = (err?: Error | null): void => {
+    this.writableWaiting = false;
+    if (err || this.state !== ConnectionState.OPEN) return;
+    this.handler.onWritable?.(this);
+  };
 
   /**
    * Heartbeat check, called periodically by a `HeartbeatMonitor`: pings a connection
@@ -237,8 +409,15 @@ export class WireConnection {
    */
   checkLiveness(now: number, intervalMs: number): void {
     if (this.state !== ConnectionState.OPEN) return;
-    if (this.readingPaused) {
-      // Reading is stopped on purpose (call limit): a PONG could not be seen, so do not judge.
+    if ((this.pausedFor & PAUSE_BACKLOG) !== 0 && now - this.backlogSince >= 2 * intervalMs) {
+      // Nothing we queued has moved for two intervals: the peer does not read; let it go.
+      this.close(
+        new WireConnectionError(`peer read nothing for ${Math.round(now - this.backlogSince)} ms with ${this.writeBacklog} bytes waiting`),
+      );
+      return;
+    }
+    if ((this.pausedFor & ~PAUSE_YIELD) !== 0) {
+      // Reading is stopped on purpose (call limit, backlog): a PONG could not be seen, so do not judge.
       this.lastReadAt = now;
       return;
     }
@@ -376,10 +555,16 @@ export class WireConnection {
     this.framesRead++;
     this.counters.framesIn++;
     if (this.state === ConnectionState.OPEN) {
+      this.readWork += body.length + (type === FrameType.REQUEST || type === FrameType.EVENT ? CALL_WORK_BYTES : FRAME_WORK_BYTES);
       switch (type) {
         case FrameType.PING:
+          if (body.length > MAX_PING_BODY_BYTES) {
+            throw new WireProtocolError(`PING body of ${body.length} bytes exceeds the maximum of ${MAX_PING_BODY_BYTES}`);
+          }
+          // The body is a view of the read buffer: copied (inline, it is small), never queued by reference.
           this.encoder.encodeSimple(FrameType.PONG, 0, id, body);
           this.coalescer.schedule();
+          this.checkReadBudget();
           return;
         case FrameType.PONG:
           if (id !== 0) this.onPong(id);
@@ -391,6 +576,7 @@ export class WireConnection {
           break;
       }
       this.handler.onFrame(this, type, flags, id, body);
+      this.checkReadBudget();
       return;
     }
     if (this.state !== ConnectionState.HANDSHAKING) return;
@@ -429,7 +615,7 @@ export class WireConnection {
     const authenticate = this.options.authenticate;
     if (authenticate === undefined) return this.open();
     // Nothing the peer sent after its HELLO is looked at, or even read, until it is authenticated.
-    this.pauseReading();
+    this.pauseReading(PAUSE_AUTH);
     let verdict: boolean | Promise<boolean>;
     try {
       verdict = authenticate(hello, this);
@@ -447,7 +633,7 @@ export class WireConnection {
   private resumeAfterAuth(): void {
     if (this.state !== ConnectionState.HANDSHAKING) return;
     this.open();
-    this.resumeReading();
+    this.resumeReading(PAUSE_AUTH);
   }
 
   private refuseAuth(cause: unknown): void {
@@ -496,7 +682,7 @@ export class WireConnection {
       codec: this.options.codec.id,
       features:
         FEATURE_FRAGMENTS |
-        FEATURES_DECODES_ALL |
+        decodesFeature(this.options.compression?.algorithm ?? null) |
         (this.options.compression ? COMPRESSION_IDS[this.options.compression.algorithm] << FEATURES_SENDS_SHIFT : 0),
       maxFrameSize: this.options.maxFrameSize,
       maxInFlight: this.options.maxInFlight ?? 0,
@@ -508,6 +694,8 @@ export class WireConnection {
   }
 
   private readonly onData = (chunk: Buffer): void => {
+    // A new socket read gets a fresh work budget (a yield resets it too).
+    if ((this.pausedFor & PAUSE_YIELD) === 0) this.startRead();
     this.bytesRead += chunk.length;
     this.counters.bytesIn += chunk.length;
     this.lastReadAt = performance.now();

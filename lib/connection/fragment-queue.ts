@@ -45,6 +45,8 @@ export class FragmentQueue {
   private window = FRAGMENT_WINDOW_BYTES;
   /** Frames queued per call id, to keep a call's frames in order. */
   private readonly perId = new Map<number, number>();
+  /** Invariant: the sum of `payload.length - offset` over `queue` (read on every write decision). */
+  private queuedBytes = 0;
 
   get isEmpty(): boolean {
     return this.queue.length === 0;
@@ -58,6 +60,7 @@ export class FragmentQueue {
   push(id: number, type: FrameType, flags: number, payload: Uint8Array): void {
     const cut = type === FrameType.RESPONSE && payload.length > FRAGMENT_THRESHOLD_BYTES;
     this.queue.push({ id, type, flags, payload, offset: 0, cut });
+    this.queuedBytes += payload.length;
     this.perId.set(id, (this.perId.get(id) ?? 0) + 1);
   }
 
@@ -78,7 +81,13 @@ export class FragmentQueue {
   /** Drops what is queued for `id` (the call was cancelled). */
   drop(id: number): void {
     if (!this.perId.has(id)) return;
-    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i].id === id && this.queue[i].offset === 0) this.queue.splice(i, 1);
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const p = this.queue[i];
+      if (p.id === id && p.offset === 0) {
+        this.queuedBytes -= p.payload.length;
+        this.queue.splice(i, 1);
+      }
+    }
     const left = this.queue.filter((p) => p.id === id).length;
     if (left === 0) this.perId.delete(id);
     else this.perId.set(id, left);
@@ -95,9 +104,7 @@ export class FragmentQueue {
 
   /** Bytes still queued (counts toward the connection's write backlog). */
   get pendingBytes(): number {
-    let n = 0;
-    for (const p of this.queue) n += p.payload.length - p.offset;
-    return n;
+    return this.queuedBytes;
   }
 
   /**
@@ -123,6 +130,7 @@ export class FragmentQueue {
       if (p.cut) flags = last ? flags | RESPONSE_LAST_FRAGMENT : (flags & ~RESPONSE_END_MASK) | RESPONSE_MORE;
       encoder.encodeSimple(p.type, flags, p.id, part);
       p.offset += n;
+      this.queuedBytes -= n;
       budget -= n;
       if (!last) continue;
       queue.shift();

@@ -3,6 +3,8 @@ import { WireCodecError, WireOptionsError } from '../errors.js';
 import { MsgpackEncoder, type PayloadTypes } from './msgpack-encoder.js';
 import { datesToJson, mayHoldTimestamp } from './json-dates.js';
 
+import { DEFAULT_DECODE_LIMIT_BYTES, validateMsgpack, type DecodeBudget } from './msgpack-validator.js';
+
 export type { PayloadTypes } from './msgpack-encoder.js';
 
 /**
@@ -15,8 +17,13 @@ export interface WireCodec {
   readonly name: string;
   /** Returns bytes the caller may hold until they are written; must not be reused by the codec. */
   encode(value: unknown): Uint8Array;
-  /** `bytes` is a view into a read buffer that is reused after this call returns. */
-  decode(bytes: Uint8Array): unknown;
+  /**
+   * `bytes` is a view into a read buffer that is reused after this call returns.
+   * `budget`, when given, bounds what the decoded value may allocate (`budget.maxBytes`)
+   * and receives the estimate (`budget.lastBytes`). A custom codec that ignores it is
+   * bounded only by byte sizes (maxFrameSize, maxDecompressedBytes): see docs/SECURITY.md.
+   */
+  decode(bytes: Uint8Array, budget?: DecodeBudget): unknown;
 }
 
 export const MSGPACK_CODEC_ID = 1;
@@ -79,7 +86,10 @@ export class MsgpackCodec implements WireCodec {
     }
   }
 
-  decode(bytes: Uint8Array): unknown {
+  decode(bytes: Uint8Array, budget?: DecodeBudget): unknown {
+    // Standard msgpack only, and no more heap than the budget: checked before msgpackr allocates.
+    const estimate = validateMsgpack(bytes, budget === undefined ? DEFAULT_DECODE_LIMIT_BYTES : budget.maxBytes);
+    if (budget !== undefined) budget.lastBytes = estimate;
     try {
       const value: unknown = this.unpackr.unpack(bytes);
       return this.jsonDates && mayHoldTimestamp(bytes) ? datesToJson(value) : value;

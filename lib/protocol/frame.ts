@@ -122,3 +122,16 @@ export const FRAME_TYPE_NAMES: Record<number, string> = {
 export interface FrameSink {
   onFrame(type: number, flags: number, id: number, body: Buffer): void;
 }
+
+/**
+ * Largest body of a PING (its PONG echoes it). A larger one is a protocol error that
+ * closes the connection: a peer must not make this side queue large answers.
+ */
+export const MAX_PING_BODY_BYTES = 64;
+
+/**
+ * Most stream credit a server holds for one call: a REQUEST announcing more is refused
+ * with WIRE_LIMIT, and grants beyond it are clamped (a peer that renews what it consumed
+ * never exceeds its initial credit).
+ */
+export const MAX_STREAM_CREDIT = 65_536;

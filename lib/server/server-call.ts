@@ -4,6 +4,7 @@ import type { WheelEntry } from '../connection/timeout-wheel.js';
 import { performance } from 'node:perf_hooks';
 import { CALL_CANCELLED, type Outcome } from '../connection/transport-stats.js';
 import { WireOverloadedError } from '../errors.js';
+import { MAX_STREAM_CREDIT } from '../protocol/frame.js';
 import type { SignalSource } from './wire-context.js';
 import type { ServerCallTrace } from '../diagnostics/instrumentation-hooks.js';
 
@@ -21,6 +22,15 @@ export interface CallSink {
   release(call: ServerCall, outcome: Outcome): void;
   /** The call's deadline passed. */
   expire(call: ServerCall): void;
+  /** False while the connection's unsent bytes (fragments included) are at `maxQueuedBytes`. */
+  canWrite(): boolean;
+  /** Call `call.writeHeld()` once the connection can take values again. */
+  waitWritable(call: ServerCall): void;
+  /** Counts `bytes` of held values against the connection's total; false if it would pass it. */
+  reserveHeld(bytes: number): boolean;
+  /** True when the connection can neither write nor hold another value: it would only be encoded to be dropped. */
+  readonly saturated: boolean;
+  releaseHeld(bytes: number): void;
 }
 
 type Terminal = { err: unknown } | null;
@@ -32,8 +42,11 @@ type Terminal = { err: unknown } | null;
  *
  * Stream flow control: the client grants `credit` values; past it, encoded values wait
  * in `buffer` (at most `maxBufferBytes`, else the stream fails with `WIRE_OVERLOADED`)
- * until a CREDIT frame arrives. A handler that returns an AsyncIterable is pulled only
- * while credit lasts, so it is paced by the consumer without any buffer.
+ * until a CREDIT frame arrives. Values within credit are held the same way while the
+ * connection's unsent bytes are at `maxQueuedBytes` (credit never bypasses that bound),
+ * and the connection's held total is bounded by `maxQueuedBytes` too. A handler that
+ * returns an AsyncIterable is pulled only while credit lasts and the connection can take
+ * values, so it is paced by the consumer without any buffer.
  *
  * Invariant: `done` becomes true exactly once, when the call leaves the session's table.
  */
@@ -50,6 +63,8 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
   trace: ServerCallTrace | null = null;
   /** The error the call ended with, once it has (for `WireContext#getError`); undefined otherwise. */
   failure: unknown = undefined;
+  /** Estimated heap of this call's decoded input, charged to the connection until it settles. */
+  decodedBytes = 0;
 
   private credit: number;
   private buffer: (Uint8Array | null)[] | null = null;
@@ -68,7 +83,7 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     credit: number,
     private readonly maxBufferBytes: number,
   ) {
-    this.credit = credit === 0 ? Infinity : credit;
+    this.credit = credit === 0 ? Infinity : Math.min(credit, MAX_STREAM_CREDIT);
   }
 
   get signal(): AbortSignal {
@@ -94,18 +109,21 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
       this.pump();
       return;
     }
+    // Not worth encoding a value that could neither be written nor held.
+    if (this.sink.saturated && value !== undefined) return this.fail(backlogFull());
     let bytes: Uint8Array | null;
     try {
       bytes = this.sink.encodeValue(value);
     } catch (err) {
       return this.fail(err);
     }
-    if (this.credit > 0 && this.buffer === null) {
+    if (this.credit > 0 && this.buffer === null && this.sink.canWrite()) {
       this.credit--;
       this.sink.writeValue(this, bytes);
       return;
     }
     this.hold(bytes);
+    if (this.credit > 0 && !this.done) this.sink.waitWritable(this);
   }
 
   complete(): void {
@@ -118,21 +136,33 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     this.end({ err });
   }
 
-  /** The client granted `n` more values. */
+  /** The client granted `n` more values (clamped: at most MAX_STREAM_CREDIT outstanding). */
   addCredit(n: number): void {
     if (this.done) return;
-    this.credit += n;
+    this.credit = Math.min(this.credit + n, MAX_STREAM_CREDIT);
+    this.writeHeld();
+  }
+
+  /** Writes held values while credit lasts and the connection takes them; then resumes the producer. */
+  writeHeld(): void {
+    if (this.done) return;
     const buffer = this.buffer;
     if (buffer !== null) {
       let i = 0;
-      while (i < buffer.length && this.credit > 0) {
+      let freed = 0;
+      while (i < buffer.length && this.credit > 0 && this.sink.canWrite()) {
         const bytes = buffer[i++];
-        this.bufferedBytes -= bytes === null ? 0 : bytes.length;
+        freed += bytes === null ? 0 : bytes.length;
         this.credit--;
         this.sink.writeValue(this, bytes);
       }
       buffer.splice(0, i);
-      if (buffer.length > 0) return;
+      this.bufferedBytes -= freed;
+      this.sink.releaseHeld(freed);
+      if (buffer.length > 0) {
+        if (this.credit > 0) this.sink.waitWritable(this);
+        return;
+      }
       this.buffer = null;
       if (this.terminal !== undefined) return this.finish(this.terminal);
     }
@@ -175,23 +205,24 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
   }
 
   private hold(bytes: Uint8Array | null): void {
-    this.bufferedBytes += bytes === null ? 0 : bytes.length;
-    if (this.bufferedBytes > this.maxBufferBytes) {
-      this.buffer = null;
+    const n = bytes === null ? 0 : bytes.length;
+    if (this.bufferedBytes + n > this.maxBufferBytes) {
       return this.fail(
         new WireOverloadedError(
-          `stream produced more than ${this.maxBufferBytes} bytes beyond the consumer's credit; ` +
+          `stream produced more than ${this.maxBufferBytes} bytes beyond the consumer's credit or the connection's maxQueuedBytes; ` +
             'the consumer is too slow for this producer (return an AsyncIterable to be paced by the consumer, or raise maxStreamBufferBytes)',
         ),
       );
     }
+    if (!this.sink.reserveHeld(n)) return this.fail(backlogFull());
+    this.bufferedBytes += n;
     (this.buffer ??= []).push(bytes);
   }
 
   /** Fails the call at once (buffered values are dropped) and stops the handler. */
   private fail(err: unknown): void {
     if (this.done) return;
-    this.buffer = null;
+    this.dropBuffer();
     this.subscription?.unsubscribe();
     this.iterator?.return?.().catch(() => {});
     this.controller?.abort(err);
@@ -204,6 +235,11 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     const iterator = this.iterator!;
     try {
       while (!this.done && this.credit > 0) {
+        if (!this.sink.canWrite()) {
+          // Paced by the socket as well as by credit: resumed by writeHeld().
+          this.sink.waitWritable(this);
+          return;
+        }
         const result = await iterator.next();
         if (this.done) return;
         if (result.done) return this.finish(null);
@@ -230,7 +266,15 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
       this.trace.end(outcome);
       this.trace = null;
     }
+    this.dropBuffer();
     this.sink.release(this, outcome);
+  }
+
+  private dropBuffer(): void {
+    if (this.buffer === null) return;
+    this.buffer = null;
+    this.sink.releaseHeld(this.bufferedBytes);
+    this.bufferedBytes = 0;
   }
 }
 
@@ -239,5 +283,11 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
     value !== null &&
     typeof value === 'object' &&
     typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
+  );
+}
+
+function backlogFull(): WireOverloadedError {
+  return new WireOverloadedError(
+    'the connection holds maxQueuedBytes of values its client has not read; the consumer is too slow for this producer',
   );
 }

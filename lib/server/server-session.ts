@@ -11,12 +11,13 @@ import {
   WireError,
   WireLimitError,
   WireNoHandlerError,
+  WireOverloadedError,
   WireProtocolError,
   WireTimeoutError,
 } from '../errors.js';
 import { CallBody, readCallBody } from '../protocol/call-body.js';
 import type { WireCodec } from '../protocol/codec.js';
-import { FrameType, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
+import { FrameType, MAX_STREAM_CREDIT, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
 import { encodeTransportError } from '../protocol/transport-error.js';
 import { ServerCall, type CallSink } from './server-call.js';
 import { WireContext } from './wire-context.js';
@@ -33,7 +34,10 @@ export interface SessionHost {
   findHandler(pattern: string): MessageHandler | null;
   mapUncaughtError(err: unknown): unknown;
   runRequest(handler: MessageHandler, data: unknown, ctx: WireContext, call: ServerCall): void;
-  runEvent(pattern: string, data: unknown, ctx: WireContext): void;
+  /** Returns the handler's promise, if any: the event's decoded input is charged until it settles. */
+  runEvent(pattern: string, data: unknown, ctx: WireContext): Promise<unknown> | void;
+  /** Estimated heap of the decoded inputs of calls running on every connection of the server. */
+  readonly decoded: { inUse: number };
   onEventDropped(pattern: string, err: unknown): void;
   onSessionOpen(session: ServerSession): void;
   onSessionClose(session: ServerSession, err: WireError | null): void;
@@ -54,6 +58,9 @@ export interface SessionLimits {
   maxQueuedBytes: number;
   /** Calls running at once across the server; past it requests get NACK `WIRE_OVERLOADED`. 0: no limit. */
   maxConcurrentCalls: number;
+  maxDecodedBytes: number;
+  maxDecodedBytesPerConnection: number;
+  maxDecodedBytesPerServer: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -69,6 +76,16 @@ export class ServerSession implements ConnectionHandler, CallSink {
   private draining = false;
   /** The client sent GOAWAY: it will send no more requests on this connection. */
   private peerDone = false;
+  /** Estimated heap of the metadata and payload `decodeCall` decoded last. */
+  private decodedBytes = 0;
+  /** Estimated heap of the decoded inputs of calls (and events) running on this connection. */
+  private decodedInUse = 0;
+  /** Bytes of stream values held by this connection's calls (bounded by maxQueuedBytes). */
+  private heldBytes = 0;
+  /** A value was refused for the held total, and nothing held was released since. */
+  private heldRefused = false;
+  /** Calls holding values until the socket takes what is queued. */
+  private readonly waitingToWrite = new Set<ServerCall>();
 
   constructor(
     socket: Socket,
@@ -125,6 +142,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
           // Connection-level: fragment bytes the client has consumed.
           this.wire.coalescer.fragments.grant(n);
           this.wire.coalescer.schedule();
+          if (this.waitingToWrite.size > 0) this.onWritable();
         } else {
           this.calls.get(id)?.addCredit(n);
         }
@@ -148,6 +166,48 @@ export class ServerSession implements ConnectionHandler, CallSink {
       for (const call of [...this.calls.values()]) call.cancel(reason);
     }
     this.host.onSessionClose(this, err);
+  }
+
+  /** ConnectionHandler: the socket took what was queued; calls holding values may write again. */
+  onWritable(): void {
+    if (this.waitingToWrite.size === 0) return;
+    const calls = [...this.waitingToWrite];
+    this.waitingToWrite.clear();
+    for (const call of calls) {
+      if (!this.wire.canQueue) {
+        this.waitingToWrite.add(call);
+        continue;
+      }
+      call.writeHeld();
+    }
+    if (this.waitingToWrite.size > 0) this.wire.notifyWhenWritable();
+  }
+
+  canWrite(): boolean {
+    return this.wire.canQueue;
+  }
+
+  waitWritable(call: ServerCall): void {
+    this.waitingToWrite.add(call);
+    this.wire.notifyWhenWritable();
+  }
+
+  get saturated(): boolean {
+    return this.heldRefused && !this.wire.canQueue;
+  }
+
+  reserveHeld(bytes: number): boolean {
+    if (bytes > 0 && this.heldBytes + bytes > this.host.limits.maxQueuedBytes) {
+      this.heldRefused = true;
+      return false;
+    }
+    this.heldBytes += bytes;
+    return true;
+  }
+
+  releaseHeld(bytes: number): void {
+    this.heldBytes -= bytes;
+    if (bytes > 0) this.heldRefused = false;
   }
 
   encodeValue(value: unknown): Uint8Array | null {
@@ -202,6 +262,8 @@ export class ServerSession implements ConnectionHandler, CallSink {
 
   release(call: ServerCall, outcome: Outcome): void {
     this.host.callStats.settled(call.startedAt, outcome);
+    this.releaseDecoded(call.decodedBytes);
+    this.waitingToWrite.delete(call);
     if (outcome === CALL_CANCELLED) this.wire.coalescer.fragments.drop(call.id);
     if (this.calls.delete(call.id)) this.host.runningCalls--;
     this.host.deadlines.remove(call);
@@ -225,25 +287,66 @@ export class ServerSession implements ConnectionHandler, CallSink {
    * `body.decodedMetadata`, the payload is returned. Throws a `WireError`.
    */
   private decodeCall(flags: number, body: CallBody): unknown {
-    body.decodedMetadata = this.readMetadata(body);
-    return this.wire.decodePayload(flags, body.payload);
+    const budget = this.wire.decodeBudget;
+    const limits = this.host.limits;
+    // What this decode may take: the per-payload limit, or less if the connection's or the
+    // server's total of inputs held by running calls is nearly spent.
+    const available = Math.min(
+      limits.maxDecodedBytes,
+      limits.maxDecodedBytesPerConnection - this.decodedInUse,
+      limits.maxDecodedBytesPerServer - this.host.decoded.inUse,
+    );
+    if (available <= 0) throw overloaded(limits);
+    budget.maxBytes = available;
+    this.decodedBytes = 0;
+    try {
+      body.decodedMetadata = this.readMetadata(body);
+      this.decodedBytes = body.metadata === null ? 0 : budget.lastBytes;
+      budget.maxBytes = available - this.decodedBytes;
+      const data = this.wire.decodePayload(flags, body.payload);
+      this.decodedBytes += budget.lastBytes;
+      return data;
+    } catch (err) {
+      // Refused only because other calls hold the budget: the client may try elsewhere.
+      if (err instanceof WireLimitError && available < limits.maxDecodedBytes) throw overloaded(limits);
+      throw err;
+    } finally {
+      budget.maxBytes = limits.maxDecodedBytes;
+    }
+  }
+
+  private chargeDecoded(bytes: number): void {
+    this.decodedInUse += bytes;
+    this.host.decoded.inUse += bytes;
+  }
+
+  private releaseDecoded(bytes: number): void {
+    this.decodedInUse -= bytes;
+    this.host.decoded.inUse -= bytes;
   }
 
   /**
    * Checks the pattern and metadata limits (sizes before decoding anything) and decodes
    * the metadata: a map of at most `maxMetadataEntries` strings.
    */
+  /** The metadata of a call that will not run, for its trace span; undefined if unreadable. */
+  private metadataForTrace(body: CallBody): Record<string, string> | undefined {
+    try {
+      return this.readMetadata(body);
+    } catch {
+      return undefined;
+    }
+  }
+
   private readMetadata(body: CallBody): Record<string, string> | undefined {
     const limits = this.host.limits;
-    if (body.patternBytes > limits.maxPatternBytes) {
-      throw new WireLimitError(`pattern of ${body.patternBytes} bytes exceeds maxPatternBytes ${limits.maxPatternBytes}`);
-    }
+    checkPattern(body, limits);
     const bytes = body.metadata;
     if (bytes === null) return undefined;
     if (bytes.length > limits.maxMetadataBytes) {
       throw new WireLimitError(`metadata of ${bytes.length} bytes exceeds maxMetadataBytes ${limits.maxMetadataBytes}`);
     }
-    const value = this.codec.decode(bytes);
+    const value = this.wire.decode(bytes);
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
       throw new WireProtocolError('metadata must be a map of strings');
     }
@@ -303,19 +406,19 @@ export class ServerSession implements ConnectionHandler, CallSink {
       return;
     }
     const pattern = body.pattern;
-    let data: unknown;
     try {
-      data = this.decodeCall(flags, body);
+      checkPattern(body, this.host.limits);
     } catch (err) {
-      const e = err as WireError;
-      this.reject(id, e.code ?? 'WIRE_CODEC', e.message);
+      this.reject(id, 'WIRE_LIMIT', (err as Error).message);
       return;
     }
-    const metadata = body.decodedMetadata;
+    // Looked up before anything is decoded: an unknown pattern costs no decoding.
     const handler = this.host.findHandler(pattern);
     if (handler === null) {
       const message = new WireNoHandlerError().message;
-      instrumentation.hooks?.recordUnhandled(pattern, metadata, this.wire.remoteAddress, 'WIRE_NO_HANDLER', message);
+      const hooks = instrumentation.hooks;
+      // Only the metadata (bounded by maxMetadataBytes) is decoded for the span, never the payload.
+      if (hooks !== null) hooks.recordUnhandled(pattern, this.metadataForTrace(body), this.wire.remoteAddress, 'WIRE_NO_HANDLER', message);
       this.reject(id, 'WIRE_NO_HANDLER', message);
       return;
     }
@@ -325,11 +428,27 @@ export class ServerSession implements ConnectionHandler, CallSink {
       return;
     }
     const limits = this.host.limits;
+    if (body.credit > MAX_STREAM_CREDIT) {
+      this.reject(id, 'WIRE_LIMIT', `initial stream credit ${body.credit} exceeds the maximum of ${MAX_STREAM_CREDIT}`);
+      return;
+    }
     if (this.wire.queuedBytes > limits.maxQueuedBytes) {
       this.nack(id, 'WIRE_OVERLOADED', `more than ${limits.maxQueuedBytes} bytes of responses are waiting for this client to read`);
       return;
     }
+    let data: unknown;
+    try {
+      data = this.decodeCall(flags, body);
+    } catch (err) {
+      const e = err as WireError;
+      if (e instanceof WireOverloadedError) this.nack(id, e.code, e.message);
+      else this.reject(id, e.code ?? 'WIRE_CODEC', e.message);
+      return;
+    }
+    const metadata = body.decodedMetadata;
     const call = new ServerCall(id, this, body.credit, limits.maxStreamBufferBytes);
+    call.decodedBytes = this.decodedBytes;
+    this.chargeDecoded(this.decodedBytes);
     let deadlineAt = 0;
     if (body.budgetMs > 0) {
       deadlineAt = Date.now() + body.budgetMs;
@@ -372,8 +491,26 @@ export class ServerSession implements ConnectionHandler, CallSink {
       return;
     }
     const ctx = new WireContext([body.pattern, body.decodedMetadata, 0, 0, null, this.wire.remoteAddress]);
-    this.host.runEvent(body.pattern, data, ctx);
+    const decodedBytes = this.decodedBytes;
+    const running = this.host.runEvent(body.pattern, data, ctx);
+    if (running instanceof Promise && decodedBytes > 0) {
+      // An event's input is held as long as its handler runs: it counts like a call's.
+      this.chargeDecoded(decodedBytes);
+      const release = () => this.releaseDecoded(decodedBytes);
+      running.then(release, release);
+    }
   }
 }
 
+function overloaded(limits: SessionLimits): WireOverloadedError {
+  return new WireOverloadedError(
+    `decoded inputs of running calls would pass maxDecodedBytesPerConnection ${limits.maxDecodedBytesPerConnection} ` +
+      `or maxDecodedBytesPerServer ${limits.maxDecodedBytesPerServer}; the request was not processed`,
+  );
+}
 
+function checkPattern(body: CallBody, limits: SessionLimits): void {
+  if (body.patternBytes > limits.maxPatternBytes) {
+    throw new WireLimitError(`pattern of ${body.patternBytes} bytes exceeds maxPatternBytes ${limits.maxPatternBytes}`);
+  }
+}

@@ -95,6 +95,8 @@ export class WireServer
   runningCalls = 0;
   readonly deadlines = new TimeoutWheel<ServerCall>((call) => call.expire());
   readonly callStats = new CallStats();
+  /** Estimated heap of the decoded inputs of calls running on all connections (maxDecodedBytesPerServer). */
+  readonly decoded = { inUse: 0 };
   private readonly transport = new TransportCounters();
   private server: NetServer | null = null;
   private readonly sessions = new Set<ServerSession>();
@@ -122,6 +124,9 @@ export class WireServer
       heartbeatMs: this.wireOptions.heartbeatIntervalMs,
       counters: this.transport,
       compression: this.wireOptions.compression,
+      maxQueuedBytes: this.wireOptions.maxQueuedBytes,
+      maxDecodedBytes: this.wireOptions.maxDecodedBytes,
+      maxDecompressedBytes: this.wireOptions.maxDecompressedBytes,
       authenticate:
         this.wireOptions.authenticate === null ? undefined : (hello, conn) => this.authenticateHello(hello, conn),
     };
@@ -134,6 +139,9 @@ export class WireServer
       maxStreamBufferBytes: this.wireOptions.maxStreamBufferBytes,
       maxQueuedBytes: this.wireOptions.maxQueuedBytes,
       maxConcurrentCalls: this.wireOptions.maxConcurrentCalls,
+      maxDecodedBytes: this.wireOptions.maxDecodedBytes,
+      maxDecodedBytesPerConnection: this.wireOptions.maxDecodedBytesPerConnection,
+      maxDecodedBytesPerServer: this.wireOptions.maxDecodedBytesPerServer,
     };
     this.initializeSerializer(options as never);
     this.initializeDeserializer(options as never);
@@ -366,7 +374,7 @@ export class WireServer
     call.error(UNKNOWN_EXCEPTION);
   }
 
-  runEvent(pattern: string, data: unknown, ctx: WireContext): void {
+  runEvent(pattern: string, data: unknown, ctx: WireContext): Promise<unknown> | void {
     const handler = this.getHandlerByPattern(pattern);
     if (handler !== null && !handler.isEventHandler) {
       // Nothing could ever cancel a request handler started by an event (no id, no CANCEL):
@@ -380,7 +388,7 @@ export class WireServer
       hooks === null || handler === null
         ? this.handleEvent(pattern, packet, ctx)
         : traceEvent(hooks.startServerCall('event', ctx), () => this.handleEvent(pattern, packet, ctx));
-    handled.catch((err: unknown) => this.logger.error(err));
+    return handled.catch((err: unknown) => this.logger.error(err));
   }
 
   onEventDropped(pattern: string, err: unknown): void {
