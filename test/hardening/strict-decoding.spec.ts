@@ -51,7 +51,8 @@ const ACCEPTED: [string, unknown][] = [
 ];
 
 describe('hardening: strict msgpack decoding', () => {
-  const codec = new MsgpackCodec();
+  // Native payload types: a standard timestamp decodes to a Date (the default 'json' mode turns it into its ISO string).
+  const codec = new MsgpackCodec({ payloadTypes: 'native' });
 
   it.each(REFUSED)('refuses %s with WIRE_CODEC', (_name, bytes) => {
     let err: unknown;
@@ -100,7 +101,7 @@ describe('hardening: strict msgpack decoding', () => {
   });
 
   describe('over a real socket', () => {
-    const app = withRunningApp(TestAppModule);
+    const app = withRunningApp(TestAppModule, { payloadTypes: 'native' }, { payloadTypes: 'native' });
 
     it.each(REFUSED.slice(0, 14))('answers a payload with %s by ERROR WIRE_CODEC, and echoes nothing', async (_name, bytes) => {
       const peer = await RawPeer.connect(app.running.port);
