@@ -47,7 +47,12 @@ export class PayloadCompressor {
  * side enabled and announced), refusing to produce more than `maxBytes`
  * (`maxDecompressedBytes`): a small frame must not expand into gigabytes.
  */
-export function decompress(id: number, accepted: CompressionAlgorithm | null, bytes: Uint8Array, maxBytes: number): Buffer {
+export function decompress(
+  id: number,
+  accepted: CompressionAlgorithm | null,
+  bytes: Uint8Array,
+  maxBytes: number,
+): Buffer {
   if (accepted === null || id !== COMPRESSION_IDS[accepted]) {
     throw new WireCodecError(
       accepted === null
@@ -59,8 +64,11 @@ export function decompress(id: number, accepted: CompressionAlgorithm | null, by
     if (id === COMPRESSION_IDS.deflate) return inflateRawSync(bytes, { maxOutputLength: maxBytes });
     return brotliDecompressSync(bytes, { maxOutputLength: maxBytes });
   } catch (err) {
-    throw new WireCodecError(`cannot decompress payload (at most ${maxBytes} bytes, maxDecompressedBytes): ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new WireCodecError(
+      `cannot decompress payload (at most ${maxBytes} bytes, maxDecompressedBytes): ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
   }
 }

@@ -175,7 +175,9 @@ export function validateMsgpack(bytes: Uint8Array, maxBytes: number): number {
           break;
         default:
           // 0xc1 (never used), fixext 1/2/16, ext 16/32: msgpackr's private types or nothing standard.
-          throw new WireCodecError(`msgpack byte 0x${b.toString(16)} at offset ${p - 1} is not accepted (standard msgpack only)`);
+          throw new WireCodecError(
+            `msgpack byte 0x${b.toString(16)} at offset ${p - 1} is not accepted (standard msgpack only)`,
+          );
       }
     }
     p += skip;
@@ -185,7 +187,8 @@ export function validateMsgpack(bytes: Uint8Array, maxBytes: number): number {
       throw new WireLimitError(`decoded value would take more than ${maxBytes} bytes (maxDecodedBytes)`);
     }
     if (count > 0) {
-      if (depth === MAX_DECODE_DEPTH) throw new WireCodecError(`msgpack value nested deeper than ${MAX_DECODE_DEPTH} levels`);
+      if (depth === MAX_DECODE_DEPTH)
+        throw new WireCodecError(`msgpack value nested deeper than ${MAX_DECODE_DEPTH} levels`);
       remaining[++depth] = count;
     }
   }
@@ -212,7 +215,8 @@ function checkString(bytes: Uint8Array, p: number, n: number, end: number): void
   }
   for (let i = p, last = p + n; i < last; i++) {
     if (bytes[i] >= 0x80) {
-      if (!isUtf8(bytes.subarray(p, last))) throw new WireCodecError(`msgpack string at offset ${p} is not valid UTF-8`);
+      if (!isUtf8(bytes.subarray(p, last)))
+        throw new WireCodecError(`msgpack string at offset ${p} is not valid UTF-8`);
       return;
     }
   }

@@ -13,7 +13,9 @@ describe('hardening: values held for the backlog go out when the socket drains',
   const app = withRunningApp(TestAppModule, { maxQueuedBytes: 1024 * 1024 });
 
   it('delivers 16 concurrent 100 KB answers (1.6 MB: some wait for the socket)', async () => {
-    const answers = await Promise.all(Array.from({ length: 16 }, () => firstValueFrom(app.client.send('big', 100_000))));
+    const answers = await Promise.all(
+      Array.from({ length: 16 }, () => firstValueFrom(app.client.send('big', 100_000))),
+    );
     expect(answers.every((a) => a === 'b'.repeat(100_000))).toBe(true);
   });
 

@@ -61,7 +61,11 @@ describe('hardening: peers that do not read (server in a child process)', () => 
     socket.write(Buffer.concat(frames));
     await runFor(5000);
     const during = target.alive ? await target.stats() : null;
-    figure('2-streams-within-credit', { alive: target.alive, peakRssGrowthMiB: during && during.peakRss - before.rss, exit: target.exit });
+    figure('2-streams-within-credit', {
+      alive: target.alive,
+      peakRssGrowthMiB: during && during.peakRss - before.rss,
+      exit: target.exit,
+    });
     expect(target.alive).toBe(true);
     expect(during!.peakRss - before.rss).toBeLessThan(RSS_BOUND_MIB);
     await sumWorks(target.port);
@@ -113,15 +117,25 @@ describe('hardening: peers that do not read (server in a child process)', () => 
     big.resume(); // a paused socket would not notice the server's close once it stops writing
     const bigOutcome = await Promise.race([bigClosed.then(() => 'closed'), runFor(10_000).then(() => 'open')]);
     const afterBig = target.alive ? await target.stats() : null;
-    figure('3-big-pings', { alive: target.alive, peakRssGrowthMiB: afterBig && afterBig.peakRss - before.rss, connection: bigOutcome });
+    figure('3-big-pings', {
+      alive: target.alive,
+      peakRssGrowthMiB: afterBig && afterBig.peakRss - before.rss,
+      connection: bigOutcome,
+    });
     expect(bigOutcome).toBe('closed');
     const small = await rawConnection(target.port, {}, false);
     const smallClosed = closedOf(small);
-    const batch = Buffer.concat(Array.from({ length: 10_000 }, () => rawFrame(FrameType.PING, 0, 0, Buffer.alloc(64, 2))));
+    const batch = Buffer.concat(
+      Array.from({ length: 10_000 }, () => rawFrame(FrameType.PING, 0, 0, Buffer.alloc(64, 2))),
+    );
     await flood(small, batch, 120);
     const during = target.alive ? await target.stats() : null;
     const outcome = await Promise.race([smallClosed.then(() => 'closed'), runFor(15_000).then(() => 'open')]);
-    figure('3-pong-pileup', { alive: target.alive, peakRssGrowthMiB: during && during.peakRss - before.rss, smallPings: outcome });
+    figure('3-pong-pileup', {
+      alive: target.alive,
+      peakRssGrowthMiB: during && during.peakRss - before.rss,
+      smallPings: outcome,
+    });
     expect(target.alive).toBe(true);
     expect(during!.peakRss - before.rss).toBeLessThan(64 + 100);
     expect(outcome).toBe('closed');

@@ -18,7 +18,9 @@ const CALLS = 24;
 const SCRIPT = fileURLToPath(new URL('./fragment-server.mjs', import.meta.url));
 
 /** Starts test/hardening/fragment-server.mjs; resolves with its port and a promise of its DONE. */
-async function fragmentServer(mode: Mode): Promise<{ child: ChildProcessWithoutNullStreams; port: number; done: Promise<void> }> {
+async function fragmentServer(
+  mode: Mode,
+): Promise<{ child: ChildProcessWithoutNullStreams; port: number; done: Promise<void> }> {
   const child = spawn(process.execPath, [SCRIPT, mode], { stdio: 'pipe' });
   let out = '';
   let onLine: () => void = () => {};
@@ -53,7 +55,7 @@ async function attack(mode: Mode) {
   const calls = Array.from({ length: CALLS }, (_, i) =>
     firstValueFrom(client.send('x', i)).then(
       () => (outcomes[i] = 'ok'),
-      (e) => (outcomes[i] = e),
+      (e: unknown) => (outcomes[i] = e),
     ),
   );
   await done;

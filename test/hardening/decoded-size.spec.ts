@@ -56,7 +56,12 @@ describe('hardening: decoded-size bombs (server in a child process)', () => {
     peer.write(Buffer.concat(frames));
     const codes = await answers(peer, 8, 20_000);
     const after = target.alive ? await target.stats() : null;
-    figure('1-bomb-no-compression', { alive: target.alive, codes, rssGrowthMiB: after && after.peakRss - before.rss, exit: target.exit });
+    figure('1-bomb-no-compression', {
+      alive: target.alive,
+      codes,
+      rssGrowthMiB: after && after.peakRss - before.rss,
+      exit: target.exit,
+    });
     expect(codes).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((i) => (i % 2 ? 'WIRE_CODEC' : 'WIRE_NO_HANDLER')));
     expect(target.alive).toBe(true);
     expect(after!.peakRss - before.rss).toBeLessThan(RSS_BOUND_MIB);
@@ -72,7 +77,12 @@ describe('hardening: decoded-size bombs (server in a child process)', () => {
     peer.write(Buffer.concat([1, 2, 3, 4, 5, 6, 7, 8].map((i) => compressedRequest(i, 'hold', brotliBomb()))));
     const codes = await answers(peer, 8, 20_000);
     const after = target.alive ? await target.stats() : null;
-    figure('1-bomb-brotli-enabled', { alive: target.alive, codes, rssGrowthMiB: after && after.peakRss - before.rss, exit: target.exit });
+    figure('1-bomb-brotli-enabled', {
+      alive: target.alive,
+      codes,
+      rssGrowthMiB: after && after.peakRss - before.rss,
+      exit: target.exit,
+    });
     expect(codes).toEqual(Array(8).fill('WIRE_CODEC'));
     expect(decodeTransportError(peer.received.find((f) => f.id === 1)!.body).message).toMatch(/maxDecompressedBytes/);
     expect(target.alive).toBe(true);
@@ -91,7 +101,12 @@ describe('hardening: decoded-size bombs (server in a child process)', () => {
     for (let i = 1; i <= 8; i++) peer.write(requestFrame(i, 'hold', payload));
     const codes = await answers(peer, 8, 30_000);
     const after = target.alive ? await target.stats() : null;
-    figure('1-decoded-size-uncompressed', { alive: target.alive, codes, rssGrowthMiB: after && after.peakRss - before.rss, exit: target.exit });
+    figure('1-decoded-size-uncompressed', {
+      alive: target.alive,
+      codes,
+      rssGrowthMiB: after && after.peakRss - before.rss,
+      exit: target.exit,
+    });
     expect(codes).toEqual(Array(8).fill('WIRE_LIMIT'));
     expect(target.alive).toBe(true);
     expect(after!.peakRss - before.rss).toBeLessThan(RSS_BOUND_MIB);
@@ -101,7 +116,10 @@ describe('hardening: decoded-size bombs (server in a child process)', () => {
 
   it('bounds the decoded inputs held by running calls per connection and per server', async () => {
     // 256 Ki empty arrays estimate ~10 MiB each: at most 4 per connection, 9 per server.
-    target = await Target.start({ maxDecodedBytesPerConnection: 48 * 1024 * 1024, maxDecodedBytesPerServer: 96 * 1024 * 1024 }, 1024);
+    target = await Target.start(
+      { maxDecodedBytesPerConnection: 48 * 1024 * 1024, maxDecodedBytesPerServer: 96 * 1024 * 1024 },
+      1024,
+    );
     const before = await target.stats();
     const payload = emptyArrays(256 * 1024);
     const peers: RawPeer[] = [];
@@ -160,9 +178,13 @@ describe('hardening: decoded-size bombs against the client', () => {
     const client = new WireClient({ host: '127.0.0.1', port, timeout: 10_000 });
     const heapBefore = process.memoryUsage().heapUsed;
     const started = performance.now();
-    const err = await firstValueFrom(client.send('x', 1)).catch((e) => e);
+    const err = (await firstValueFrom(client.send('x', 1)).catch((e: unknown) => e)) as Error;
     const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
-    figure('1-client-decoded-size', { result: err?.constructor?.name ?? typeof err, ms: performance.now() - started, heapGrowthMiB: heapGrowth / 1024 / 1024 });
+    figure('1-client-decoded-size', {
+      result: err?.constructor?.name ?? typeof err,
+      ms: performance.now() - started,
+      heapGrowthMiB: heapGrowth / 1024 / 1024,
+    });
     expect(err).toBeInstanceOf(WireLimitError);
     expect(heapGrowth).toBeLessThan(64 * 1024 * 1024);
     client.close();
@@ -171,11 +193,19 @@ describe('hardening: decoded-size bombs against the client', () => {
 
   it('item 3, client side: closes the connection to a server whose PING body passes 64 bytes', async () => {
     const { server, port } = await fakeServer((id) =>
-      Buffer.concat([rawFrame(FrameType.PING, 0, 0, Buffer.alloc(1024 * 1024)), rawFrame(FrameType.RESPONSE, RESPONSE_END, id, Buffer.from([1]))]),
+      Buffer.concat([
+        rawFrame(FrameType.PING, 0, 0, Buffer.alloc(1024 * 1024)),
+        rawFrame(FrameType.RESPONSE, RESPONSE_END, id, Buffer.from([1])),
+      ]),
     );
-    const client = new WireClient({ host: '127.0.0.1', port, timeout: 10_000, reconnect: { initialDelayMs: 5000, maxDelayMs: 5000 } });
+    const client = new WireClient({
+      host: '127.0.0.1',
+      port,
+      timeout: 10_000,
+      reconnect: { initialDelayMs: 5000, maxDelayMs: 5000 },
+    });
     client.on('error', () => {});
-    const err = await firstValueFrom(client.send('x', 1)).catch((e) => e);
+    const err = (await firstValueFrom(client.send('x', 1)).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(WireConnectionError);
     expect(err.message).toMatch(/PING body/);
     client.close();
@@ -184,9 +214,11 @@ describe('hardening: decoded-size bombs against the client', () => {
 
   it('refuses a compressed answer when it did not enable compression', async () => {
     const bomb = brotliCompressSync(emptyArrays(1000));
-    const { server, port } = await fakeServer((id) => rawFrame(FrameType.RESPONSE, RESPONSE_END | PAYLOAD_COMPRESSED, id, bomb));
+    const { server, port } = await fakeServer((id) =>
+      rawFrame(FrameType.RESPONSE, RESPONSE_END | PAYLOAD_COMPRESSED, id, bomb),
+    );
     const client = new WireClient({ host: '127.0.0.1', port, timeout: 10_000 });
-    const err = await firstValueFrom(client.send('x', 1)).catch((e) => e);
+    const err = (await firstValueFrom(client.send('x', 1)).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(WireCodecError);
     client.close();
     server.close();

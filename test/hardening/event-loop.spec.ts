@@ -36,7 +36,8 @@ describe('hardening: work per socket read (server in a child process)', () => {
     const decodes = await rawConnection(target.port);
     let id = 1;
     let stop = false;
-    const bombBatch = () => Buffer.concat(Array.from({ length: 100 }, () => compressedRequest(id++, 'hold', brotliBomb())));
+    const bombBatch = () =>
+      Buffer.concat(Array.from({ length: 100 }, () => compressedRequest(id++, 'hold', brotliBomb())));
     const heavy = emptyArrays(380_000); // ~15 MiB estimated: just under maxDecodedBytes
     const attack = async (socket: Socket, next: () => Buffer) => {
       while (!stop && !socket.destroyed) {

@@ -10,7 +10,10 @@ describe('hardening options', () => {
       maxDecodedBytesPerConnection: 64 * 1024 * 1024,
       maxDecodedBytesPerServer: 256 * 1024 * 1024,
     });
-    expect(resolveClientOptions()).toMatchObject({ maxDecodedBytes: 16 * 1024 * 1024, maxFragmentedBytes: 64 * 1024 * 1024 });
+    expect(resolveClientOptions()).toMatchObject({
+      maxDecodedBytes: 16 * 1024 * 1024,
+      maxFragmentedBytes: 64 * 1024 * 1024,
+    });
   });
 
   it.each([

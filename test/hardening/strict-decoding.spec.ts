@@ -31,8 +31,27 @@ const REFUSED: [string, Buffer][] = [
   ['timestamp of 1 byte (fixext 1, type -1)', hex('d4ff00')],
   ['timestamp of 16 bytes (fixext 16)', hex('d8ff' + '00'.repeat(16))],
   ['timestamp of 3 bytes (ext 8)', hex('c703ff000000')],
-  ['timestamp 64 with 10^9 nanoseconds', (() => { const b = Buffer.alloc(10); b[0] = 0xd7; b[1] = 0xff; b.writeUInt32BE((1e9 * 4) >>> 0, 2); return b; })()],
-  ['timestamp 96 with 10^9 nanoseconds', (() => { const b = Buffer.alloc(15); b[0] = 0xc7; b[1] = 12; b[2] = 0xff; b.writeUInt32BE(1e9, 3); return b; })()],
+  [
+    'timestamp 64 with 10^9 nanoseconds',
+    (() => {
+      const b = Buffer.alloc(10);
+      b[0] = 0xd7;
+      b[1] = 0xff;
+      b.writeUInt32BE((1e9 * 4) >>> 0, 2);
+      return b;
+    })(),
+  ],
+  [
+    'timestamp 96 with 10^9 nanoseconds',
+    (() => {
+      const b = Buffer.alloc(15);
+      b[0] = 0xc7;
+      b[1] = 12;
+      b[2] = 0xff;
+      b.writeUInt32BE(1e9, 3);
+      return b;
+    })(),
+  ],
   ['invalid UTF-8 string', hex('a2c328')],
   ['truncated array', hex('93 01 02')],
   ['array32 claiming 4 billion elements', hex('ddffffffff00')],
@@ -81,7 +100,18 @@ describe('hardening: strict msgpack decoding', () => {
 
   it('costs little next to the decode itself (figures printed, no speed asserted)', () => {
     const cases: [string, Uint8Array][] = [
-      ['128 B object', codec.encode({ id: 12345, name: 'user-12345', email: 'someone@example.com', tags: ['a', 'b', 'c'], active: true, score: 0.5, note: 'x'.repeat(30) })],
+      [
+        '128 B object',
+        codec.encode({
+          id: 12345,
+          name: 'user-12345',
+          email: 'someone@example.com',
+          tags: ['a', 'b', 'c'],
+          active: true,
+          score: 0.5,
+          note: 'x'.repeat(30),
+        }),
+      ],
       ['64 KiB string', codec.encode('s'.repeat(64 * 1024))],
       ['10 000 small ints', codec.encode(Array.from({ length: 10_000 }, (_, i) => i % 100))],
     ];
@@ -103,19 +133,22 @@ describe('hardening: strict msgpack decoding', () => {
   describe('over a real socket', () => {
     const app = withRunningApp(TestAppModule, { payloadTypes: 'native' }, { payloadTypes: 'native' });
 
-    it.each(REFUSED.slice(0, 14))('answers a payload with %s by ERROR WIRE_CODEC, and echoes nothing', async (_name, bytes) => {
-      const peer = await RawPeer.connect(app.running.port);
-      peer.handshake();
-      peer.write(requestFrame(1, 'echo', bytes));
-      const f = await peer.waitForFrame((x) => x.id === 1);
-      expect(f.type).toBe(FrameType.ERROR);
-      expect(decodeTransportError(f.body).code).toBe('WIRE_CODEC');
-      // The connection is still in step: a standard request is served.
-      peer.write(requestFrame(2, 'echo', codec.encode({ ok: 1 })));
-      const ok = await peer.waitForFrame((x) => x.id === 2);
-      expect(codec.decode(ok.body)).toEqual({ ok: 1 });
-      peer.destroy();
-    });
+    it.each(REFUSED.slice(0, 14))(
+      'answers a payload with %s by ERROR WIRE_CODEC, and echoes nothing',
+      async (_name, bytes) => {
+        const peer = await RawPeer.connect(app.running.port);
+        peer.handshake();
+        peer.write(requestFrame(1, 'echo', bytes));
+        const f = await peer.waitForFrame((x) => x.id === 1);
+        expect(f.type).toBe(FrameType.ERROR);
+        expect(decodeTransportError(f.body).code).toBe('WIRE_CODEC');
+        // The connection is still in step: a standard request is served.
+        peer.write(requestFrame(2, 'echo', codec.encode({ ok: 1 })));
+        const ok = await peer.waitForFrame((x) => x.id === 2);
+        expect(codec.decode(ok.body)).toEqual({ ok: 1 });
+        peer.destroy();
+      },
+    );
 
     it('refuses metadata that is not standard msgpack', async () => {
       const peer = await RawPeer.connect(app.running.port);
@@ -146,11 +179,11 @@ describe('hardening: strict msgpack decoding', () => {
       id: 1,
       name: 'msgpackr-private',
       encode: (v: unknown) => new Packr({ moreTypes: true, structuredClone: true }).pack(v),
-      decode: (b: Uint8Array) => new Packr().unpack(b),
+      decode: (b: Uint8Array) => new Packr().unpack(b) as unknown,
     };
     const client = clientFor(running, { codec: privateCodec, credentials: /(a+)+$/ });
     client.on('error', () => {});
-    const err = await firstValueFrom(client.send('sum', [1])).catch((e) => e);
+    const err: unknown = await firstValueFrom(client.send('sum', [1])).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WireAuthError);
     expect(called).toBe(0);
     client.close();

@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   process.stdout.write(`PORT ${server.port}\n`);
 }
 
-main().catch((err) => {
-  process.stderr.write(String(err?.stack ?? err));
+main().catch((err: unknown) => {
+  process.stderr.write(String((err as Error)?.stack ?? err));
   process.exit(1);
 });

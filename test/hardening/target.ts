@@ -44,15 +44,19 @@ export class Target {
   }
 
   static async start(options: WireServerOptions = {}, heapMiB = 1024): Promise<Target> {
-    const child = spawn(process.execPath, [`--max-old-space-size=${heapMiB}`, '--import', LOADER, SCRIPT, JSON.stringify(options)], {
-      stdio: 'pipe',
-    });
+    const child = spawn(
+      process.execPath,
+      [`--max-old-space-size=${heapMiB}`, '--import', LOADER, SCRIPT, JSON.stringify(options)],
+      {
+        stdio: 'pipe',
+      },
+    );
     let buffered = '';
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const port = await new Promise<number>((resolve, reject) => {
       const onData = (d: Buffer) => {
-        buffered += d;
+        buffered += d.toString();
         const m = /PORT (\d+)\n/.exec(buffered);
         if (m) {
           child.stdout.off('data', onData);
@@ -66,7 +70,7 @@ export class Target {
     child.stderr.on('data', (d) => (target.stderr += d));
     let rest = '';
     child.stdout.on('data', (d: Buffer) => {
-      rest += d;
+      rest += d.toString();
       let i: number;
       while ((i = rest.indexOf('\n')) >= 0) {
         target.lines.push(rest.slice(0, i));

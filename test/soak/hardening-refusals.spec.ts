@@ -56,16 +56,22 @@ describe('hardening flood: refusals to a peer that does not read (server in a ch
     const batch = Buffer.concat(Array.from({ length: 10_000 }, () => one));
     await flood(socket, batch, REQUESTS / 10_000);
     // Still not reading: a small PING now and then lets this side notice when the server resets it.
-    const probe = setInterval(() => socket.destroyed || socket.write(rawFrame(FrameType.PING, 0, 0, Buffer.alloc(4))), 200);
-    closed.then(() => clearInterval(probe));
+    const probe = setInterval(
+      () => socket.destroyed || socket.write(rawFrame(FrameType.PING, 0, 0, Buffer.alloc(4))),
+      200,
+    );
+    void closed.then(() => clearInterval(probe));
     const during = target.alive ? await target.stats() : null;
     const outcome = await Promise.race([closed.then(() => 'closed'), runFor(15_000).then(() => 'open')]);
     clearInterval(probe);
-    figure('5-refusals-unread', { alive: target.alive, peakRssGrowthMiB: during && during.peakRss - before.rss, connection: outcome });
+    figure('5-refusals-unread', {
+      alive: target.alive,
+      peakRssGrowthMiB: during && during.peakRss - before.rss,
+      connection: outcome,
+    });
     expect(target.alive).toBe(true);
     expect(during!.peakRss - before.rss).toBeLessThan(MAX_QUEUED_MIB + 100);
     expect(outcome).toBe('closed');
     await sumWorks(target.port);
   }, 90_000);
-
 });
