@@ -8,7 +8,7 @@ import { settledHeap } from '../helpers/gc.js';
 import { TestAppModule } from '../helpers/test-app.js';
 
 /**
- * Soak: SOAK_CALLS calls (default 20 000 in `npm test`; `npm run soak` runs 1 000 000)
+ * Soak: SOAK_CALLS calls (default 20 000; `npm run soak` runs 1 000 000, `.ci/run` 20 000)
  * through one client, SOAK_CONCURRENCY (256) in flight, a mix of echoes from 16 B to
  * 64 KiB, streams, timeouts, cancellations (unsubscribe before, right after and well
  * after writing; `take(n)` on an endless stream), application errors and empty results.
