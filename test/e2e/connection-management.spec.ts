@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { Controller, Inject, Module, type DynamicModule } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import { once } from 'node:events';
-import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom } from 'rxjs';
@@ -10,9 +10,9 @@ import { WireClient, WireConnectionError, WireContext, type WireClientOptions } 
 import { FrameType, MAGIC, RESPONSE_MORE } from '../../lib/protocol/frame.js';
 import { startWireApp, type RunningServer } from '../helpers/apps.js';
 import { helloFrame, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
-import { TestAppModule, waitFor } from '../helpers/test-app.js';
+import { TestAppModule } from '../helpers/test-app.js';
+import { pause, waitFor } from '../helpers/wait.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const NAME = 'SERVER_NAME';
 
 @Controller()
@@ -105,7 +105,7 @@ describe('connection management', () => {
         (err) => void (err instanceof WireConnectionError ? outcomes.connectionErrors++ : outcomes.other++),
       ),
     );
-    await sleep(40);
+    await waitFor(() => a.server.counters().inFlight > 0 && b.server.counters().inFlight > 0, { what: 'calls to run on both servers' });
     const inFlightAtKill = client.counters().inFlight;
     const killedAt = performance.now();
     await kill(a);
@@ -159,16 +159,22 @@ describe('connection management', () => {
         );
       }
     })();
-    await sleep(100);
+    // Each step waits for its event: calls flowing, the client seeing the server go, its return.
+    const moreCalls = async (n: number) => {
+      const target = outcomes.ok + outcomes.failed + n;
+      await waitFor(() => outcomes.ok + outcomes.failed >= target, { timeoutMs: 5000, what: `${n} more calls of the load to end` });
+    };
+    await moreCalls(200);
     for (const which of ['a', 'b'] as const) {
       const old = which === 'a' ? a : b;
       await old.app.close(); // GOAWAY, drain, close
-      await sleep(50);
+      await waitFor(() => client.counters().openConnections === 1, { timeoutMs: 3000, what: 'the client to see the server go' });
+      await moreCalls(100); // the load runs on the survivor alone
       const fresh = await startNode(which, old.port);
       if (which === 'a') a = fresh;
       else b = fresh;
       await waitFor(() => client.counters().openConnections === 2, 3000);
-      await sleep(100);
+      await moreCalls(200);
     }
     stop = true;
     await load;
@@ -252,8 +258,15 @@ describe('connection management', () => {
       expect(gap).toBeLessThanOrEqual(expected[i] * 1.2 + 25);
     });
     const count = attempts.length;
-    await sleep(300);
-    expect(attempts.length).toBe(count); // close() stops reconnecting
+    // No event says "a timer did not fire": let the longest jittered delay (160 ms × 1.2) pass,
+    // then a probe dial is the ordering barrier. The kernel accepts connections in order, so a
+    // redial made when that delay ran out would be accepted (and counted) before the probe.
+    await pause(160 * 1.2 + 10);
+    const probe = connect({ host: '127.0.0.1', port: (refusing.address() as AddressInfo).port });
+    probe.on('error', () => {});
+    await waitFor(() => attempts.length > count, { what: 'the probe connection to be accepted' });
+    probe.destroy();
+    expect(attempts.length).toBe(count + 1); // the probe alone: close() stopped reconnecting
     refusing.close();
   });
 
@@ -331,7 +344,7 @@ describe('connection management under pressure', () => {
     for (let i = 0; i < 32 && !peer.socket.destroyed; i++) {
       peer.socket.write(junk);
       peak = Math.max(peak, node.server.counters().bufferedBytes);
-      await sleep(5);
+      await pause(5); // kept: the peer writing over time while authentication is pending is the input
     }
     peak = Math.max(peak, node.server.counters().bufferedBytes);
     expect(peak).toBeLessThan(1 << 20);
@@ -346,9 +359,12 @@ describe('connection management under pressure', () => {
     await peer.waitForFrame((f) => f.type === FrameType.HELLO);
     peer.socket.pause(); // a slow reader: the server's writes back up
     for (let id = 1; id <= 8; id++) peer.write(rawFrame(FrameType.REQUEST, 0, id, requestBody('big', 1 << 20)));
-    await sleep(200); // the eight 1 MiB answers are done and queued behind a full socket
+    // The eight 1 MiB answers are done and queued behind a full socket.
+    await waitFor(() => running.server.stats().calls.succeeded === 8, { timeoutMs: 5000, what: 'the eight answers to be done' });
+    const listener = running.server.unwrap<NetServer>();
     const closing = running.app.close();
-    await sleep(50);
+    // The graceful close has begun (listener closed, sessions draining) while the peer still reads nothing.
+    await waitFor(() => !listener.listening, { what: 'the server to begin its graceful close' });
     peer.socket.resume();
     await peer.waitForFrame((f) => f.type === FrameType.GOAWAY, 5000);
     peer.write(rawFrame(FrameType.GOAWAY, 0, 0));

@@ -14,9 +14,9 @@ import { ERROR_TRANSPORT, FrameType, MAGIC } from '../../lib/protocol/frame.js';
 import { decodeTransportError } from '../../lib/protocol/transport-error.js';
 import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
 import { codec, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
-import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
+import { recorder, TestAppModule } from '../helpers/test-app.js';
+import { pause, waitFor } from '../helpers/wait.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function transportError(frame: { body: Buffer }): { code: string; message: string } {
   return decodeTransportError(frame.body);
@@ -46,7 +46,9 @@ describe('failures: every bad input gets a typed error and nothing waits forever
       expect(elapsed).toBeGreaterThanOrEqual(59);
       expect(elapsed).toBeLessThan(200);
       expect(client.counters().inFlight).toBe(0);
-      await sleep(300); // the late response arrives and is dropped
+      // The server has let go of the call (answered late or dropped it on the CANCEL): a
+      // later call on the same connection is read after any late answer, which is dropped.
+      await waitFor(() => running.server.counters().inFlight === 0, { what: 'the server to let go of the timed-out call' });
       expect(await firstValueFrom(client.send('sum', [1, 2]))).toBe(3);
     });
 
@@ -78,7 +80,7 @@ describe('failures: every bad input gets a typed error and nothing waits forever
       const calls = Array.from({ length: 5 }, (_, i) =>
         firstValueFrom(closing.send('delayed', { id: i, ms: 5000 })).catch((e) => e),
       );
-      await sleep(20);
+      await waitFor(() => running.server.counters().inFlight >= 5, { what: 'the 5 calls to run on the server' });
       const started = performance.now();
       closing.close();
       const errors = await Promise.all(calls);
@@ -90,7 +92,7 @@ describe('failures: every bad input gets a typed error and nothing waits forever
       const server = await startWireApp(TestAppModule, { drainTimeoutMs: 100 });
       const c = clientFor(server);
       const inFlight = firstValueFrom(c.send('delayed', { id: 1, ms: 5000 })).catch((e) => e);
-      await sleep(50);
+      await waitFor(() => server.server.counters().inFlight === 1, { what: 'the call to run on the server' });
       await server.app.close();
       const err = await inFlight;
       expect(err).toBeInstanceOf(WireConnectionError);
@@ -174,7 +176,7 @@ describe('failures: every bad input gets a typed error and nothing waits forever
     it('drops a peer that trickles the handshake slower than the timeout', async () => {
       const peer = await RawPeer.connect(running.port);
       peer.write(MAGIC.subarray(0, 2));
-      await sleep(100);
+      await pause(100); // a real passage of time is the input here: the peer trickles
       peer.write(MAGIC.subarray(2, 3));
       await peer.closed;
     });
@@ -248,10 +250,11 @@ describe('failures: every bad input gets a typed error and nothing waits forever
 
     it('stops a running handler when its connection goes away', async () => {
       recorder.aborted = 0;
+      recorder.started = 0;
       const peer = await RawPeer.connect(running.port);
       peer.handshake();
       peer.write(rawFrame(FrameType.REQUEST, 0, 1, requestBody('slow', 5000)));
-      await sleep(50);
+      await waitFor(() => recorder.started === 1, { what: 'the slow handler to start' });
       peer.destroy();
       await waitFor(() => recorder.aborted === 1);
     });
@@ -288,7 +291,7 @@ describe('events aimed at request handlers', () => {
     peer.handshake();
     peer.write(rawFrame(FrameType.EVENT, 0, 0, requestBody('slow', 10)));
     peer.write(rawFrame(FrameType.EVENT, 0, 0, requestBody('infinite', {})));
-    await sleep(50);
+    await peer.barrier(); // a later request on the same connection: both events were handled before it
     expect(recorder.started).toBe(0); // the request handler never ran
     peer.destroy();
     await running.app.close();

@@ -5,7 +5,8 @@ import { FrameType } from '../../lib/protocol/frame.js';
 import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
 import { rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
 import { gate, GateModule } from '../helpers/gate-app.js';
-import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
+import { recorder, TestAppModule } from '../helpers/test-app.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 

@@ -5,7 +5,8 @@ import { Test } from '@nestjs/testing';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 import { WireClient, WireNoHandlerError } from '../../lib/index.js';
 import { clientFor, startWireApp, withRunningApp, type RunningServer } from '../helpers/apps.js';
-import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
+import { recorder, TestAppModule } from '../helpers/test-app.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('messaging over nest-wire (real Nest apps on loopback)', () => {
   let running: RunningServer;

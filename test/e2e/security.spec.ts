@@ -13,7 +13,8 @@ import {
 import { FrameType, MAGIC } from '../../lib/protocol/frame.js';
 import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
 import { codec, helloFrame, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
-import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
+import { recorder, TestAppModule } from '../helpers/test-app.js';
+import { waitFor } from '../helpers/wait.js';
 
 const fixture = (name: string) => readFileSync(join(process.cwd(), 'test/fixtures/tls', name));
 const ca = fixture('ca.crt');
