@@ -266,8 +266,10 @@ describe('large values', () => {
 
   it('lets small calls on the same connection finish while a large value is still leaving', async () => {
     const order: string[] = [];
+    const bytesBefore = app.client.stats().transport.bytesIn;
     const big = firstValueFrom(app.client.send<string>('big', 8 << 20)).then(() => order.push('big'));
-    await new Promise((r) => setTimeout(r, 5)); // the large value is being written
+    // The large value is being written: its first fragments have arrived.
+    await waitFor(() => app.client.stats().transport.bytesIn > bytesBefore + (256 << 10), { what: 'the first fragments of the large value' });
     const small = Array.from({ length: 10 }, (_, i) =>
       firstValueFrom(app.client.send<number>('sum', [i])).then(() => order.push('small')),
     );
