@@ -18,6 +18,7 @@ import {
 } from '../../lib/index.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startWireApp, type RunningServer } from '../helpers/apps.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** Lets a test hold a handler open until it has done something to the connection. */
 const gate = { started: null as (() => void) | null, hangs: 0 };
@@ -271,7 +272,7 @@ describe('migrating from Nest TCP', () => {
       client.on('error', () => {});
       try {
         await client.connect();
-        for (let i = 0; i < 500 && client.counters().openConnections < 2; i++) await new Promise((r) => setTimeout(r, 10));
+        await waitFor(() => client.counters().openConnections === 2, { timeoutMs: 5000, what: 'both connections to open' });
         expect(client.counters().openConnections).toBe(2);
         const hangsAtStart = gate.hangs;
         const bothStarted = new Promise<void>((resolve) => (gate.started = () => gate.hangs === hangsAtStart + 2 && resolve()));

@@ -27,6 +27,20 @@ export async function waitFor(predicate: () => boolean, options: WaitOptions | n
   }
 }
 
+/**
+ * Polls an async `read` until `done` holds for its value, and returns the value; after
+ * `timeoutMs` returns the last value read, so the caller's assertion shows what it was.
+ */
+export async function eventually<T>(read: () => T | Promise<T>, done: (value: T) => boolean, options: WaitOptions = {}): Promise<T> {
+  const { timeoutMs = 5000, everyMs = 10 } = options;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() > deadline) return value;
+    await pause(everyMs);
+  }
+}
+
 /** The first `emitter` `event`, with its arguments; rejects after `timeoutMs` naming the event. */
 export async function once<T extends unknown[] = unknown[]>(emitter: EventEmitter, event: string, timeoutMs = 2000): Promise<T> {
   const signal = AbortSignal.timeout(timeoutMs);
