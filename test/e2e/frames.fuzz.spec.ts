@@ -11,6 +11,7 @@ import { collectingDecoder } from '../helpers/frames.js';
 import { CaseCounter, frameBoundaries, interestingLengths, mutate, mutationArb, params } from '../helpers/fuzz.js';
 import { codec, helloFrame, rawFrame } from '../helpers/raw-peer.js';
 import { TestAppModule } from '../helpers/test-app.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Frame-level fuzzing after a valid handshake, against real endpoints on loopback:
@@ -63,18 +64,10 @@ async function stableResources(): Promise<Record<string, number>> {
 async function leftBehind(baseline: Record<string, number>): Promise<Record<string, number>> {
   const excess = () =>
     Object.fromEntries(Object.entries(resources()).filter(([type, n]) => n > (baseline[type] ?? 0)));
-  const deadline = Date.now() + 3000;
-  while (Object.keys(excess()).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await waitFor(() => Object.keys(excess()).length === 0, { timeoutMs: 3000, everyMs: 20 }).catch(() => {}); // the caller asserts what is left
   return excess();
 }
 
-async function until(predicate: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 function u16(n: number): Buffer {
   const b = Buffer.alloc(2);
@@ -269,8 +262,8 @@ describe('frame fuzz: a real WireServer after a valid handshake', () => {
       }),
       params(60, 0.01, true),
     );
-    await until(() => running.server.counters().connections === 1, 5000, 'fuzzed connections to be gone');
-    await until(() => running.server.counters().inFlight === 0, 5000, 'calls of fuzzed connections to stop');
+    await waitFor(() => running.server.counters().connections === 1, { timeoutMs: 5000, what: 'fuzzed connections to be gone' });
+    await waitFor(() => running.server.counters().inFlight === 0, { timeoutMs: 5000, what: 'calls of fuzzed connections to stop' });
     // No timer or socket started for a fuzzed peer outlives it (a leaked stream keeps a timer).
     expect(await leftBehind(baseline)).toEqual({});
     for (const err of connectionErrors) expect(err).toBeInstanceOf(WireError);
@@ -370,10 +363,7 @@ describe('frame fuzz: a real WireClient against a server sending random frames',
               }),
             );
             // Every call has a 150 ms timeout: all must settle well within 2 s.
-            const started = Date.now();
-            while (outcomes.includes(undefined) && Date.now() - started < 2000) {
-              await new Promise((r) => setTimeout(r, 10));
-            }
+            await waitFor(() => !outcomes.includes(undefined), { timeoutMs: 2000, everyMs: 10 }).catch(() => {}); // asserted below
             for (const outcome of outcomes) {
               expect(outcome).toBeDefined(); // else: hung
               tally.set(outcome!, (tally.get(outcome!) ?? 0) + 1);
