@@ -1,8 +1,7 @@
 import 'reflect-metadata';
 import { Controller, Inject, Module, type DynamicModule } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
-import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { connect, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom } from 'rxjs';
@@ -12,6 +11,7 @@ import { startWireApp, type RunningServer } from '../helpers/apps.js';
 import { helloFrame, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
 import { TestAppModule } from '../helpers/test-app.js';
 import { pause, waitFor } from '../helpers/wait.js';
+import { FakeServer } from '../helpers/fake-server.js';
 
 const NAME = 'SERVER_NAME';
 
@@ -187,16 +187,13 @@ describe('connection management', () => {
   }, 30_000);
 
   it('detects a half-open server that stops answering PING', async () => {
-    const silent = createServer((socket) => {
+    const silent = await FakeServer.start((socket) => {
       socket.once('data', () => socket.write(Buffer.concat([MAGIC, helloFrame()])));
-      socket.on('error', () => {});
       // ...and then never another byte.
     });
-    silent.listen(0, '127.0.0.1');
-    await once(silent, 'listening');
     const client = new WireClient({
       host: '127.0.0.1',
-      port: (silent.address() as AddressInfo).port,
+      port: silent.port,
       heartbeatIntervalMs: 100,
       timeout: 0,
     });
@@ -210,7 +207,7 @@ describe('connection management', () => {
     expect(elapsed).toBeGreaterThanOrEqual(190);
     expect(elapsed).toBeLessThan(400); // 2 intervals of silence, checked every half interval
     client.close();
-    silent.close();
+    await silent.close();
   });
 
   it('the server closes a client that stops answering PING', async () => {
@@ -236,15 +233,13 @@ describe('connection management', () => {
 
   it('backs off exponentially, with jitter, up to the cap', async () => {
     const attempts: number[] = [];
-    const refusing = createServer((socket) => {
+    const refusing = await FakeServer.start((socket) => {
       attempts.push(performance.now());
       socket.destroy();
     });
-    refusing.listen(0, '127.0.0.1');
-    await once(refusing, 'listening');
     const client = new WireClient({
       host: '127.0.0.1',
-      port: (refusing.address() as AddressInfo).port,
+      port: refusing.port,
       reconnect: { initialDelayMs: 20, maxDelayMs: 160 },
     });
     client.on('error', () => {});
@@ -262,12 +257,12 @@ describe('connection management', () => {
     // then a probe dial is the ordering barrier. The kernel accepts connections in order, so a
     // redial made when that delay ran out would be accepted (and counted) before the probe.
     await pause(160 * 1.2 + 10);
-    const probe = connect({ host: '127.0.0.1', port: (refusing.address() as AddressInfo).port });
+    const probe = connect({ host: '127.0.0.1', port: refusing.port });
     probe.on('error', () => {});
     await waitFor(() => attempts.length > count, { what: 'the probe connection to be accepted' });
     probe.destroy();
     expect(attempts.length).toBe(count + 1); // the probe alone: close() stopped reconnecting
-    refusing.close();
+    await refusing.close();
   });
 
   it('fails calls fast while no server is reachable', async () => {

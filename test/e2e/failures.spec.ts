@@ -1,6 +1,5 @@
 import 'reflect-metadata';
 import { randomBytes } from 'node:crypto';
-import { createServer, type AddressInfo } from 'node:net';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 import {
   WireClient,
@@ -16,6 +15,7 @@ import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js'
 import { codec, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
 import { recorder, TestAppModule } from '../helpers/test-app.js';
 import { pause, waitFor } from '../helpers/wait.js';
+import { closedPort, FakeServer } from '../helpers/fake-server.js';
 
 
 function transportError(frame: { body: Buffer }): { code: string; message: string } {
@@ -101,10 +101,7 @@ describe('failures: every bad input gets a typed error and nothing waits forever
     });
 
     it('fails fast when nothing listens on the port', async () => {
-      const probe = createServer();
-      await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-      const port = (probe.address() as AddressInfo).port;
-      await new Promise((r) => probe.close(r));
+      const port = await closedPort();
       const c = new WireClient({ host: '127.0.0.1', port });
       const started = performance.now();
       const err = await firstValueFrom(c.send('sum', [1])).catch((e) => e);
@@ -115,15 +112,14 @@ describe('failures: every bad input gets a typed error and nothing waits forever
     });
 
     it('fails calls when a server answers with garbage', async () => {
-      const fake = createServer((socket) => socket.on('data', () => socket.write(randomBytes(64))));
-      await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
-      const c = new WireClient({ host: '127.0.0.1', port: (fake.address() as AddressInfo).port });
+      const fake = await FakeServer.start((socket) => socket.on('data', () => socket.write(randomBytes(64))));
+      const c = new WireClient({ host: '127.0.0.1', port: fake.port });
       c.on('error', () => {});
       const err = await firstValueFrom(c.send('sum', [1])).catch((e) => e);
       expect(err).toBeInstanceOf(WireConnectionError);
       expect(err.cause ?? err).toBeDefined();
       c.close();
-      await new Promise((r) => fake.close(r));
+      await fake.close();
     });
   });
 

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import fc from 'fast-check';
 import { firstValueFrom } from 'rxjs';
 import { WireClient, WireError } from '../../lib/index.js';
@@ -12,6 +12,7 @@ import { CaseCounter, frameBoundaries, interestingLengths, mutate, mutationArb, 
 import { codec, helloFrame, rawFrame } from '../helpers/raw-peer.js';
 import { TestAppModule } from '../helpers/test-app.js';
 import { waitFor } from '../helpers/wait.js';
+import { FakeServer } from '../helpers/fake-server.js';
 
 /**
  * Frame-level fuzzing after a valid handshake, against real endpoints on loopback:
@@ -275,15 +276,11 @@ describe('frame fuzz: a real WireServer after a valid handshake', () => {
 });
 
 describe('frame fuzz: a real WireClient against a server sending random frames', () => {
-  let fake: Server;
+  let fake: FakeServer;
   let script: Buffer = Buffer.alloc(0);
-  const sockets = new Set<Socket>();
 
   beforeAll(async () => {
-    fake = createServer((s) => {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
+    fake = await FakeServer.start((s) => {
       // Answer the client's preface + HELLO with ours, then the script, once the request is in.
       let answered = false;
       let seen = 0;
@@ -300,12 +297,8 @@ describe('frame fuzz: a real WireClient against a server sending random frames',
         }
       });
     });
-    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
   });
-  afterAll(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => fake.close(r));
-  });
+  afterAll(() => fake.close());
 
   /** One frame a (possibly broken) server might send; ids 1..3 hit the client's first calls. */
   const serverFrameArb: fc.Arbitrary<Buffer> = fc.oneof(
@@ -347,7 +340,7 @@ describe('frame fuzz: a real WireClient against a server sending random frames',
           script = mutations === null ? stream : mutate(stream, frameBoundaries(stream), mutations);
           const c = new WireClient({
             host: '127.0.0.1',
-            port: (fake.address() as AddressInfo).port,
+            port: fake.port,
             timeout: 150,
             handshakeTimeoutMs: 300,
             reconnect: { initialDelayMs: 10, maxDelayMs: 50 },

@@ -39,6 +39,7 @@ import {
 import { rawFrame, requestBody } from '../helpers/raw-peer.js';
 import { TestAppModule } from '../helpers/test-app.js';
 import { waitFor } from '../helpers/wait.js';
+import { FakeServer } from '../helpers/fake-server.js';
 
 /**
  * Fuzzing of the handshake. Three layers, cheapest first:
@@ -362,23 +363,15 @@ describe('handshake fuzz', () => {
   });
 
   describe('a real WireClient against a server answering with random handshakes', () => {
-    let fake: Server;
+    let fake: FakeServer;
     let answer: Buffer = Buffer.alloc(0);
-    const sockets = new Set<Socket>();
 
     beforeAll(async () => {
-      fake = createServer((s) => {
-        sockets.add(s);
-        s.on('error', () => {});
-        s.on('close', () => sockets.delete(s));
+      fake = await FakeServer.start((s) => {
         s.once('data', () => s.write(answer));
       });
-      await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
     });
-    afterAll(async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => fake.close(r));
-    });
+    afterAll(() => fake.close());
 
     it('ends every call with a typed WireError (or, on a valid HELLO, a timeout), never hangs', async () => {
       await fc.assert(
@@ -387,7 +380,7 @@ describe('handshake fuzz', () => {
           answer = bytes;
           const c = new WireClient({
             host: '127.0.0.1',
-            port: (fake.address() as AddressInfo).port,
+            port: fake.port,
             timeout: 150,
             handshakeTimeoutMs: 150,
             connectTimeoutMs: 500,
