@@ -21,15 +21,7 @@ class WhoController {
 
   @MessagePattern('who')
   async who(@Payload() ms: number, @Ctx() ctx: WireContext): Promise<string> {
-    if (ms > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        ctx.getSignal().addEventListener('abort', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    if (ms > 0) await pause(ms, ctx.getSignal()); // less if the call is cancelled
     return this.name;
   }
 }

@@ -11,7 +11,7 @@ import { collectingDecoder } from '../helpers/frames.js';
 import { CaseCounter, frameBoundaries, interestingLengths, mutate, mutationArb, params } from '../helpers/fuzz.js';
 import { codec, helloFrame, rawFrame } from '../helpers/raw-peer.js';
 import { TestAppModule } from '../helpers/test-app.js';
-import { waitFor } from '../helpers/wait.js';
+import { pause, waitFor } from '../helpers/wait.js';
 import { FakeServer } from '../helpers/fake-server.js';
 
 /**
@@ -53,7 +53,7 @@ function resources(): Record<string, number> {
 async function stableResources(): Promise<Record<string, number>> {
   let previous = JSON.stringify(resources());
   for (let i = 0; i < 15; i++) {
-    await new Promise((r) => setTimeout(r, 200));
+    await pause(200); // kept: "stopped changing" means unchanged across a real interval
     const now = JSON.stringify(resources());
     if (now === previous) break;
     previous = now;

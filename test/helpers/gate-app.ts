@@ -1,9 +1,7 @@
 import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-
-/** A handler that yields to the event loop: `ms` 0 means one turn, not a 1 ms timer. */
-const pause = (ms: number) => new Promise((r) => (ms === 0 ? setImmediate(r) : setTimeout(r, ms)));
+import { nextTurn, pause } from './wait.js';
 
 /** Counts running `gate` handlers, to check the server's per-connection limit. */
 export const gate = { running: 0, maxRunning: 0, probe: null as (() => void) | null };
@@ -15,7 +13,7 @@ class GateController {
     gate.running++;
     gate.maxRunning = Math.max(gate.maxRunning, gate.running);
     gate.probe?.();
-    await pause(ms);
+    await (ms === 0 ? nextTurn() : pause(ms)); // 0: one event-loop turn, not a 1 ms timer
     gate.running--;
     return ms;
   }
