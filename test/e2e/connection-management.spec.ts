@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { Controller, Inject, Module, type DynamicModule } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
+import { once } from 'node:events';
 import { connect, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -225,8 +226,11 @@ describe('connection management', () => {
 
   it('backs off exponentially, with jitter, up to the cap', async () => {
     const attempts: number[] = [];
+    /** The client port of each accepted connection, to tell the probe below from a redial. */
+    const peers: number[] = [];
     const refusing = await FakeServer.start((socket) => {
       attempts.push(performance.now());
+      peers.push(socket.remotePort!);
       socket.destroy();
     });
     const client = new WireClient({
@@ -251,9 +255,12 @@ describe('connection management', () => {
     await pause(160 * 1.2 + 10);
     const probe = connect({ host: '127.0.0.1', port: refusing.port });
     probe.on('error', () => {});
-    await waitFor(() => attempts.length > count, { what: 'the probe connection to be accepted' });
+    await once(probe, 'connect');
+    const probePort = probe.localPort!;
+    await waitFor(() => peers.includes(probePort), { what: 'the probe connection to be accepted' });
     probe.destroy();
-    expect(attempts.length).toBe(count + 1); // the probe alone: close() stopped reconnecting
+    expect(peers.indexOf(probePort)).toBe(count); // nothing came before the probe: close() stopped reconnecting
+    expect(attempts.length).toBe(count + 1);
     await refusing.close();
   });
 
