@@ -1,7 +1,6 @@
 import 'reflect-metadata';
 import { Controller, Inject, Module, type DynamicModule } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
-import { once } from 'node:events';
 import { connect, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +10,7 @@ import { FrameType, MAGIC, RESPONSE_MORE } from '../../lib/protocol/frame.js';
 import { startWireApp, type RunningServer } from '../helpers/apps.js';
 import { helloFrame, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
 import { TestAppModule } from '../helpers/test-app.js';
-import { pause, waitFor } from '../helpers/wait.js';
+import { once, pause, waitFor } from '../helpers/wait.js';
 import { FakeServer } from '../helpers/fake-server.js';
 
 const NAME = 'SERVER_NAME';

@@ -1,10 +1,9 @@
 import { connect, type Socket } from 'node:net';
-import { once } from 'node:events';
 import { MsgpackCodec } from '../../lib/protocol/codec.js';
 import { FrameType, HEADER_SIZE, MAGIC, PROTOCOL_VERSION } from '../../lib/protocol/frame.js';
 import { encodeHelloBody, type Hello } from '../../lib/protocol/hello.js';
 import { collectingDecoder, type DecodedFrame } from './frames.js';
-import { BARRIER_PATTERN, waitFor } from './wait.js';
+import { BARRIER_PATTERN, once, waitFor } from './wait.js';
 
 export const codec = new MsgpackCodec();
 
@@ -67,7 +66,7 @@ export class RawPeer {
 
   static async connect(port: number): Promise<RawPeer> {
     const socket = connect({ host: '127.0.0.1', port });
-    await once(socket, 'connect');
+    await once(socket, 'connect', 10_000);
     return new RawPeer(socket);
   }
 
