@@ -35,7 +35,9 @@ const SLOT_MASK = SLOTS - 1;
  * A hashed timing wheel: one `setInterval` for every pending deadline instead of one
  * `setTimeout` per call. Adding and removing are O(1) list operations on the entry
  * itself; each tick visits one slot (entries more than one revolution away stay until
- * their round comes). Deadlines fire up to one tick (10 ms) late, never early.
+ * their round comes). Deadlines fire never early, and less than two ticks (20 ms) late
+ * plus event-loop delay: a deadline waits for the next slot boundary, which the ticker
+ * (at its own phase) reaches within one more tick.
  *
  * The ticker runs only while entries exist, and is `unref()`ed so pending calls alone
  * do not keep the process alive (their socket does).
@@ -45,7 +47,7 @@ export class TimeoutWheel<T extends WheelEntry> {
   private size = 0;
   /** Last tick number whose slot has been processed. */
   private lastTick: number;
-  /** Stops the ticker; null while no ticker runs (exactly when the wheel is empty, between ticks). */
+  /** Stops the ticker; null while none runs. The ticker stops at the first tick that finds the wheel empty. */
   private stopTicker: (() => void) | null = null;
   /** Scratch list reused by every tick. */
   private readonly due: T[] = [];
