@@ -4,6 +4,8 @@ export default {
   rootDir: '.',
   roots: ['<rootDir>/test'],
   testRegex: '.*\\.spec\\.ts$',
+  // Floods and soaks run with `npm run soak`, which clears this pattern: `npm test` stays fast.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/soak/'],
   extensionsToTreatAsEsm: ['.ts'],
   moduleFileExtensions: ['ts', 'js', 'json'],
   // Relative imports carry `.js` (nodenext); jest resolves the `.ts` source.

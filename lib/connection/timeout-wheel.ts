@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 
 /** An entry links itself into the wheel: no allocation per add. */
 export interface WheelEntry {
-  /** Absolute deadline on the `performance.now()` clock, in ms. */
+  /** Absolute deadline on the wheel's clock (`performance.now()` unless one is given), in ms. */
   deadline: number;
   wheelPrev: WheelEntry | null;
   wheelNext: WheelEntry | null;
@@ -11,6 +11,23 @@ export interface WheelEntry {
 }
 
 export const TICK_MS = 10;
+
+/** Where a wheel reads the time and how it gets ticked: the real clock, or a test's. */
+export interface WheelClock {
+  /** Milliseconds on the clock deadlines are given on. */
+  now(): number;
+  /** Calls `tick` every `ms` until the returned function is called. */
+  every(ms: number, tick: () => void): () => void;
+}
+
+/** `performance.now()` and an `unref()`ed interval. */
+const REAL_CLOCK: WheelClock = {
+  now: () => performance.now(),
+  every: (ms, tick) => {
+    const timer = setInterval(tick, ms).unref();
+    return () => clearInterval(timer);
+  },
+};
 const SLOTS = 512;
 const SLOT_MASK = SLOTS - 1;
 
@@ -18,7 +35,9 @@ const SLOT_MASK = SLOTS - 1;
  * A hashed timing wheel: one `setInterval` for every pending deadline instead of one
  * `setTimeout` per call. Adding and removing are O(1) list operations on the entry
  * itself; each tick visits one slot (entries more than one revolution away stay until
- * their round comes). Deadlines fire up to one tick (10 ms) late, never early.
+ * their round comes). Deadlines fire never early, and less than two ticks (20 ms) late
+ * plus event-loop delay: a deadline waits for the next slot boundary, which the ticker
+ * (at its own phase) reaches within one more tick.
  *
  * The ticker runs only while entries exist, and is `unref()`ed so pending calls alone
  * do not keep the process alive (their socket does).
@@ -27,12 +46,18 @@ export class TimeoutWheel<T extends WheelEntry> {
   private readonly heads: (WheelEntry | null)[] = new Array(SLOTS).fill(null);
   private size = 0;
   /** Last tick number whose slot has been processed. */
-  private lastTick = Math.floor(performance.now() / TICK_MS);
-  private timer: NodeJS.Timeout | null = null;
+  private lastTick: number;
+  /** Stops the ticker; null while none runs. The ticker stops at the first tick that finds the wheel empty. */
+  private stopTicker: (() => void) | null = null;
   /** Scratch list reused by every tick. */
   private readonly due: T[] = [];
 
-  constructor(private readonly onExpire: (entry: T) => void) {}
+  constructor(
+    private readonly onExpire: (entry: T) => void,
+    private readonly clock: WheelClock = REAL_CLOCK,
+  ) {
+    this.lastTick = Math.floor(clock.now() / TICK_MS);
+  }
 
   get count(): number {
     return this.size;
@@ -49,9 +74,9 @@ export class TimeoutWheel<T extends WheelEntry> {
     entry.wheelNext = head;
     if (head !== null) head.wheelPrev = entry;
     this.heads[slot] = entry;
-    if (++this.size === 1 && this.timer === null) {
-      this.lastTick = Math.floor(performance.now() / TICK_MS);
-      this.timer = setInterval(this.tick, TICK_MS).unref();
+    if (++this.size === 1 && this.stopTicker === null) {
+      this.lastTick = Math.floor(this.clock.now() / TICK_MS);
+      this.stopTicker = this.clock.every(TICK_MS, this.tick);
     }
   }
 
@@ -70,15 +95,15 @@ export class TimeoutWheel<T extends WheelEntry> {
 
   /** Expires everything due at `now` (exposed for tests). */
   readonly tick = (): void => {
-    const now = performance.now();
+    const now = this.clock.now();
     const current = Math.floor(now / TICK_MS);
     // After a long stall every slot may hold due entries: visit each at most once.
     const last = Math.min(current, this.lastTick + SLOTS);
     for (let t = this.lastTick + 1; t <= last; t++) this.expireSlot(t & SLOT_MASK, now);
     this.lastTick = current;
-    if (this.size === 0 && this.timer !== null) {
-      clearInterval(this.timer);
-      this.timer = null;
+    if (this.size === 0 && this.stopTicker !== null) {
+      this.stopTicker();
+      this.stopTicker = null;
     }
   };
 
@@ -95,9 +120,9 @@ export class TimeoutWheel<T extends WheelEntry> {
       this.heads[i] = null;
     }
     this.size = 0;
-    if (this.timer !== null) {
-      clearInterval(this.timer);
-      this.timer = null;
+    if (this.stopTicker !== null) {
+      this.stopTicker();
+      this.stopTicker = null;
     }
   }
 

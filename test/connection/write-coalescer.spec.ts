@@ -3,6 +3,7 @@ import { FrameType, RESPONSE_END } from '../../lib/protocol/frame.js';
 import { FrameEncoder } from '../../lib/protocol/frame-encoder.js';
 import { collectingDecoder } from '../helpers/frames.js';
 import { socketPair } from '../helpers/socket-pair.js';
+import { nextTurn, waitFor } from '../helpers/wait.js';
 
 describe('WriteCoalescer (real loopback sockets)', () => {
   it('writes the first frame of a turn at once and the rest of the turn together', async () => {
@@ -19,7 +20,7 @@ describe('WriteCoalescer (real loopback sockets)', () => {
     expect(coalescer.writes).toBe(1);
     await new Promise((r) => setImmediate(r));
     expect(coalescer.writes).toBe(2);
-    await waitUntil(() => frames.length === 500);
+    await waitFor(() => frames.length === 500, { what: 'the 500 frames to arrive' });
     expect(frames.map((f) => f.id)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
     await pair.close();
   });
@@ -58,14 +59,17 @@ describe('WriteCoalescer (real loopback sockets)', () => {
       encoder.encodeResponse(++id, 0, payload);
       coalescer.schedule();
     }
-    await new Promise((r) => setTimeout(r, 20));
+    // The flush scheduled for this turn has run, and one more is asked for by hand: while
+    // blocked neither writes (the socket has not drained: the reader is paused).
+    await nextTurn();
+    coalescer.flush();
     expect(coalescer.writes).toBe(1); // nothing written while blocked
     expect(encoder.pendingBytes).toBeGreaterThan(500 * 1024);
 
     const { decoder, frames } = collectingDecoder({ maxFrameSize: 2 << 20, expectMagic: false });
     pair.b.on('data', (c) => decoder.push(c));
     pair.b.resume();
-    await waitUntil(() => frames.filter((f) => f.id > 0).length === id, 10_000);
+    await waitFor(() => frames.filter((f) => f.id > 0).length === id, { timeoutMs: 10_000, what: 'every frame to arrive' });
     expect(coalescer.writes).toBe(2); // the backlog left in one write, on drain
     const ids = frames.filter((f) => f.id > 0).map((f) => f.id);
     expect(ids).toEqual(Array.from({ length: id }, (_, i) => i + 1));
@@ -85,11 +89,3 @@ describe('WriteCoalescer (real loopback sockets)', () => {
     await pair.close();
   });
 });
-
-async function waitUntil(predicate: () => boolean, ms = 2000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}

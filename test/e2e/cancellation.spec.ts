@@ -6,9 +6,8 @@ import { WireClient, WireContext, WireTimeoutError } from '../../lib/index.js';
 import { FrameType, REQUEST_HAS_DEADLINE } from '../../lib/protocol/frame.js';
 import { clientFor, startWireApp, withRunningApp, type RunningServer } from '../helpers/apps.js';
 import { codec, rawFrame, RawPeer } from '../helpers/raw-peer.js';
-import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { BarrierController, recorder, TestAppModule } from '../helpers/test-app.js';
+import { barrier, waitFor } from '../helpers/wait.js';
 
 /** What service B saw, for the chain test. */
 const seenByB: { deadline?: number; aborted: boolean; started: boolean } = { aborted: false, started: false };
@@ -32,7 +31,7 @@ class ServiceBController {
   }
 }
 
-@Module({ controllers: [ServiceBController] })
+@Module({ controllers: [ServiceBController, BarrierController] })
 class ServiceBModule {}
 
 const B_CLIENT = 'B_CLIENT';
@@ -56,7 +55,7 @@ class ServiceAController {
 
 function serviceAModule(bPort: number) {
   @Module({
-    controllers: [ServiceAController],
+    controllers: [ServiceAController, BarrierController],
     providers: [{ provide: B_CLIENT, useFactory: () => new WireClient({ host: '127.0.0.1', port: bPort }) }],
   })
   class ServiceAModule {}
@@ -119,7 +118,7 @@ describe('cancellation and deadlines', () => {
     peer.write(rawFrame(FrameType.REQUEST, REQUEST_HAS_DEADLINE, 1, body));
     const error = await peer.waitForFrame((f) => f.type === FrameType.ERROR && f.id === 1);
     expect(error.body.toString('latin1')).toContain('WIRE_TIMEOUT');
-    await sleep(30);
+    await peer.barrier(); // handled after the expired request: had it started its handler, started would be 1
     expect(recorder.started).toBe(0);
     peer.destroy();
   });
@@ -172,7 +171,10 @@ describe('cancellation and deadlines', () => {
       await waitFor(() => seenByB.started);
       expect(seenByB.deadline).toBeUndefined();
       sub.unsubscribe();
-      await sleep(100);
+      // Ordering barriers, hop by hop: A has handled the gateway's CANCEL (and aborted its
+      // handler's signal); then B has handled everything A sent it since, a CANCEL included.
+      await barrier(gateway);
+      await barrier(a.app.get<WireClient>(B_CLIENT));
       expect(seenByB.aborted).toBe(false); // B keeps working: it was not tied to A's call
       gateway.close();
     });

@@ -1,8 +1,7 @@
 import 'reflect-metadata';
 import { Controller, Inject, Module, type DynamicModule } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
-import { once } from 'node:events';
-import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { connect, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom } from 'rxjs';
@@ -10,9 +9,10 @@ import { WireClient, WireConnectionError, WireContext, type WireClientOptions } 
 import { FrameType, MAGIC, RESPONSE_MORE } from '../../lib/protocol/frame.js';
 import { startWireApp, type RunningServer } from '../helpers/apps.js';
 import { helloFrame, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
-import { TestAppModule, waitFor } from '../helpers/test-app.js';
+import { TestAppModule } from '../helpers/test-app.js';
+import { once, pause, waitFor } from '../helpers/wait.js';
+import { FakeServer } from '../helpers/fake-server.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const NAME = 'SERVER_NAME';
 
 @Controller()
@@ -21,15 +21,7 @@ class WhoController {
 
   @MessagePattern('who')
   async who(@Payload() ms: number, @Ctx() ctx: WireContext): Promise<string> {
-    if (ms > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        ctx.getSignal().addEventListener('abort', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
+    if (ms > 0) await pause(ms, ctx.getSignal()); // less if the call is cancelled
     return this.name;
   }
 }
@@ -105,7 +97,7 @@ describe('connection management', () => {
         (err) => void (err instanceof WireConnectionError ? outcomes.connectionErrors++ : outcomes.other++),
       ),
     );
-    await sleep(40);
+    await waitFor(() => a.server.counters().inFlight > 0 && b.server.counters().inFlight > 0, { what: 'calls to run on both servers' });
     const inFlightAtKill = client.counters().inFlight;
     const killedAt = performance.now();
     await kill(a);
@@ -159,16 +151,22 @@ describe('connection management', () => {
         );
       }
     })();
-    await sleep(100);
+    // Each step waits for its event: calls flowing, the client seeing the server go, its return.
+    const moreCalls = async (n: number) => {
+      const target = outcomes.ok + outcomes.failed + n;
+      await waitFor(() => outcomes.ok + outcomes.failed >= target, { timeoutMs: 5000, what: `${n} more calls of the load to end` });
+    };
+    await moreCalls(200);
     for (const which of ['a', 'b'] as const) {
       const old = which === 'a' ? a : b;
       await old.app.close(); // GOAWAY, drain, close
-      await sleep(50);
+      await waitFor(() => client.counters().openConnections === 1, { timeoutMs: 3000, what: 'the client to see the server go' });
+      await moreCalls(100); // the load runs on the survivor alone
       const fresh = await startNode(which, old.port);
       if (which === 'a') a = fresh;
       else b = fresh;
       await waitFor(() => client.counters().openConnections === 2, 3000);
-      await sleep(100);
+      await moreCalls(200);
     }
     stop = true;
     await load;
@@ -181,16 +179,13 @@ describe('connection management', () => {
   }, 30_000);
 
   it('detects a half-open server that stops answering PING', async () => {
-    const silent = createServer((socket) => {
+    const silent = await FakeServer.start((socket) => {
       socket.once('data', () => socket.write(Buffer.concat([MAGIC, helloFrame()])));
-      socket.on('error', () => {});
       // ...and then never another byte.
     });
-    silent.listen(0, '127.0.0.1');
-    await once(silent, 'listening');
     const client = new WireClient({
       host: '127.0.0.1',
-      port: (silent.address() as AddressInfo).port,
+      port: silent.port,
       heartbeatIntervalMs: 100,
       timeout: 0,
     });
@@ -204,7 +199,7 @@ describe('connection management', () => {
     expect(elapsed).toBeGreaterThanOrEqual(190);
     expect(elapsed).toBeLessThan(400); // 2 intervals of silence, checked every half interval
     client.close();
-    silent.close();
+    await silent.close();
   });
 
   it('the server closes a client that stops answering PING', async () => {
@@ -230,15 +225,16 @@ describe('connection management', () => {
 
   it('backs off exponentially, with jitter, up to the cap', async () => {
     const attempts: number[] = [];
-    const refusing = createServer((socket) => {
+    /** The client port of each accepted connection, to tell the probe below from a redial. */
+    const peers: number[] = [];
+    const refusing = await FakeServer.start((socket) => {
       attempts.push(performance.now());
+      peers.push(socket.remotePort!);
       socket.destroy();
     });
-    refusing.listen(0, '127.0.0.1');
-    await once(refusing, 'listening');
     const client = new WireClient({
       host: '127.0.0.1',
-      port: (refusing.address() as AddressInfo).port,
+      port: refusing.port,
       reconnect: { initialDelayMs: 20, maxDelayMs: 160 },
     });
     client.on('error', () => {});
@@ -252,9 +248,19 @@ describe('connection management', () => {
       expect(gap).toBeLessThanOrEqual(expected[i] * 1.2 + 25);
     });
     const count = attempts.length;
-    await sleep(300);
-    expect(attempts.length).toBe(count); // close() stops reconnecting
-    refusing.close();
+    // No event says "a timer did not fire": let the longest jittered delay (160 ms × 1.2) pass,
+    // then a probe dial is the ordering barrier. The kernel accepts connections in order, so a
+    // redial made when that delay ran out would be accepted (and counted) before the probe.
+    await pause(160 * 1.2 + 10);
+    const probe = connect({ host: '127.0.0.1', port: refusing.port });
+    probe.on('error', () => {});
+    await once(probe, 'connect');
+    const probePort = probe.localPort!;
+    await waitFor(() => peers.includes(probePort), { what: 'the probe connection to be accepted' });
+    probe.destroy();
+    expect(peers.indexOf(probePort)).toBe(count); // nothing came before the probe: close() stopped reconnecting
+    expect(attempts.length).toBe(count + 1);
+    await refusing.close();
   });
 
   it('fails calls fast while no server is reachable', async () => {
@@ -331,7 +337,7 @@ describe('connection management under pressure', () => {
     for (let i = 0; i < 32 && !peer.socket.destroyed; i++) {
       peer.socket.write(junk);
       peak = Math.max(peak, node.server.counters().bufferedBytes);
-      await sleep(5);
+      await pause(5); // kept: the peer writing over time while authentication is pending is the input
     }
     peak = Math.max(peak, node.server.counters().bufferedBytes);
     expect(peak).toBeLessThan(1 << 20);
@@ -346,9 +352,12 @@ describe('connection management under pressure', () => {
     await peer.waitForFrame((f) => f.type === FrameType.HELLO);
     peer.socket.pause(); // a slow reader: the server's writes back up
     for (let id = 1; id <= 8; id++) peer.write(rawFrame(FrameType.REQUEST, 0, id, requestBody('big', 1 << 20)));
-    await sleep(200); // the eight 1 MiB answers are done and queued behind a full socket
+    // The eight 1 MiB answers are done and queued behind a full socket.
+    await waitFor(() => running.server.stats().calls.succeeded === 8, { timeoutMs: 5000, what: 'the eight answers to be done' });
+    const listener = running.server.unwrap<NetServer>();
     const closing = running.app.close();
-    await sleep(50);
+    // The graceful close has begun (listener closed, sessions draining) while the peer still reads nothing.
+    await waitFor(() => !listener.listening, { what: 'the server to begin its graceful close' });
     peer.socket.resume();
     await peer.waitForFrame((f) => f.type === FrameType.GOAWAY, 5000);
     peer.write(rawFrame(FrameType.GOAWAY, 0, 0));

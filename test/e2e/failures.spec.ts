@@ -1,6 +1,5 @@
 import 'reflect-metadata';
 import { randomBytes } from 'node:crypto';
-import { createServer, type AddressInfo } from 'node:net';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 import {
   WireClient,
@@ -14,9 +13,10 @@ import { ERROR_TRANSPORT, FrameType, MAGIC } from '../../lib/protocol/frame.js';
 import { decodeTransportError } from '../../lib/protocol/transport-error.js';
 import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
 import { codec, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
-import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
+import { recorder, TestAppModule } from '../helpers/test-app.js';
+import { pause, waitFor } from '../helpers/wait.js';
+import { closedPort, FakeServer } from '../helpers/fake-server.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function transportError(frame: { body: Buffer }): { code: string; message: string } {
   return decodeTransportError(frame.body);
@@ -46,7 +46,9 @@ describe('failures: every bad input gets a typed error and nothing waits forever
       expect(elapsed).toBeGreaterThanOrEqual(59);
       expect(elapsed).toBeLessThan(200);
       expect(client.counters().inFlight).toBe(0);
-      await sleep(300); // the late response arrives and is dropped
+      // The server has let go of the call (answered late or dropped it on the CANCEL): a
+      // later call on the same connection is read after any late answer, which is dropped.
+      await waitFor(() => running.server.counters().inFlight === 0, { what: 'the server to let go of the timed-out call' });
       expect(await firstValueFrom(client.send('sum', [1, 2]))).toBe(3);
     });
 
@@ -78,7 +80,7 @@ describe('failures: every bad input gets a typed error and nothing waits forever
       const calls = Array.from({ length: 5 }, (_, i) =>
         firstValueFrom(closing.send('delayed', { id: i, ms: 5000 })).catch((e) => e),
       );
-      await sleep(20);
+      await waitFor(() => running.server.counters().inFlight >= 5, { what: 'the 5 calls to run on the server' });
       const started = performance.now();
       closing.close();
       const errors = await Promise.all(calls);
@@ -90,7 +92,7 @@ describe('failures: every bad input gets a typed error and nothing waits forever
       const server = await startWireApp(TestAppModule, { drainTimeoutMs: 100 });
       const c = clientFor(server);
       const inFlight = firstValueFrom(c.send('delayed', { id: 1, ms: 5000 })).catch((e) => e);
-      await sleep(50);
+      await waitFor(() => server.server.counters().inFlight === 1, { what: 'the call to run on the server' });
       await server.app.close();
       const err = await inFlight;
       expect(err).toBeInstanceOf(WireConnectionError);
@@ -99,10 +101,7 @@ describe('failures: every bad input gets a typed error and nothing waits forever
     });
 
     it('fails fast when nothing listens on the port', async () => {
-      const probe = createServer();
-      await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-      const port = (probe.address() as AddressInfo).port;
-      await new Promise((r) => probe.close(r));
+      const port = await closedPort();
       const c = new WireClient({ host: '127.0.0.1', port });
       const started = performance.now();
       const err = await firstValueFrom(c.send('sum', [1])).catch((e) => e);
@@ -113,15 +112,14 @@ describe('failures: every bad input gets a typed error and nothing waits forever
     });
 
     it('fails calls when a server answers with garbage', async () => {
-      const fake = createServer((socket) => socket.on('data', () => socket.write(randomBytes(64))));
-      await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
-      const c = new WireClient({ host: '127.0.0.1', port: (fake.address() as AddressInfo).port });
+      const fake = await FakeServer.start((socket) => socket.on('data', () => socket.write(randomBytes(64))));
+      const c = new WireClient({ host: '127.0.0.1', port: fake.port });
       c.on('error', () => {});
       const err = await firstValueFrom(c.send('sum', [1])).catch((e) => e);
       expect(err).toBeInstanceOf(WireConnectionError);
       expect(err.cause ?? err).toBeDefined();
       c.close();
-      await new Promise((r) => fake.close(r));
+      await fake.close();
     });
   });
 
@@ -174,7 +172,7 @@ describe('failures: every bad input gets a typed error and nothing waits forever
     it('drops a peer that trickles the handshake slower than the timeout', async () => {
       const peer = await RawPeer.connect(running.port);
       peer.write(MAGIC.subarray(0, 2));
-      await sleep(100);
+      await pause(100); // a real passage of time is the input here: the peer trickles
       peer.write(MAGIC.subarray(2, 3));
       await peer.closed;
     });
@@ -248,10 +246,11 @@ describe('failures: every bad input gets a typed error and nothing waits forever
 
     it('stops a running handler when its connection goes away', async () => {
       recorder.aborted = 0;
+      recorder.started = 0;
       const peer = await RawPeer.connect(running.port);
       peer.handshake();
       peer.write(rawFrame(FrameType.REQUEST, 0, 1, requestBody('slow', 5000)));
-      await sleep(50);
+      await waitFor(() => recorder.started === 1, { what: 'the slow handler to start' });
       peer.destroy();
       await waitFor(() => recorder.aborted === 1);
     });
@@ -288,7 +287,7 @@ describe('events aimed at request handlers', () => {
     peer.handshake();
     peer.write(rawFrame(FrameType.EVENT, 0, 0, requestBody('slow', 10)));
     peer.write(rawFrame(FrameType.EVENT, 0, 0, requestBody('infinite', {})));
-    await sleep(50);
+    await peer.barrier(); // a later request on the same connection: both events were handled before it
     expect(recorder.started).toBe(0); // the request handler never ran
     peer.destroy();
     await running.app.close();

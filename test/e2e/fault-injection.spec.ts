@@ -5,6 +5,7 @@ import { startWireApp, type RunningServer } from '../helpers/apps.js';
 import { FaultProxy, type FaultMode } from '../helpers/fault-proxy.js';
 import { prng } from '../helpers/fuzz.js';
 import { TestAppModule } from '../helpers/test-app.js';
+import { eventually, waitFor } from '../helpers/wait.js';
 
 /**
  * Fault injection: a real Nest app (TestAppModule) behind a TCP proxy that fragments,
@@ -163,18 +164,14 @@ describe('fault injection through a TCP proxy', () => {
 
   /** Waits (bounded) until the client has an open connection again. */
   async function connected(): Promise<void> {
-    const until = Date.now() + 5000;
-    while (client.counters().openConnections === 0) {
-      if (Date.now() > until) throw new Error('client did not reconnect');
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await waitFor(() => client.counters().openConnections > 0, { timeoutMs: 5000, what: 'the client to reconnect' });
   }
 
   /** Resets every connection and waits (bounded) until the client has noticed and opened a new one. */
   async function reconnect(): Promise<void> {
     proxy.resetAll();
-    const until = Date.now() + 2000;
-    while (client.counters().openConnections > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 2));
+    // Not asserted: the client may have noticed and redialled between two polls.
+    await waitFor(() => client.counters().openConnections === 0, { timeoutMs: 2000, everyMs: 2 }).catch(() => {});
     await connected();
   }
 
@@ -188,19 +185,17 @@ describe('fault injection through a TCP proxy', () => {
   /** The proxy behaves again: the client reconnects and serves calls, and every table is empty afterwards. */
   async function expectRecovery(name: string): Promise<void> {
     proxy.setMode({ kind: 'behave' });
-    const until = Date.now() + 5000;
-    for (;;) {
-      const o = await run(client.send('sum', [20, 22], { timeout: 300 }), [42], 2000);
-      if (o.kind === 'ok') break;
-      if (Date.now() > until) throw new Error(`no recovery after ${name}: last outcome ${label(o)}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const o = await eventually(
+      () => run(client.send('sum', [20, 22], { timeout: 300 }), [42], 2000),
+      (outcome) => outcome.kind === 'ok',
+      { timeoutMs: 5000, everyMs: 20 },
+    );
+    if (o.kind !== 'ok') throw new Error(`no recovery after ${name}: last outcome ${label(o)}`);
     const t = await phase(`  recovery after ${name}`, 60, { timeout: 2000 });
     expect(t.ok).toBe(60);
     const c = client.counters();
     expect([c.inFlight, c.pending, c.queued]).toEqual([0, 0, 0]);
-    const deadline = Date.now() + 3000;
-    while (running.server.counters().inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => running.server.counters().inFlight === 0, { timeoutMs: 3000, what: `the server's calls to end after ${name}` });
     expect(running.server.counters().inFlight).toBe(0);
   }
 
@@ -264,8 +259,7 @@ describe('fault injection through a TCP proxy', () => {
     const calls = Array.from({ length: 40 }, (_, i) =>
       run(client.send('delayed', { id: i, ms: 2000 }, { timeout: 3000 }), [i], 3000 + HANG_SLACK_MS),
     );
-    const deadline = Date.now() + 2000;
-    while (running.server.counters().inFlight < 40 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => running.server.counters().inFlight >= 40, { timeoutMs: 5000, what: 'the 40 calls to run on the server' });
     const started = performance.now();
     proxy.resetAll();
     const outcomes = await Promise.all(calls);
@@ -313,10 +307,10 @@ describe('fault injection through a TCP proxy', () => {
   it('reported every failure as a typed error, and the server is left with only the live client', async () => {
     for (const err of clientErrors) expect(err).toBeInstanceOf(WireError);
     for (const err of serverErrors) expect(err).toBeInstanceOf(WireError);
-    const deadline = Date.now() + 3000;
-    while (running.server.counters().connections !== client.counters().openConnections && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await waitFor(() => running.server.counters().connections === client.counters().openConnections, {
+      timeoutMs: 3000,
+      what: 'the server to have only the live client',
+    });
     expect(running.server.counters().connections).toBe(client.counters().openConnections);
     report.push(`  client error events ${clientErrors.length}, server connectionError events ${serverErrors.length}`);
   });

@@ -1,35 +1,12 @@
 import 'reflect-metadata';
-import { Controller, Module } from '@nestjs/common';
-import { MessagePattern, Payload } from '@nestjs/microservices';
 import { firstValueFrom, lastValueFrom, Observable } from 'rxjs';
 import { WireClient, WireOverloadedError, WireTimeoutError } from '../../lib/index.js';
 import { FrameType } from '../../lib/protocol/frame.js';
 import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
 import { rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
-import { settledHeap } from '../helpers/gc.js';
-import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
-
-/** A handler that yields to the event loop: `ms` 0 means one turn, not a 1 ms timer. */
-const sleep = (ms: number) => new Promise((r) => (ms === 0 ? setImmediate(r) : setTimeout(r, ms)));
-
-/** Counts running handlers to check the server's per-connection limit. */
-const gate = { running: 0, maxRunning: 0, probe: null as (() => void) | null };
-
-@Controller()
-class GateController {
-  @MessagePattern('gate')
-  async gate(@Payload() ms: number): Promise<number> {
-    gate.running++;
-    gate.maxRunning = Math.max(gate.maxRunning, gate.running);
-    gate.probe?.();
-    await sleep(ms);
-    gate.running--;
-    return ms;
-  }
-}
-
-@Module({ controllers: [GateController] })
-class GateModule {}
+import { gate, GateModule } from '../helpers/gate-app.js';
+import { recorder, TestAppModule } from '../helpers/test-app.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 
@@ -64,52 +41,31 @@ describe('flow control', () => {
     });
   });
 
-  describe('flood', () => {
-    it('200 000 sends against maxInFlightPerConnection 64: the server holds a bounded amount, every call ends', async () => {
+  describe('flood (small; the 200 000-send flood is in test/soak/flow-control.soak.spec.ts)', () => {
+    it('5 000 sends against maxInFlightPerConnection 64: the server runs at most 64, every call ends', async () => {
       const running = await startWireApp(GateModule, { maxInFlightPerConnection: 64 });
-      const client = clientFor(running, { maxPendingCalls: 200_000, timeout: 30_000 });
+      const client = clientFor(running, { maxPendingCalls: 5_000, timeout: 30_000 });
       try {
         await client.connect();
-        const heapBefore = await settledHeap();
         let ok = 0;
-        let failed = 0;
         let peakRunning = 0;
-        let peakBuffered = 0;
         gate.maxRunning = 0;
-        // Sampled from inside the handler: that is when the server holds the most.
-        gate.probe = () => {
-          const c = running.server.counters();
-          peakRunning = Math.max(peakRunning, c.inFlight);
-          peakBuffered = Math.max(peakBuffered, c.bufferedBytes);
-        };
+        gate.probe = () => (peakRunning = Math.max(peakRunning, running.server.counters().inFlight));
         const calls: Promise<void>[] = [];
-        for (let i = 0; i < 200_000; i++) {
-          calls.push(firstValueFrom(client.send('gate', 0)).then(() => void ok++, () => void failed++));
-        }
+        for (let i = 0; i < 5_000; i++) calls.push(firstValueFrom(client.send('gate', 0)).then(() => void ok++));
         await Promise.all(calls);
         gate.probe = null;
-        expect(ok + failed).toBe(200_000);
-        expect(ok).toBe(200_000);
-        // What the server holds is bounded by its limits, whatever the client queued:
-        // at most 64 calls, and at most a few socket reads of undecoded input.
+        expect(ok).toBe(5_000);
         expect(peakRunning).toBeLessThanOrEqual(64);
         expect(gate.maxRunning).toBeLessThanOrEqual(64);
-        expect(peakBuffered).toBeLessThan(MiB);
-        // And nothing is left behind once it is over.
         expect(running.server.counters()).toMatchObject({ inFlight: 0, bufferedBytes: 0 });
         expect(client.counters()).toMatchObject({ inFlight: 0, pending: 0, queued: 0 });
-        calls.length = 0;
-        const heapDelta = (await settledHeap()) - heapBefore;
-        console.info(
-          `flood: 200000 calls, server peak ${peakRunning} running, peak ${peakBuffered} bytes of undecoded input held, ` +
-            `heap after GC ${(heapDelta / MiB).toFixed(1)} MiB from start`,
-        );
-        expect(heapDelta).toBeLessThan(16 * MiB);
       } finally {
+        gate.probe = null;
         client.close();
         await running.app.close();
       }
-    }, 60_000);
+    });
   });
 
   describe('client: maxPendingCalls', () => {
@@ -169,8 +125,9 @@ describe('flow control', () => {
     });
     beforeEach(() => recorder.reset());
 
-    it('paces an AsyncIterable handler by the consumer: 1 000 000 values, in order, bounded buffering', async () => {
-      const total = 1_000_000;
+    it('paces an AsyncIterable handler by the consumer: 20 000 values, in order, bounded buffering', async () => {
+      // The 1 000 000-value run of the same property is in test/soak/flow-control.soak.spec.ts.
+      const total = 20_000;
       let received = 0;
       let inOrder = true;
       let maxAhead = 0;
@@ -179,13 +136,7 @@ describe('flow control', () => {
           next: (v) => {
             if (v !== received) inOrder = false;
             received++;
-            // How far the producer ran ahead of this consumer: bounded by the stream credit.
             maxAhead = Math.max(maxAhead, recorder.generated - received);
-            if (received % 50_000 === 0) {
-              // A slow consumer: block the client's event loop for a moment now and then.
-              const until = performance.now() + 2;
-              while (performance.now() < until);
-            }
           },
           error: reject,
           complete: resolve,
@@ -193,10 +144,9 @@ describe('flow control', () => {
       });
       expect(received).toBe(total);
       expect(inOrder).toBe(true);
-      console.info(`stream: ${total} values in order; the producer was at most ${maxAhead} values ahead of the consumer`);
       expect(maxAhead).toBeLessThanOrEqual(256 + 1);
       expect(recorder.generatorFinalized).toBe(1);
-    }, 60_000);
+    });
 
     it('stops pulling the iterable when the consumer unsubscribes', async () => {
       const values: number[] = [];

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import fc from 'fast-check';
 import { firstValueFrom } from 'rxjs';
 import { WireClient, WireError } from '../../lib/index.js';
@@ -11,6 +11,8 @@ import { collectingDecoder } from '../helpers/frames.js';
 import { CaseCounter, frameBoundaries, interestingLengths, mutate, mutationArb, params } from '../helpers/fuzz.js';
 import { codec, helloFrame, rawFrame } from '../helpers/raw-peer.js';
 import { TestAppModule } from '../helpers/test-app.js';
+import { pause, waitFor } from '../helpers/wait.js';
+import { FakeServer } from '../helpers/fake-server.js';
 
 /**
  * Frame-level fuzzing after a valid handshake, against real endpoints on loopback:
@@ -51,7 +53,7 @@ function resources(): Record<string, number> {
 async function stableResources(): Promise<Record<string, number>> {
   let previous = JSON.stringify(resources());
   for (let i = 0; i < 15; i++) {
-    await new Promise((r) => setTimeout(r, 200));
+    await pause(200); // kept: "stopped changing" means unchanged across a real interval
     const now = JSON.stringify(resources());
     if (now === previous) break;
     previous = now;
@@ -63,18 +65,10 @@ async function stableResources(): Promise<Record<string, number>> {
 async function leftBehind(baseline: Record<string, number>): Promise<Record<string, number>> {
   const excess = () =>
     Object.fromEntries(Object.entries(resources()).filter(([type, n]) => n > (baseline[type] ?? 0)));
-  const deadline = Date.now() + 3000;
-  while (Object.keys(excess()).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await waitFor(() => Object.keys(excess()).length === 0, { timeoutMs: 3000, everyMs: 20 }).catch(() => {}); // the caller asserts what is left
   return excess();
 }
 
-async function until(predicate: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 function u16(n: number): Buffer {
   const b = Buffer.alloc(2);
@@ -269,8 +263,8 @@ describe('frame fuzz: a real WireServer after a valid handshake', () => {
       }),
       params(60, 0.01, true),
     );
-    await until(() => running.server.counters().connections === 1, 5000, 'fuzzed connections to be gone');
-    await until(() => running.server.counters().inFlight === 0, 5000, 'calls of fuzzed connections to stop');
+    await waitFor(() => running.server.counters().connections === 1, { timeoutMs: 5000, what: 'fuzzed connections to be gone' });
+    await waitFor(() => running.server.counters().inFlight === 0, { timeoutMs: 5000, what: 'calls of fuzzed connections to stop' });
     // No timer or socket started for a fuzzed peer outlives it (a leaked stream keeps a timer).
     expect(await leftBehind(baseline)).toEqual({});
     for (const err of connectionErrors) expect(err).toBeInstanceOf(WireError);
@@ -282,15 +276,11 @@ describe('frame fuzz: a real WireServer after a valid handshake', () => {
 });
 
 describe('frame fuzz: a real WireClient against a server sending random frames', () => {
-  let fake: Server;
+  let fake: FakeServer;
   let script: Buffer = Buffer.alloc(0);
-  const sockets = new Set<Socket>();
 
   beforeAll(async () => {
-    fake = createServer((s) => {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
+    fake = await FakeServer.start((s) => {
       // Answer the client's preface + HELLO with ours, then the script, once the request is in.
       let answered = false;
       let seen = 0;
@@ -307,12 +297,8 @@ describe('frame fuzz: a real WireClient against a server sending random frames',
         }
       });
     });
-    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
   });
-  afterAll(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => fake.close(r));
-  });
+  afterAll(() => fake.close());
 
   /** One frame a (possibly broken) server might send; ids 1..3 hit the client's first calls. */
   const serverFrameArb: fc.Arbitrary<Buffer> = fc.oneof(
@@ -354,7 +340,7 @@ describe('frame fuzz: a real WireClient against a server sending random frames',
           script = mutations === null ? stream : mutate(stream, frameBoundaries(stream), mutations);
           const c = new WireClient({
             host: '127.0.0.1',
-            port: (fake.address() as AddressInfo).port,
+            port: fake.port,
             timeout: 150,
             handshakeTimeoutMs: 300,
             reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
@@ -370,10 +356,7 @@ describe('frame fuzz: a real WireClient against a server sending random frames',
               }),
             );
             // Every call has a 150 ms timeout: all must settle well within 2 s.
-            const started = Date.now();
-            while (outcomes.includes(undefined) && Date.now() - started < 2000) {
-              await new Promise((r) => setTimeout(r, 10));
-            }
+            await waitFor(() => !outcomes.includes(undefined), { timeoutMs: 2000, everyMs: 10 }).catch(() => {}); // asserted below
             for (const outcome of outcomes) {
               expect(outcome).toBeDefined(); // else: hung
               tally.set(outcome!, (tally.get(outcome!) ?? 0) + 1);

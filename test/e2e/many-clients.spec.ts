@@ -6,6 +6,7 @@ import { WireClient } from '../../lib/index.js';
 import { startWireApp, type RunningServer } from '../helpers/apps.js';
 import { settledHeap } from '../helpers/gc.js';
 import { TestAppModule } from '../helpers/test-app.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Many connections against one server: 200 WireClients all served, and the server's
@@ -27,13 +28,6 @@ const BUFFERS_PER_CONNECTION_BOUND = 32 * 1024;
 const PEERS_SCRIPT = fileURLToPath(new URL('../helpers/idle-peers.mjs', import.meta.url));
 const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 
-async function until(predicate: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Starts `count` raw connections in a child process; resolves once each has been served one call. */
 async function idlePeers(port: number, count: number): Promise<{ child: ChildProcessWithoutNullStreams; ok: number; failed: number }> {
@@ -100,7 +94,7 @@ describe('many clients against one server', () => {
     } finally {
       for (const c of clients) c.close();
     }
-    await until(() => running.server.counters().connections === 0, 5000, 'the server to see every client go');
+    await waitFor(() => running.server.counters().connections === 0, { timeoutMs: 5000, what: 'the server to see every client go' });
   });
 
   it(`measures the server's memory per idle connection with ${CLIENTS} connections`, async () => {
@@ -108,14 +102,14 @@ describe('many clients against one server', () => {
     const warm = await idlePeers(running.port, 20);
     expect(warm.ok).toBe(20);
     await stop(warm.child);
-    await until(() => running.server.counters().connections === 0, 5000, 'warm-up connections to close');
+    await waitFor(() => running.server.counters().connections === 0, { timeoutMs: 5000, what: 'warm-up connections to close' });
 
     const heapBefore = await settledHeap();
     const buffersBefore = process.memoryUsage().arrayBuffers;
     const peers = await idlePeers(running.port, CLIENTS);
     try {
       expect({ ok: peers.ok, failed: peers.failed }).toEqual({ ok: CLIENTS, failed: 0 });
-      await until(() => running.server.counters().connections === CLIENTS, 5000, 'every connection to be open');
+      await waitFor(() => running.server.counters().connections === CLIENTS, { timeoutMs: 5000, what: 'every connection to be open' });
       const heapAfter = await settledHeap();
       const buffersAfter = process.memoryUsage().arrayBuffers;
       const heapPer = (heapAfter - heapBefore) / CLIENTS;
@@ -132,6 +126,6 @@ describe('many clients against one server', () => {
     } finally {
       await stop(peers.child);
     }
-    await until(() => running.server.counters().connections === 0, 5000, 'the idle connections to close');
+    await waitFor(() => running.server.counters().connections === 0, { timeoutMs: 5000, what: 'the idle connections to close' });
   });
 });

@@ -5,7 +5,8 @@ import { Test } from '@nestjs/testing';
 import { firstValueFrom, lastValueFrom, toArray } from 'rxjs';
 import { WireClient, WireNoHandlerError } from '../../lib/index.js';
 import { clientFor, startWireApp, withRunningApp, type RunningServer } from '../helpers/apps.js';
-import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
+import { recorder, TestAppModule } from '../helpers/test-app.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('messaging over nest-wire (real Nest apps on loopback)', () => {
   let running: RunningServer;
@@ -265,8 +266,10 @@ describe('large values', () => {
 
   it('lets small calls on the same connection finish while a large value is still leaving', async () => {
     const order: string[] = [];
+    const bytesBefore = app.client.stats().transport.bytesIn;
     const big = firstValueFrom(app.client.send<string>('big', 8 << 20)).then(() => order.push('big'));
-    await new Promise((r) => setTimeout(r, 5)); // the large value is being written
+    // The large value is being written: its first fragments have arrived.
+    await waitFor(() => app.client.stats().transport.bytesIn > bytesBefore + (256 << 10), { what: 'the first fragments of the large value' });
     const small = Array.from({ length: 10 }, (_, i) =>
       firstValueFrom(app.client.send<number>('sum', [i])).then(() => order.push('small')),
     );

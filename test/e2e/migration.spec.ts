@@ -3,7 +3,6 @@ import { Controller, Get, Inject, Logger, Module, Query, type LoggerService } fr
 import { NestFactory } from '@nestjs/core';
 import { ClientsModule, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
-import { createServer, type AddressInfo } from 'node:net';
 import { firstValueFrom, lastValueFrom, of, toArray } from 'rxjs';
 import request from 'supertest';
 import {
@@ -18,6 +17,8 @@ import {
 } from '../../lib/index.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startWireApp, type RunningServer } from '../helpers/apps.js';
+import { waitFor } from '../helpers/wait.js';
+import { closedPort } from '../helpers/fake-server.js';
 
 /** Lets a test hold a handler open until it has done something to the connection. */
 const gate = { started: null as (() => void) | null, hangs: 0 };
@@ -50,15 +51,6 @@ class MathController {
 
 @Module({ controllers: [MathController] })
 class MathModule {}
-
-/** A free loopback port that nothing listens on (for now). */
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 describe('migrating from Nest TCP', () => {
   let running: RunningServer;
@@ -271,7 +263,7 @@ describe('migrating from Nest TCP', () => {
       client.on('error', () => {});
       try {
         await client.connect();
-        for (let i = 0; i < 500 && client.counters().openConnections < 2; i++) await new Promise((r) => setTimeout(r, 10));
+        await waitFor(() => client.counters().openConnections === 2, { timeoutMs: 5000, what: 'both connections to open' });
         expect(client.counters().openConnections).toBe(2);
         const hangsAtStart = gate.hangs;
         const bothStarted = new Promise<void>((resolve) => (gate.started = () => gate.hangs === hangsAtStart + 2 && resolve()));

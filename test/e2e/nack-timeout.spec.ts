@@ -1,10 +1,11 @@
 import 'reflect-metadata';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { WireClient, WireError } from '../../lib/index.js';
 import { FrameType, MAGIC } from '../../lib/protocol/frame.js';
 import { encodeTransportError } from '../../lib/protocol/transport-error.js';
 import { collectingDecoder } from '../helpers/frames.js';
 import { helloFrame, rawFrame } from '../helpers/raw-peer.js';
+import { FakeServer } from '../helpers/fake-server.js';
+import { within } from '../helpers/wait.js';
 
 /**
  * Found by test/e2e/frames.fuzz.spec.ts: a call that the server refused with NACK was
@@ -12,15 +13,11 @@ import { helloFrame, rawFrame } from '../helpers/raw-peer.js';
  * unanswered re-send never settled. Re-sent calls now keep their deadline.
  */
 describe('a call re-sent after NACK', () => {
-  let fake: Server;
-  const sockets = new Set<Socket>();
+  let fake: FakeServer;
 
   beforeAll(async () => {
     // A server that completes the handshake, NACKs the first request, then never answers.
-    fake = createServer((s) => {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
+    fake = await FakeServer.start((s) => {
       const decoder = collectingDecoder({ maxFrameSize: 1 << 20, expectMagic: true });
       let nacked = false;
       s.on('data', (d: Buffer) => {
@@ -34,26 +31,21 @@ describe('a call re-sent after NACK', () => {
         }
       });
     });
-    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
   });
-  afterAll(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => fake.close(r));
-  });
+  afterAll(() => fake.close());
 
   it('still fails with WIRE_TIMEOUT at its timeout', async () => {
-    const client = new WireClient({ host: '127.0.0.1', port: (fake.address() as AddressInfo).port, timeout: 100 });
-    let timer: NodeJS.Timeout | undefined;
+    const client = new WireClient({ host: '127.0.0.1', port: fake.port, timeout: 100 });
     try {
-      const outcome = await Promise.race([
+      const outcome = await within(
         new Promise<unknown>((resolve) => client.send('sum', [1, 2]).subscribe({ next: resolve, error: resolve })),
-        new Promise((resolve) => (timer = setTimeout(() => resolve('still pending after 1 s'), 1000))),
-      ]);
+        1000,
+        'the re-sent call to settle (it must time out at 100 ms)',
+      );
       expect(client.counters().resends).toBe(1); // the NACK did cause a re-send
       expect(outcome).toBeInstanceOf(WireError);
       expect((outcome as WireError).code).toBe('WIRE_TIMEOUT');
     } finally {
-      clearTimeout(timer);
       client.close();
     }
   });

@@ -8,6 +8,7 @@ import { WireClient, WireConnectionError, WireContext } from '../../lib/index.js
 import { WireHealthIndicator } from '../../lib/terminus/index.js';
 import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
 import { TestAppModule } from '../helpers/test-app.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('observability', () => {
   let running: RunningServer;
@@ -52,7 +53,10 @@ describe('observability', () => {
   });
 
   it('server stats(): calls by outcome and latency', async () => {
-    await new Promise((r) => setTimeout(r, 50)); // the previous test's last frames have been handled
+    // The previous test's connection is gone and its calls have ended on the server.
+    await waitFor(() => running.server.counters().connections === 0 && running.server.counters().inFlight === 0, {
+      what: "the previous test's connection to be gone",
+    });
     const before = running.server.stats();
     const client = clientFor(running);
     await Promise.all(Array.from({ length: 50 }, () => firstValueFrom(client.send('sum', [1]))));

@@ -1,7 +1,6 @@
 import request from 'supertest';
 import { get as httpGet, type ClientRequest, type IncomingMessage } from 'node:http';
 import { createServer } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   startGateway,
   startService,
@@ -13,6 +12,7 @@ import { curlExamples } from '../../sample-app/curl-examples.js';
 import type { GatewayStats, ServerReport } from '../../sample-app/gateway/stats.controller.js';
 import type { RecordedUserEvent, ServerInfo } from '../../sample-app/patterns.js';
 import { CountdownTracker } from '../../sample-app/service/countdown-tracker.js';
+import { eventually, pause } from '../helpers/wait.js';
 
 /** Collects a text/event-stream body as a string (superagent does not buffer it by itself). */
 function collectText(res: unknown, callback: (err: Error | null, body: string) => void): void {
@@ -31,15 +31,6 @@ function sseData(body: string): string[] {
     .map((line) => line.slice('data:'.length).trim());
 }
 
-/** Polls `read` until `done` holds for its value (or fails after `timeoutMs`). */
-async function eventually<T>(read: () => T | Promise<T>, done: (value: T) => boolean, timeoutMs = 5000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value) || Date.now() > until) return value;
-    await sleep(10);
-  }
-}
 
 /**
  * Opens a server-sent events stream with a plain `http.get`, as a browser's
@@ -160,7 +151,9 @@ describe('sample app: HTTP gateway → nest-wire → math service', () => {
         aborted: before.aborted + 1,
       });
       // ... and produces nothing more.
-      await sleep(100);
+      // Kept as a time passage, and still a barrier: the stream ticks every 20 ms, and timers
+      // run in the order they expire, so a tick that was still scheduled would run before this.
+      await pause(100);
       expect(tracker.snapshot().values).toBe(after.values);
       expect(after.values - before.values).toBeLessThan(100);
 
@@ -195,12 +188,10 @@ describe('sample app: HTTP gateway → nest-wire → math service', () => {
       });
 
       // An event is not answered: the service may handle it just after the 202.
-      let recorded: RecordedUserEvent | undefined;
-      for (let attempt = 0; attempt < 100 && recorded === undefined; attempt++) {
-        if (attempt > 0) await sleep(10);
-        const events = await http().get('/users/events').expect(200);
-        recorded = (events.body as RecordedUserEvent[]).find((e) => e.id === created.body.id);
-      }
+      const recorded = await eventually(
+        async () => ((await http().get('/users/events').expect(200)).body as RecordedUserEvent[]).find((e) => e.id === created.body.id),
+        (found) => found !== undefined,
+      );
       expect(recorded).toEqual({ ...created.body, receivedAt: expect.any(String) });
     });
 

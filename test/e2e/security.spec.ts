@@ -13,12 +13,12 @@ import {
 import { FrameType, MAGIC } from '../../lib/protocol/frame.js';
 import { clientFor, startWireApp, type RunningServer } from '../helpers/apps.js';
 import { codec, helloFrame, rawFrame, RawPeer, requestBody } from '../helpers/raw-peer.js';
-import { recorder, TestAppModule, waitFor } from '../helpers/test-app.js';
+import { recorder, TestAppModule } from '../helpers/test-app.js';
+import { pause, waitFor } from '../helpers/wait.js';
 
 const fixture = (name: string) => readFileSync(join(process.cwd(), 'test/fixtures/tls', name));
 const ca = fixture('ca.crt');
 const serverTls = { key: fixture('server.key'), cert: fixture('server.crt') };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function failure(client: WireClient): Promise<WireError> {
   client.on('error', () => {});
@@ -106,7 +106,7 @@ describe('security', () => {
       running = await startWireApp(TestAppModule, {
         authenticate: async (credentials) => {
           checks++;
-          await sleep(5);
+          await pause(5); // kept: an authenticator that takes a while is the input
           const token = (credentials as { token?: string } | undefined)?.token;
           return token === 'secret' || token === 'rotated-2';
         },
@@ -175,7 +175,9 @@ describe('security', () => {
       expect(error.id).toBe(0);
       expect(error.body.toString('latin1')).toContain('WIRE_AUTH');
       await peer.closed;
-      await sleep(30);
+      // No barrier on a refused connection: wait for the server to be done with it (its
+      // session has left the table, every frame it read has been dealt with).
+      await waitFor(() => running.server.connectionCount === 0, { what: 'the server to drop the refused session' });
       expect(checks).toBe(before + 1);
       expect(recorder.started).toBe(0);
       expect(recorder.events).toEqual([]);

@@ -1,4 +1,5 @@
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { nextTurn, pause } from './wait.js';
 
 /** Which way a fault applies: `up` is client → server, `down` server → client. */
 export type Direction = 'up' | 'down' | 'both';
@@ -202,15 +203,15 @@ export class FaultProxy {
         if (link.resetTimer === null) this.armReset(link);
         return this.write(link, p, chunk);
       case 'delay':
-        if (applies(mode.direction)) await sleep(mode.delayMs);
+        if (applies(mode.direction)) await pause(mode.delayMs);
         return this.write(link, p, chunk);
       case 'fragment': {
         if (!applies(mode.direction)) return this.write(link, p, chunk);
         const size = Math.max(1, mode.size ?? 1);
         for (let i = 0; i < chunk.length && !link.closed; i += size) {
           await this.write(link, p, chunk.subarray(i, i + size));
-          if (mode.delayMs !== undefined && mode.delayMs > 0) await sleep(mode.delayMs);
-          else await new Promise((r) => setImmediate(r));
+          if (mode.delayMs !== undefined && mode.delayMs > 0) await pause(mode.delayMs);
+          else await nextTurn();
         }
         return;
       }
@@ -279,8 +280,4 @@ export class FaultProxy {
 
 function pipe(name: 'up' | 'down', src: Socket, dst: Socket): Pipe {
   return { name, src, dst, queue: [], queued: 0, forwarded: 0, running: false, ended: false };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -1,9 +1,9 @@
 import { connect, type Socket } from 'node:net';
-import { once } from 'node:events';
 import { MsgpackCodec } from '../../lib/protocol/codec.js';
 import { FrameType, HEADER_SIZE, MAGIC, PROTOCOL_VERSION } from '../../lib/protocol/frame.js';
 import { encodeHelloBody, type Hello } from '../../lib/protocol/hello.js';
 import { collectingDecoder, type DecodedFrame } from './frames.js';
+import { BARRIER_PATTERN, once, waitFor } from './wait.js';
 
 export const codec = new MsgpackCodec();
 
@@ -48,6 +48,8 @@ export function requestBody(pattern: string, payload: unknown): Buffer {
 export class RawPeer {
   readonly closed: Promise<void>;
   private readonly decoder = collectingDecoder({ maxFrameSize: 1 << 24 });
+  /** Ids of barrier requests: high, away from the ids tests choose. */
+  private nextBarrierId = 0x7fff0000;
 
   private constructor(readonly socket: Socket) {
     socket.on('data', (chunk) => {
@@ -64,7 +66,7 @@ export class RawPeer {
 
   static async connect(port: number): Promise<RawPeer> {
     const socket = connect({ host: '127.0.0.1', port });
-    await once(socket, 'connect');
+    await once(socket, 'connect', 10_000);
     return new RawPeer(socket);
   }
 
@@ -82,12 +84,22 @@ export class RawPeer {
   }
 
   async waitForFrame(predicate: (f: DecodedFrame) => boolean, ms = 2000): Promise<DecodedFrame> {
-    const until = Date.now() + ms;
-    for (;;) {
-      const found = this.received.find(predicate);
-      if (found) return found;
-      if (Date.now() > until) throw new Error('frame not received in time');
-      await new Promise((r) => setTimeout(r, 5));
+    let found: DecodedFrame | undefined;
+    await waitFor(() => (found = this.received.find(predicate)) !== undefined, { timeoutMs: ms, what: 'a frame from the other side' });
+    return found!;
+  }
+
+  /**
+   * Ordering barrier (see helpers/wait.ts): sends a REQUEST for the barrier pattern and
+   * awaits its RESPONSE. The server handles a connection's frames in order, so once it
+   * is answered every frame written before it has been handled.
+   */
+  async barrier(ms = 2000): Promise<void> {
+    const id = this.nextBarrierId++;
+    this.write(rawFrame(FrameType.REQUEST, 0, id, requestBody(BARRIER_PATTERN, {})));
+    const answer = await this.waitForFrame((f) => f.id === id && (f.type === FrameType.RESPONSE || f.type === FrameType.ERROR), ms);
+    if (answer.type !== FrameType.RESPONSE || codec.decode(answer.body) !== true) {
+      throw new Error(`barrier request ${id} was not answered true (frame type ${answer.type})`);
     }
   }
 

@@ -14,6 +14,7 @@ import {
 import { Ctx, EventPattern, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import { finalize, from, interval, map, Observable, range, take, throwError } from 'rxjs';
 import { WireContext } from '../../lib/index.js';
+import { BARRIER_PATTERN, pause } from './wait.js';
 
 /** What the test app's event handlers and slow handlers record, for assertions. */
 export class Recorder {
@@ -55,17 +56,6 @@ class DoubleInterceptor implements NestInterceptor {
   }
 }
 
-/** Waits `ms`, or less if `signal` aborts first (so cancelled calls leave no timers behind). */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
 @Controller()
 export class TestController {
   @MessagePattern('sum')
@@ -78,6 +68,12 @@ export class TestController {
     return data.reduce((a, b) => a + b, 0) + 1000;
   }
 
+  /** Answers `true`: the ordering barrier of helpers/wait.ts. */
+  @MessagePattern(BARRIER_PATTERN)
+  barrier(): boolean {
+    return true;
+  }
+
   @MessagePattern('echo')
   echo(@Payload() data: unknown): unknown {
     return data;
@@ -88,7 +84,7 @@ export class TestController {
 
   @MessagePattern('delayed')
   async delayed(@Payload() data: { id: number; ms: number }, @Ctx() ctx: WireContext): Promise<number> {
-    await sleep(data.ms, ctx.getSignal());
+    await pause(data.ms, ctx.getSignal()); // less if the call is cancelled: no timer left behind
     return data.id;
   }
 
@@ -231,11 +227,11 @@ export class TestController {
 @Module({ controllers: [TestController] })
 export class TestAppModule {}
 
-/** Resolves when `predicate` holds, polling; rejects after `ms`. */
-export async function waitFor(predicate: () => boolean, ms = 2000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await sleep(5);
+/** The barrier pattern alone, for test apps that do not include TestController. */
+@Controller()
+export class BarrierController {
+  @MessagePattern(BARRIER_PATTERN)
+  barrier(): boolean {
+    return true;
   }
 }

@@ -38,6 +38,8 @@ import {
 } from '../helpers/fuzz.js';
 import { rawFrame, requestBody } from '../helpers/raw-peer.js';
 import { TestAppModule } from '../helpers/test-app.js';
+import { waitFor } from '../helpers/wait.js';
+import { FakeServer } from '../helpers/fake-server.js';
 
 /**
  * Fuzzing of the handshake. Three layers, cheapest first:
@@ -54,7 +56,6 @@ const counter = new CaseCounter();
 afterAll(() => counter.report('handshake fuzz'));
 
 const codec = new MsgpackCodec();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** `p`, or 'timeout' after `ms`; the timer is cleared either way. */
 async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
@@ -171,13 +172,6 @@ class PairFactory {
   }
 }
 
-async function until(predicate: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 describe('handshake fuzz', () => {
   it('decodeHelloBody: any body decodes (and re-encodes to itself) or fails with WireHandshakeError', () => {
@@ -229,7 +223,7 @@ describe('handshake fuzz', () => {
       try {
         for (const c of chunks) if (c.length > 0) peer.write(c);
         // Done when the connection closed, or when it has read (and so decoded) every byte.
-        await until(() => conn.state === ConnectionState.CLOSED || conn.bytesRead === bytes.length, 3000, 'the connection to read the input');
+        await waitFor(() => conn.state === ConnectionState.CLOSED || conn.bytesRead === bytes.length, { timeoutMs: 3000, what: 'the connection to read the input', everyMs: 0 });
         await new Promise((r) => setImmediate(r));
         const expected = expectedOutcome(bytes, codec.id);
         counter.hit(`  loopback outcome: ${expected.kind === 'refused' ? `refused ${expected.code}` : expected.kind}`);
@@ -264,7 +258,7 @@ describe('handshake fuzz', () => {
             // The server answered with its HELLO (unless a later frame made it drop the socket at once).
             let peerGone = false;
             void peerClosed.then(() => (peerGone = true));
-            await until(() => peerGone || Buffer.concat(received).length >= MAGIC.length + 26, 2000, 'the server HELLO');
+            await waitFor(() => peerGone || Buffer.concat(received).length >= MAGIC.length + 26, { timeoutMs: 2000, what: 'the server HELLO', everyMs: 0 });
             const d = collectingDecoder({ maxFrameSize: 1 << 20, expectMagic: true });
             d.decoder.push(Buffer.concat(received));
             if (d.frames.length > 0) assert.equal(d.frames[0].type, FrameType.HELLO);
@@ -360,7 +354,7 @@ describe('handshake fuzz', () => {
         params(50, 0.005, true),
       );
       // Only the real client is left once the handshake timeout has passed for the rest.
-      await until(() => running.server.counters().connections === 1, 3000, 'offenders to be dropped');
+      await waitFor(() => running.server.counters().connections === 1, { timeoutMs: 3000, what: 'offenders to be dropped', everyMs: 0 });
       for (const err of connectionErrors) expect(err).toBeInstanceOf(WireError);
       const fresh = new WireClient({ host: '127.0.0.1', port: running.port });
       expect(await firstValueFrom(fresh.send('echo', 'still here'))).toBe('still here');
@@ -369,23 +363,15 @@ describe('handshake fuzz', () => {
   });
 
   describe('a real WireClient against a server answering with random handshakes', () => {
-    let fake: Server;
+    let fake: FakeServer;
     let answer: Buffer = Buffer.alloc(0);
-    const sockets = new Set<Socket>();
 
     beforeAll(async () => {
-      fake = createServer((s) => {
-        sockets.add(s);
-        s.on('error', () => {});
-        s.on('close', () => sockets.delete(s));
+      fake = await FakeServer.start((s) => {
         s.once('data', () => s.write(answer));
       });
-      await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
     });
-    afterAll(async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => fake.close(r));
-    });
+    afterAll(() => fake.close());
 
     it('ends every call with a typed WireError (or, on a valid HELLO, a timeout), never hangs', async () => {
       await fc.assert(
@@ -394,7 +380,7 @@ describe('handshake fuzz', () => {
           answer = bytes;
           const c = new WireClient({
             host: '127.0.0.1',
-            port: (fake.address() as AddressInfo).port,
+            port: fake.port,
             timeout: 150,
             handshakeTimeoutMs: 150,
             connectTimeoutMs: 500,

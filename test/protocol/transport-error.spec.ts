@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { WireProtocolError } from '../../lib/errors.js';
 import { HEADER_SIZE, LENGTH_SIZE, MIN_MAX_FRAME_SIZE } from '../../lib/protocol/frame.js';
 import { decodeTransportError, encodeTransportError } from '../../lib/protocol/transport-error.js';
 
@@ -42,5 +43,45 @@ describe('encodeTransportError within a frame limit', () => {
       ),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('transport error round trip', () => {
+  it('decodes what it encodes: code as ASCII, message as UTF-8 (empty included)', () => {
+    for (const [code, message] of [
+      ['WIRE_PROTOCOL', 'unknown frame type 77'],
+      ['WIRE_DRAINING', ''],
+      ['X', 'é 😀 € — and a NUL \u0000 inside'],
+    ]) {
+      const body = encodeTransportError(code, message);
+      expect(body[0]).toBe(code.length);
+      expect(decodeTransportError(body)).toEqual({ code, message });
+    }
+  });
+
+  it('keeps at most 255 bytes of code (its length is a u8)', () => {
+    const body = encodeTransportError('C'.repeat(300), 'm');
+    expect(body[0]).toBe(255);
+    expect(decodeTransportError(body)).toEqual({ code: 'C'.repeat(255), message: 'm' });
+  });
+
+  it('sends an empty message when the limit leaves no room for one, and still the whole code', () => {
+    const body = encodeTransportError('WIRE_X', 'message', FRAME_OVERHEAD + 1 + 6);
+    expect(decodeTransportError(body)).toEqual({ code: 'WIRE_X', message: '' });
+  });
+
+  it('refuses a body that is empty or shorter than its code length, typed', () => {
+    for (const body of [Buffer.alloc(0), Buffer.from([5, 0x41, 0x42]), Buffer.from([255])]) {
+      let err: unknown;
+      try {
+        decodeTransportError(body);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(WireProtocolError);
+      expect((err as WireProtocolError).code).toBe('WIRE_PROTOCOL');
+      expect((err as Error).message).toBe('transport error body is truncated');
+    }
+    expect(decodeTransportError(Buffer.from([2, 0x41, 0x42]))).toEqual({ code: 'AB', message: '' }); // exactly long enough
   });
 });

@@ -6,9 +6,10 @@ import { startWireApp, type RunningServer } from '../helpers/apps.js';
 import { prng } from '../helpers/fuzz.js';
 import { settledHeap } from '../helpers/gc.js';
 import { TestAppModule } from '../helpers/test-app.js';
+import { pause, waitFor } from '../helpers/wait.js';
 
 /**
- * Soak: SOAK_CALLS calls (default 20 000 in `npm test`; `npm run soak` runs 1 000 000)
+ * Soak: SOAK_CALLS calls (default 20 000; `npm run soak` runs 1 000 000, `.ci/run` 20 000)
  * through one client, SOAK_CONCURRENCY (256) in flight, a mix of echoes from 16 B to
  * 64 KiB, streams, timeouts, cancellations (unsubscribe before, right after and well
  * after writing; `take(n)` on an endless stream), application errors and empty results.
@@ -215,16 +216,14 @@ function serverSockets(running: RunningServer): Socket[] {
  * listens for a *later* abort).
  */
 async function settle(client: WireClient, running: RunningServer): Promise<Record<string, number>> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
+  const empty = () => {
     const c = client.counters();
-    const s = running.server.counters();
-    if ((c.inFlight === 0 && c.pending === 0 && c.queued === 0 && s.inFlight === 0) || Date.now() > deadline) break;
-    await new Promise((r) => setTimeout(r, 10));
-  }
+    return c.inFlight === 0 && c.pending === 0 && c.queued === 0 && running.server.counters().inFlight === 0;
+  };
+  await waitFor(empty, { timeoutMs: 5000, everyMs: 10 }).catch(() => {}); // the caller asserts the tables
   let previous = resourceCounts();
   for (let i = 0; i < 12; i++) {
-    await new Promise((r) => setTimeout(r, 250));
+    await pause(250); // kept: "stable" means unchanged across a real interval
     const now = resourceCounts();
     if (JSON.stringify(now) === JSON.stringify(previous)) return now;
     previous = now;
