@@ -402,7 +402,7 @@ function bytesPair(socket: number | null | undefined, lib: number | null | undef
 
 function renderExtras(info: RunInfo, results: CellResult[], x: ExtraSections): string[] {
   const L: string[] = [];
-  if (x.user !== undefined) L.push(...renderUserCalls(x.user));
+  if (x.user !== undefined) L.push(...renderUserCalls(x.user, info.disturbedLoad));
   if (x.compression !== undefined) L.push(...renderCompression(x.compression));
   if (x.hol !== undefined) L.push(...renderHol(x.hol));
   if (x.statsCost !== undefined) L.push(...renderStatsCost(x.statsCost, info, results));
@@ -410,14 +410,15 @@ function renderExtras(info: RunInfo, results: CellResult[], x: ExtraSections): s
   return L;
 }
 
-function renderUserCalls(u: UserCallsSection): string[] {
+function renderUserCalls(u: UserCallsSection, disturbedLoad: number): string[] {
   const L: string[] = [];
   L.push('## Calls as applications make them (objects, default options, `lastValueFrom`)');
   L.push('');
   L.push(
     "Each caller awaits `lastValueFrom(client.send('echo', { id, body }))` (`body` a string of the size shown) and checks that the answer has the same `id` and `body`; " +
       'clients have their default options (nest-wire: `new WireClient({ host, port })`, so the 30 s timeout is on). The raw-socket ceiling echoes `body` as bytes. ' +
-      '"busy" is CPU time over wall time of each process (1.00 = its core saturated).',
+      '"busy" is CPU time over wall time of each process (1.00 = its core saturated); "other load" is what other processes ' +
+      `kept busy meanwhile (above ${disturbedLoad} core a cell is less reliable).`,
   );
   L.push('');
   L.push(
@@ -431,9 +432,10 @@ function renderUserCalls(u: UserCallsSection): string[] {
       'p50 raw · TCP · wire',
       'CPU µs/call client + server: TCP · wire',
       'busy client / server: TCP · wire',
+      'other load (cores) raw · TCP · wire',
     ]),
   );
-  L.push(row(Array<string>(9).fill('---')));
+  L.push(row(Array<string>(10).fill('---')));
   const key = (r: UserCallsResult) => `${r.size}|${r.inFlight}|${r.connections}`;
   const cells = [...new Map(u.rows.map((r) => [key(r), r])).values()];
   const find = (c: UserCallsResult, t: TransportName) => u.rows.find((r) => r.transport === t && key(r) === key(c));
@@ -462,6 +464,7 @@ function renderUserCalls(u: UserCallsSection): string[] {
           .map((r) => (ok(r) ? `${fmtNum(r.clientCpuUsPerCall)} + ${fmtNum(r.serverCpuUsPerCall)}` : '–'))
           .join(' · '),
         [tcp, wire].map((r) => (ok(r) ? `${fmtNum(r.clientCores, 2)} / ${fmtNum(r.serverCores, 2)}` : '–')).join(' · '),
+        [raw, tcp, wire].map((r) => (ok(r) ? fmtNum(r.otherLoad, 2) : '–')).join(' · '),
       ]),
     );
   }
