@@ -22,8 +22,8 @@ function refusal(make: () => { close(): unknown }): string {
   throw new Error('expected a WireOptionsError, nothing was thrown');
 }
 
-const server = (options: object) => new WireServer(options as never);
-const client = (options: object) => new WireClient(options as never);
+const server = (options: object) => new WireServer(options);
+const client = (options: object) => new WireClient(options);
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** [option, min, max] of every integer option, per side. */
@@ -54,26 +54,29 @@ const CLIENT_INTEGERS: [string, number, number][] = [
   ['connectTimeoutMs', 1, T],
   ['maxPendingCalls', 1, MAX_SAFE],
   ['maxQueuedBytes', 1024, MAX_SAFE],
-  ['streamCredit', 1, 0xffffffff],
+  ['streamCredit', 1, 65_536],
 ];
 
 describe.each([
   ['WireServer', server, SERVER_INTEGERS],
   ['WireClient', client, CLIENT_INTEGERS],
 ] as const)('%s integer options', (side, make, table) => {
-  it.each(table)('%s: refuses values outside %d..%d and non-integers, naming the option, the range and the value', (name, min, max) => {
-    // (null and undefined mean "the default", as with `??`.)
-    const bad: unknown[] = [min - 1, max + 1, 1.5, '10', Number.NaN];
-    for (const value of bad) {
-      const message = refusal(() => make({ [name]: value }));
-      expect(message).toMatch(new RegExp(`^${side}\\b.*\\boption ${name}\\b`));
-      expect(message).toContain(`from ${min} to ${max}`);
-      expect(message).toMatch(new RegExp(`got ${escape(String(value))}$`));
-    }
-  });
+  it.each(table)(
+    '%s: refuses values outside %d..%d and non-integers, naming the option, the range and the value',
+    (name, min, max) => {
+      // (null and undefined mean "the default", as with `??`.)
+      const bad: unknown[] = [min - 1, max + 1, 1.5, '10', Number.NaN];
+      for (const value of bad) {
+        const message = refusal(() => make({ [name]: value }));
+        expect(message).toMatch(new RegExp(`^${side}\\b.*\\boption ${name}\\b`));
+        expect(message).toContain(`from ${min} to ${max}`);
+        expect(message).toMatch(new RegExp(`got ${escape(String(value))}$`));
+      }
+    },
+  );
 
   it.each(table)('%s: accepts both ends of its range', (name, min, max) => {
-    for (const value of [min, max]) make({ [name]: value }).close();
+    for (const value of [min, max]) void make({ [name]: value }).close();
   });
 });
 
@@ -102,7 +105,9 @@ describe('other option types', () => {
   });
 
   it('path: a non-empty string (a Unix socket path)', () => {
-    expect(refusal(() => server({ path: '' }))).toMatch(/^WireServer option path must be a non-empty string \(a Unix socket path\)$/);
+    expect(refusal(() => server({ path: '' }))).toMatch(
+      /^WireServer option path must be a non-empty string \(a Unix socket path\)$/,
+    );
     expect(refusal(() => client({ path: 7 }))).toMatch(/^WireClient option path must be a non-empty string/);
   });
 
@@ -113,20 +118,30 @@ describe('other option types', () => {
   });
 
   it('tls: an object of Node tls options', () => {
-    expect(refusal(() => server({ tls: 'yes' }))).toBe('WireServer option tls must be an object of Node tls options, got string');
-    expect(refusal(() => client({ tls: true }))).toBe('WireClient option tls must be an object of Node tls options, got boolean');
+    expect(refusal(() => server({ tls: 'yes' }))).toBe(
+      'WireServer option tls must be an object of Node tls options, got string',
+    );
+    expect(refusal(() => client({ tls: true }))).toBe(
+      'WireClient option tls must be an object of Node tls options, got boolean',
+    );
   });
 
   it('authenticate: a function', () => {
-    expect(refusal(() => server({ authenticate: 'token' }))).toBe('WireServer option authenticate must be a function, got string');
+    expect(refusal(() => server({ authenticate: 'token' }))).toBe(
+      'WireServer option authenticate must be a function, got string',
+    );
   });
 
   it("overflow: 'fail' or 'wait'", () => {
-    expect(refusal(() => client({ overflow: 'drop' }))).toBe("WireClient option overflow must be one of 'fail', 'wait', got drop");
+    expect(refusal(() => client({ overflow: 'drop' }))).toBe(
+      "WireClient option overflow must be one of 'fail', 'wait', got drop",
+    );
   });
 
   it('propagate: true or false', () => {
-    expect(refusal(() => client({ propagate: 'yes' }))).toBe('WireClient option propagate must be true or false, got yes');
+    expect(refusal(() => client({ propagate: 'yes' }))).toBe(
+      'WireClient option propagate must be true or false, got yes',
+    );
   });
 
   it("compression.algorithm: 'deflate' or 'brotli'; thresholdBytes: an integer ≥ 0", () => {
@@ -146,11 +161,16 @@ describe('other option types', () => {
       `WireClient option reconnect.maxDelayMs (at least initialDelayMs) must be an integer from 500 to ${T}, got 100`,
     );
     // Without maxDelayMs, the default cap rises to initialDelayMs rather than refusing it.
-    expect(resolveClientOptions({ reconnect: { initialDelayMs: 8000 } }).reconnect).toEqual({ initialDelayMs: 8000, maxDelayMs: 8000 });
+    expect(resolveClientOptions({ reconnect: { initialDelayMs: 8000 } }).reconnect).toEqual({
+      initialDelayMs: 8000,
+      maxDelayMs: 8000,
+    });
   });
 
   it('a non-object options argument', () => {
-    expect(refusal(() => new WireClient(5 as never))).toMatch(/^WireClient expects an options object, got number$|^WireClient/);
+    expect(refusal(() => new WireClient(5 as never))).toMatch(
+      /^WireClient expects an options object, got number$|^WireClient/,
+    );
   });
 });
 
@@ -158,7 +178,9 @@ describe('servers and endpoint parsing', () => {
   const servers = (list: unknown) => resolveClientOptions({ servers: list as never }).servers;
 
   it("parses 'host:port', '[ipv6]:port', { host, port } and { path }", () => {
-    expect(servers(['10.0.0.1:4000', 'svc.local:1', '[::1]:65535', { host: 'h', port: 80 }, { path: '/tmp/x.sock' }])).toEqual([
+    expect(
+      servers(['10.0.0.1:4000', 'svc.local:1', '[::1]:65535', { host: 'h', port: 80 }, { path: '/tmp/x.sock' }]),
+    ).toEqual([
       { host: '10.0.0.1', port: 4000 },
       { host: 'svc.local', port: 1 },
       { host: '::1', port: 65535 },
@@ -180,8 +202,12 @@ describe('servers and endpoint parsing', () => {
         `WireClient option servers[1] must look like 'host:port' or '[ipv6]:port', got '${bad}'`,
       );
     }
-    expect(refusal(() => client({ servers: ['h:0'] }))).toBe('WireClient option servers[0] port must be an integer from 1 to 65535, got 0');
-    expect(refusal(() => client({ servers: ['h:65536'] }))).toMatch(/servers\[0\] port must be an integer from 1 to 65535, got 65536$/);
+    expect(refusal(() => client({ servers: ['h:0'] }))).toBe(
+      'WireClient option servers[0] port must be an integer from 1 to 65535, got 0',
+    );
+    expect(refusal(() => client({ servers: ['h:65536'] }))).toMatch(
+      /servers\[0\] port must be an integer from 1 to 65535, got 65536$/,
+    );
     expect(refusal(() => client({ servers: [{ host: 'h', port: 70000 }] }))).toMatch(/servers\[0\] port .* got 70000$/);
   });
 
@@ -189,7 +215,9 @@ describe('servers and endpoint parsing', () => {
     expect(refusal(() => client({ servers: [{ host: '' }] }))).toBe(
       `WireClient option servers[0] must be 'host:port', { host, port } or { path }, got {"host":""}`,
     );
-    expect(refusal(() => client({ servers: [42] }))).toBe("WireClient option servers[0] must be 'host:port', { host, port } or { path }, got 42");
+    expect(refusal(() => client({ servers: [42] }))).toBe(
+      "WireClient option servers[0] must be 'host:port', { host, port } or { path }, got 42",
+    );
     for (const list of [[], 'h:1']) {
       expect(refusal(() => client({ servers: list }))).toBe(
         "WireClient option servers must be a non-empty array of 'host:port', { host, port } or { path }",
@@ -199,7 +227,9 @@ describe('servers and endpoint parsing', () => {
 
   it('refuses servers together with host, port or path', () => {
     for (const extra of [{ host: 'h' }, { port: 1 }, { path: '/p' }]) {
-      expect(refusal(() => client({ servers: ['h:1'], ...extra }))).toBe('WireClient: give either servers or host/port/path, not both');
+      expect(refusal(() => client({ servers: ['h:1'], ...extra }))).toBe(
+        'WireClient: give either servers or host/port/path, not both',
+      );
     }
   });
 });

@@ -2,7 +2,8 @@ import 'reflect-metadata';
 import { FrameType, MAX_PING_BODY_BYTES } from '../../lib/protocol/frame.js';
 import { withRunningApp } from '../helpers/apps.js';
 import { rawFrame, RawPeer } from '../helpers/raw-peer.js';
-import { TestAppModule, waitFor } from '../helpers/test-app.js';
+import { TestAppModule } from '../helpers/test-app.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * Issue 13 item 1: each PONG carries the body of its own PING, even when PINGs span

@@ -34,6 +34,16 @@ class FakeSink implements CallSink {
   expire(): void {
     this.events.push(['expire']);
   }
+  // A connection that always takes values: the backlog bound is tested end to end (test/hardening/backlog*.spec.ts).
+  canWrite(): boolean {
+    return true;
+  }
+  waitWritable(): void {}
+  reserveHeld(): boolean {
+    return true;
+  }
+  readonly saturated = false;
+  releaseHeld(): void {}
 
   values(): unknown[] {
     return this.events.filter((e) => e[0] === 'value').map((e) => e[1]);
@@ -98,7 +108,10 @@ describe('ServerCall (fake CallSink)', () => {
     expect(sink.events).toEqual([['value', 'a']]); // completed, but 'b' and 'c' wait for credit
     expect(c.done).toBe(false);
     c.addCredit(1);
-    expect(sink.events).toEqual([['value', 'a'], ['value', 'b']]);
+    expect(sink.events).toEqual([
+      ['value', 'a'],
+      ['value', 'b'],
+    ]);
     c.addCredit(1);
     expect(sink.events).toEqual([['value', 'a'], ['value', 'b'], ['value', 'c'], ['release', null], ['end']]);
     expect(c.done).toBe(true);
@@ -114,7 +127,12 @@ describe('ServerCall (fake CallSink)', () => {
     subject.error(boom);
     expect(sink.events).toEqual([['value', 'a']]);
     c.addCredit(5);
-    expect(sink.events).toEqual([['value', 'a'], ['value', 'b'], ['release', { error: boom }], ['failure', boom]]);
+    expect(sink.events).toEqual([
+      ['value', 'a'],
+      ['value', 'b'],
+      ['release', { error: boom }],
+      ['failure', boom],
+    ]);
   });
 
   it('fails with WIRE_OVERLOADED past maxBufferBytes, drops what it held and stops the handler', () => {
@@ -150,13 +168,19 @@ describe('ServerCall (fake CallSink)', () => {
     expect(state.tornDown).toBe(true);
     expect(signal.aborted).toBe(true);
     expect(signal.reason).toBe('client cancelled');
-    expect(sink.events).toEqual([['value', 1], ['release', CALL_CANCELLED]]);
+    expect(sink.events).toEqual([
+      ['value', 1],
+      ['release', CALL_CANCELLED],
+    ]);
     c.cancel('again');
     c.addCredit(1);
     c.expire();
     subject.next(2);
     subject.complete();
-    expect(sink.events).toEqual([['value', 1], ['release', CALL_CANCELLED]]);
+    expect(sink.events).toEqual([
+      ['value', 1],
+      ['release', CALL_CANCELLED],
+    ]);
   });
 
   it('cancel() with an outcome counts it as given (a deadline)', () => {
@@ -174,7 +198,10 @@ describe('ServerCall (fake CallSink)', () => {
     const signal = c.signal;
     sink.encodeError = new Error('cannot encode');
     subject.next(Symbol('x'));
-    expect(sink.events).toEqual([['release', { error: sink.encodeError }], ['failure', sink.encodeError]]);
+    expect(sink.events).toEqual([
+      ['release', { error: sink.encodeError }],
+      ['failure', sink.encodeError],
+    ]);
     expect(state.tornDown).toBe(true);
     expect(signal.aborted).toBe(true);
   });
@@ -201,7 +228,10 @@ describe('ServerCall (fake CallSink)', () => {
   it('passes undefined values through as null bytes', () => {
     const { sink, call: c } = call(10);
     c.run(of(1, undefined));
-    expect(sink.events.slice(0, 2)).toEqual([['value', 1], ['value', undefined]]);
+    expect(sink.events.slice(0, 2)).toEqual([
+      ['value', 1],
+      ['value', undefined],
+    ]);
   });
 
   describe('a handler returning an AsyncIterable', () => {
@@ -233,7 +263,15 @@ describe('ServerCall (fake CallSink)', () => {
       expect(sink.values()).toEqual([0, 1, 2]);
       c.addCredit(10);
       await waitFor(() => c.done, { what: 'the iterable to be finished' });
-      expect(sink.events).toEqual([['value', 0], ['value', 1], ['value', 2], ['value', 3], ['value', 4], ['release', null], ['end']]);
+      expect(sink.events).toEqual([
+        ['value', 0],
+        ['value', 1],
+        ['value', 2],
+        ['value', 3],
+        ['value', 4],
+        ['release', null],
+        ['end'],
+      ]);
       expect(state.finalized).toBe(true);
     });
 
@@ -255,7 +293,12 @@ describe('ServerCall (fake CallSink)', () => {
       });
       c.run(of(it));
       await waitFor(() => c.done, { what: 'the call to fail' });
-      expect(sink.events).toEqual([['value', 0], ['value', 1], ['release', { error: { mapped: 'iterable broke' } }], ['failure', { mapped: 'iterable broke' }]]);
+      expect(sink.events).toEqual([
+        ['value', 0],
+        ['value', 1],
+        ['release', { error: { mapped: 'iterable broke' } }],
+        ['failure', { mapped: 'iterable broke' }],
+      ]);
     });
   });
 });
