@@ -224,7 +224,12 @@ export interface WireClientOptions extends WireCommonOptions {
    * doubling on each repeat up to `maxEjectionMs` (default 300 000), and is PINGed before it
    * gets calls again; at most `maxEjectedPercent` % (default 50) of endpoints at once. Default: off.
    */
-  outlierDetection?: { consecutiveFailures?: number; baseEjectionMs?: number; maxEjectionMs?: number; maxEjectedPercent?: number };
+  outlierDetection?: {
+    consecutiveFailures?: number;
+    baseEjectionMs?: number;
+    maxEjectionMs?: number;
+    maxEjectedPercent?: number;
+  };
 }
 
 /** Per-call options: the optional third argument of `WireClient#send`. */
@@ -337,7 +342,9 @@ const COMPRESSION_OPTION_KEYS = { algorithm: true, thresholdBytes: true } as con
  */
 export function checkCallOptionKeys(options: WireCallOptions): void {
   if (options === null || typeof options !== 'object') {
-    throw new WireOptionsError(`send() options must be an object ({ timeout, metadata, propagate, idempotent }), got ${String(options)}`);
+    throw new WireOptionsError(
+      `send() options must be an object ({ timeout, metadata, propagate, idempotent }), got ${String(options)}`,
+    );
   }
   for (const key in options) {
     if (!Object.hasOwn(CALL_OPTION_KEYS, key)) throw unknownOptionError(key, CALL_OPTION_KEYS, 'send()');
@@ -397,7 +404,12 @@ export interface ResolvedClientOptions extends ResolvedCommonOptions {
   /** Null when hedging is off. */
   hedge: { delayMs: number | 'p95'; maxExtraPercent: number } | null;
   /** Null when outlier ejection is off. */
-  outlierDetection: { consecutiveFailures: number; baseEjectionMs: number; maxEjectionMs: number; maxEjectedPercent: number } | null;
+  outlierDetection: {
+    consecutiveFailures: number;
+    baseEjectionMs: number;
+    maxEjectionMs: number;
+    maxEjectedPercent: number;
+  } | null;
   maxFragmentedBytes: number;
 }
 
@@ -409,7 +421,12 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
     drainTimeoutMs: checkTimeout(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, `${where} option drainTimeoutMs`),
     tls: checkObject(options.tls, `${where} option tls`),
     authenticate: checkFunction(options.authenticate, `${where} option authenticate`),
-    maxPatternBytes: checkInteger(options.maxPatternBytes ?? DEFAULT_MAX_PATTERN_BYTES, 1, 0xffff, `${where} option maxPatternBytes`),
+    maxPatternBytes: checkInteger(
+      options.maxPatternBytes ?? DEFAULT_MAX_PATTERN_BYTES,
+      1,
+      0xffff,
+      `${where} option maxPatternBytes`,
+    ),
     maxMetadataEntries: checkInteger(
       options.maxMetadataEntries ?? DEFAULT_MAX_METADATA_ENTRIES,
       0,
@@ -422,7 +439,12 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
       0xffffffff,
       `${where} option maxMetadataBytes`,
     ),
-    maxConnections: checkInteger(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 1, Number.MAX_SAFE_INTEGER, `${where} option maxConnections`),
+    maxConnections: checkInteger(
+      options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      1,
+      Number.MAX_SAFE_INTEGER,
+      `${where} option maxConnections`,
+    ),
     idleTimeoutMs: checkTimeout(options.idleTimeoutMs ?? 0, `${where} option idleTimeoutMs`),
     maxInFlightPerConnection: checkInteger(
       options.maxInFlightPerConnection ?? DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
@@ -442,7 +464,12 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
       Number.MAX_SAFE_INTEGER,
       `${where} option maxQueuedBytes`,
     ),
-    maxConcurrentCalls: checkInteger(options.maxConcurrentCalls ?? 0, 0, 0xffffffff, `${where} option maxConcurrentCalls (0: no limit)`),
+    maxConcurrentCalls: checkInteger(
+      options.maxConcurrentCalls ?? 0,
+      0,
+      0xffffffff,
+      `${where} option maxConcurrentCalls (0: no limit)`,
+    ),
     maxDecodedBytesPerConnection: checkInteger(
       options.maxDecodedBytesPerConnection ?? DEFAULT_MAX_DECODED_BYTES_PER_CONNECTION,
       1024,
@@ -482,7 +509,10 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
     tls: checkObject(options.tls, `${where} option tls`),
     credentials: options.credentials,
     lookupHostnames: options.servers !== undefined,
-    resolveIntervalMs: checkTimeout(options.resolveIntervalMs ?? DEFAULT_RESOLVE_INTERVAL_MS, `${where} option resolveIntervalMs`),
+    resolveIntervalMs: checkTimeout(
+      options.resolveIntervalMs ?? DEFAULT_RESOLVE_INTERVAL_MS,
+      `${where} option resolveIntervalMs`,
+    ),
     reconnect: { initialDelayMs, maxDelayMs },
     nackRetries: checkInteger(options.nackRetries ?? DEFAULT_NACK_RETRIES, 0, 100, `${where} option nackRetries`),
     timeout: checkTimeout(options.timeout ?? DEFAULT_TIMEOUT_MS, `${where} option timeout`),
@@ -506,7 +536,12 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
       Number.MAX_SAFE_INTEGER,
       `${where} option maxQueuedBytes`,
     ),
-    streamCredit: checkInteger(options.streamCredit ?? DEFAULT_STREAM_CREDIT, 1, MAX_STREAM_CREDIT, `${where} option streamCredit`),
+    streamCredit: checkInteger(
+      options.streamCredit ?? DEFAULT_STREAM_CREDIT,
+      1,
+      MAX_STREAM_CREDIT,
+      `${where} option streamCredit`,
+    ),
     propagate: checkBoolean(options.propagate ?? true, `${where} option propagate`),
     maxFragmentedBytes: checkInteger(
       options.maxFragmentedBytes ?? DEFAULT_MAX_FRAGMENTED_BYTES,
@@ -528,9 +563,19 @@ function resolveOutlierDetection(
   if (value === undefined || value === null) return null;
   const what = `${where} option outlierDetection`;
   checkOptionKeys(value, OUTLIER_DETECTION_OPTION_KEYS, what);
-  const baseEjectionMs = checkInteger(value.baseEjectionMs ?? DEFAULT_BASE_EJECTION_MS, 1, MAX_TIMEOUT_MS, `${what}.baseEjectionMs`);
+  const baseEjectionMs = checkInteger(
+    value.baseEjectionMs ?? DEFAULT_BASE_EJECTION_MS,
+    1,
+    MAX_TIMEOUT_MS,
+    `${what}.baseEjectionMs`,
+  );
   return {
-    consecutiveFailures: checkInteger(value.consecutiveFailures ?? DEFAULT_EJECTION_CONSECUTIVE_FAILURES, 1, 1_000_000, `${what}.consecutiveFailures`),
+    consecutiveFailures: checkInteger(
+      value.consecutiveFailures ?? DEFAULT_EJECTION_CONSECUTIVE_FAILURES,
+      1,
+      1_000_000,
+      `${what}.consecutiveFailures`,
+    ),
     baseEjectionMs,
     maxEjectionMs: checkInteger(
       value.maxEjectionMs ?? Math.max(DEFAULT_MAX_EJECTION_MS, baseEjectionMs),
@@ -538,7 +583,12 @@ function resolveOutlierDetection(
       MAX_TIMEOUT_MS,
       `${what}.maxEjectionMs (at least baseEjectionMs)`,
     ),
-    maxEjectedPercent: checkInteger(value.maxEjectedPercent ?? DEFAULT_MAX_EJECTED_PERCENT, 0, 100, `${what}.maxEjectedPercent`),
+    maxEjectedPercent: checkInteger(
+      value.maxEjectedPercent ?? DEFAULT_MAX_EJECTED_PERCENT,
+      0,
+      100,
+      `${what}.maxEjectedPercent`,
+    ),
   };
 }
 
@@ -547,7 +597,8 @@ function resolveHedge(value: WireClientOptions['hedge'], where: string): Resolve
   checkOptionKeys(value, HEDGE_OPTION_KEYS, `${where} option hedge`);
   const delay = value.delayMs ?? DEFAULT_HEDGE_DELAY_MS;
   return {
-    delayMs: delay === 'p95' ? 'p95' : checkInteger(delay, 1, MAX_TIMEOUT_MS, `${where} option hedge.delayMs (ms, or 'p95')`),
+    delayMs:
+      delay === 'p95' ? 'p95' : checkInteger(delay, 1, MAX_TIMEOUT_MS, `${where} option hedge.delayMs (ms, or 'p95')`),
     maxExtraPercent: checkInteger(
       value.maxExtraPercent ?? DEFAULT_HEDGE_MAX_EXTRA_PERCENT,
       1,
@@ -558,12 +609,17 @@ function resolveHedge(value: WireClientOptions['hedge'], where: string): Resolve
 }
 
 /** One test for the `idempotent` option: a Set for the strings, then the regular expressions. */
-function resolveIdempotent(value: WireClientOptions['idempotent'], where: string): ((pattern: string) => boolean) | null {
+function resolveIdempotent(
+  value: WireClientOptions['idempotent'],
+  where: string,
+): ((pattern: string) => boolean) | null {
   if (value === undefined || value === null) return null;
   if (typeof value === 'function') return value;
   const what = `${where} option idempotent`;
   if (!Array.isArray(value)) {
-    throw new WireOptionsError(`${what} must be an array of patterns (strings or RegExps) or a function (pattern) => boolean`);
+    throw new WireOptionsError(
+      `${what} must be an array of patterns (strings or RegExps) or a function (pattern) => boolean`,
+    );
   }
   const exact = new Set<string>();
   const expressions: RegExp[] = [];
@@ -589,9 +645,19 @@ function resolveRetry(value: WireClientOptions['retry'], where: string): Resolve
   const budget = retry.budget ?? {};
   checkOptionKeys(budget, RETRY_BUDGET_OPTION_KEYS, `${where} option retry.budget`);
   return {
-    maxAttempts: checkInteger(retry.maxAttempts ?? DEFAULT_RETRY_MAX_ATTEMPTS, 1, 10, `${where} option retry.maxAttempts`),
+    maxAttempts: checkInteger(
+      retry.maxAttempts ?? DEFAULT_RETRY_MAX_ATTEMPTS,
+      1,
+      10,
+      `${where} option retry.maxAttempts`,
+    ),
     budget: {
-      percent: checkInteger(budget.percent ?? DEFAULT_RETRY_BUDGET_PERCENT, 0, 100, `${where} option retry.budget.percent`),
+      percent: checkInteger(
+        budget.percent ?? DEFAULT_RETRY_BUDGET_PERCENT,
+        0,
+        100,
+        `${where} option retry.budget.percent`,
+      ),
       minPerSecond: checkInteger(
         budget.minPerSecond ?? DEFAULT_RETRY_BUDGET_MIN_PER_SECOND,
         0,
@@ -604,14 +670,17 @@ function resolveRetry(value: WireClientOptions['retry'], where: string): Resolve
 
 function checkOneOf<T extends string>(value: T, allowed: readonly T[], what: string): T {
   if (!allowed.includes(value)) {
-    throw new WireOptionsError(`${what} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${String(value)}`);
+    throw new WireOptionsError(
+      `${what} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${String(value)}`,
+    );
   }
   return value;
 }
 
 function checkObject<T extends object>(value: T | undefined, what: string): T | null {
   if (value === undefined || value === null) return null;
-  if (typeof value !== 'object') throw new WireOptionsError(`${what} must be an object of Node tls options, got ${typeof value}`);
+  if (typeof value !== 'object')
+    throw new WireOptionsError(`${what} must be an object of Node tls options, got ${typeof value}`);
   return value;
 }
 
@@ -639,7 +708,11 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
       `${where}: give either codec or payloadTypes, not both (a custom codec decides its own types; for msgpack use codec: new MsgpackCodec({ payloadTypes }))`,
     );
   }
-  const payloadTypes = checkOneOf(options.payloadTypes ?? 'json', ['json', 'native'] as const, `${where} option payloadTypes`);
+  const payloadTypes = checkOneOf(
+    options.payloadTypes ?? 'json',
+    ['json', 'native'] as const,
+    `${where} option payloadTypes`,
+  );
   const codec = options.codec ?? new MsgpackCodec({ payloadTypes });
   if (typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
     throw new WireOptionsError(`${where} option codec must implement encode(value) and decode(bytes)`);
@@ -707,7 +780,9 @@ function resolveServers(options: WireClientOptions, common: ResolvedCommonOption
     throw new WireOptionsError(`${where}: give either servers or host/port/path, not both`);
   }
   if (!Array.isArray(options.servers) || options.servers.length === 0) {
-    throw new WireOptionsError(`${where} option servers must be a non-empty array of 'host:port', { host, port } or { path }`);
+    throw new WireOptionsError(
+      `${where} option servers must be a non-empty array of 'host:port', { host, port } or { path }`,
+    );
   }
   return options.servers.map((s, i) => parseEndpoint(s, `${where} option servers[${i}]`));
 }
@@ -715,16 +790,20 @@ function resolveServers(options: WireClientOptions, common: ResolvedCommonOption
 export function parseEndpoint(endpoint: WireEndpoint, what: string): EndpointAddress {
   if (typeof endpoint === 'string') {
     const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(endpoint);
-    if (match === null) throw new WireOptionsError(`${what} must look like 'host:port' or '[ipv6]:port', got '${endpoint}'`);
+    if (match === null)
+      throw new WireOptionsError(`${what} must look like 'host:port' or '[ipv6]:port', got '${endpoint}'`);
     return { host: match[1] ?? match[2], port: checkInteger(Number(match[3]), 1, 65535, `${what} port`) };
   }
   if (endpoint !== null && typeof endpoint === 'object') {
-    if ('path' in endpoint && typeof endpoint.path === 'string' && endpoint.path.length > 0) return { path: endpoint.path };
+    if ('path' in endpoint && typeof endpoint.path === 'string' && endpoint.path.length > 0)
+      return { path: endpoint.path };
     if ('host' in endpoint && typeof endpoint.host === 'string' && endpoint.host.length > 0) {
       return { host: endpoint.host, port: checkInteger(endpoint.port, 1, 65535, `${what} port`) };
     }
   }
-  throw new WireOptionsError(`${what} must be 'host:port', { host, port } or { path }, got ${JSON.stringify(endpoint)}`);
+  throw new WireOptionsError(
+    `${what} must be 'host:port', { host, port } or { path }, got ${JSON.stringify(endpoint)}`,
+  );
 }
 
 /** `host:port`, `[v6]:port` or `unix:path`, for logs and keys. */
@@ -736,7 +815,11 @@ export function formatAddress(address: EndpointAddress): string {
 function resolveCompression(value: WireCommonOptions['compression'], where: string): PayloadCompressor | null {
   if (value === undefined || value === null) return null;
   checkOptionKeys(value, COMPRESSION_OPTION_KEYS, `${where} option compression`);
-  const algorithm = checkOneOf(value.algorithm, ['deflate', 'brotli'] as const, `${where} option compression.algorithm`);
+  const algorithm = checkOneOf(
+    value.algorithm,
+    ['deflate', 'brotli'] as const,
+    `${where} option compression.algorithm`,
+  );
   const threshold = checkInteger(
     value.thresholdBytes ?? 1024,
     0,

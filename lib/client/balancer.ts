@@ -136,10 +136,13 @@ export class Balancer implements EndpointEvents, EjectionHost {
     if (conn === undefined) return null;
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS).unref();
-      conn.wire.ping().then(
-        () => resolve(true),
-        () => resolve(false),
-      ).finally(() => clearTimeout(timer));
+      conn.wire
+        .ping()
+        .then(
+          () => resolve(true),
+          () => resolve(false),
+        )
+        .finally(() => clearTimeout(timer));
     });
   }
 
@@ -157,9 +160,15 @@ export class Balancer implements EndpointEvents, EjectionHost {
   }
 
   /** Per endpoint: state, open connections, calls in flight, and (with `outlierDetection`) its ejection state. */
-  endpointSnapshots(): (ReturnType<Endpoint['snapshot']> & { ejected?: boolean; ejectedUntil?: number; ejections?: number })[] {
+  endpointSnapshots(): (ReturnType<Endpoint['snapshot']> & {
+    ejected?: boolean;
+    ejectedUntil?: number;
+    ejections?: number;
+  })[] {
     const outliers = this.outliers;
-    return [...this.endpoints.values()].map((ep) => (outliers === null ? ep.snapshot() : { ...ep.snapshot(), ...outliers.snapshot(ep.key) }));
+    return [...this.endpoints.values()].map((ep) =>
+      outliers === null ? ep.snapshot() : { ...ep.snapshot(), ...outliers.snapshot(ep.key) },
+    );
   }
 
   /** Endpoint keys and states (diagnostics, tests). */
@@ -233,7 +242,10 @@ export class Balancer implements EndpointEvents, EjectionHost {
   /** The error calls get when nothing is reachable (an authentication refusal as itself). */
   unreachableError(): WireError {
     if (this.lastError instanceof WireAuthError) return this.lastError;
-    const targets = this.endpoints.size > 0 ? [...this.endpoints.keys()].join(', ') : this.options.servers.map(formatAddress).join(', ');
+    const targets =
+      this.endpoints.size > 0
+        ? [...this.endpoints.keys()].join(', ')
+        : this.options.servers.map(formatAddress).join(', ');
     return new WireConnectionError(
       `no server reachable (${targets}): ${this.lastError?.message ?? 'no address to connect to'}`,
       // The socket error itself when there is one (its `code` is what Nest TCP callers map on).
@@ -335,7 +347,9 @@ export class Balancer implements EndpointEvents, EjectionHost {
             }
           } catch (err) {
             failedHosts.add(host);
-            this.lastError = new WireConnectionError(`cannot resolve ${host}: ${(err as Error).message}`, { cause: err });
+            this.lastError = new WireConnectionError(`cannot resolve ${host}: ${(err as Error).message}`, {
+              cause: err,
+            });
           }
         }),
       );
@@ -368,7 +382,10 @@ export class Balancer implements EndpointEvents, EjectionHost {
 
   private isFromFailedHost(ep: Endpoint, failedHosts: Set<string>): boolean {
     const port = (ep.address as { port: number }).port;
-    return this.options.servers.some((s) => this.needsLookup(s) && failedHosts.has((s as { host: string }).host) && (s as { port: number }).port === port);
+    return this.options.servers.some(
+      (s) =>
+        this.needsLookup(s) && failedHosts.has((s as { host: string }).host) && (s as { port: number }).port === port,
+    );
   }
 
   private endpointOf(conn: ClientConnection): string {

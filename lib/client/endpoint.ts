@@ -130,7 +130,7 @@ export class Endpoint implements ClientConnectionEvents {
     this.dialing++;
     let value: unknown;
     try {
-      value = credentials();
+      value = (credentials as () => unknown)();
     } catch (err) {
       value = Promise.reject(err);
     }
@@ -176,7 +176,9 @@ export class Endpoint implements ClientConnectionEvents {
     const address = this.address;
     const tls = this.options.tls;
     if (tls === null) {
-      return 'path' in address ? netConnect({ path: address.path }) : netConnect({ host: address.host, port: address.port });
+      return 'path' in address
+        ? netConnect({ path: address.path })
+        : netConnect({ host: address.host, port: address.port });
     }
     if ('path' in address) return tlsConnect({ ...tls, path: address.path });
     // SNI only for names; an IP is checked against the certificate's IP entries.

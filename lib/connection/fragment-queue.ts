@@ -1,9 +1,4 @@
-import {
-  FRAGMENT_WINDOW_BYTES,
-  FrameType,
-  RESPONSE_LAST_FRAGMENT,
-  RESPONSE_MORE,
-} from '../protocol/frame.js';
+import { FRAGMENT_WINDOW_BYTES, FrameType, RESPONSE_LAST_FRAGMENT, RESPONSE_MORE } from '../protocol/frame.js';
 import type { FrameEncoder } from '../protocol/frame-encoder.js';
 
 /**

@@ -43,7 +43,7 @@ const SLOT_MASK = SLOTS - 1;
  * do not keep the process alive (their socket does).
  */
 export class TimeoutWheel<T extends WheelEntry> {
-  private readonly heads: (WheelEntry | null)[] = new Array(SLOTS).fill(null);
+  private readonly heads: (WheelEntry | null)[] = new Array<WheelEntry | null>(SLOTS).fill(null);
   private size = 0;
   /** Last tick number whose slot has been processed. */
   private lastTick: number;

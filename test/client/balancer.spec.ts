@@ -22,7 +22,15 @@ interface FakeConnection {
 }
 
 function fake(name: string, inFlight = 0, endpointKey = `10.0.0.1:${name}`): FakeConnection {
-  return { name, inFlight, endpointKey, closed: false, close() { this.closed = true; } };
+  return {
+    name,
+    inFlight,
+    endpointKey,
+    closed: false,
+    close() {
+      this.closed = true;
+    },
+  };
 }
 
 function setup() {
@@ -41,8 +49,10 @@ function setup() {
     listener,
     new TransportCounters(),
   );
-  const add = (...conns: FakeConnection[]) => conns.forEach((c) => balancer.onConnectionReady(c as unknown as ClientConnection));
-  const gone = (c: FakeConnection, err: WireError | null = null) => balancer.onConnectionGone(c as unknown as ClientConnection, err);
+  const add = (...conns: FakeConnection[]) =>
+    conns.forEach((c) => balancer.onConnectionReady(c as unknown as ClientConnection));
+  const gone = (c: FakeConnection, err: WireError | null = null) =>
+    balancer.onConnectionGone(c as unknown as ClientConnection, err);
   const pick = () => (balancer.pick() as unknown as FakeConnection | null)?.name;
   return { balancer, statuses, ready, errors, add, gone, pick };
 }

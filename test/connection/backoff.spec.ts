@@ -23,7 +23,7 @@ describe('backoffDelay', () => {
 
   it('stays within [0.8 × base, min(maxMs, 1.2 × base)] and ≥ 1 ms for any random() in [0, 1)', () => {
     let seed = 7;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let attempt = 0; attempt < 40; attempt++) {
       for (const [initial, max] of [
         [1, 1],

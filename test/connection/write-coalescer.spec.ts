@@ -1,5 +1,5 @@
 import { WriteCoalescer } from '../../lib/connection/write-coalescer.js';
-import { FrameType, RESPONSE_END } from '../../lib/protocol/frame.js';
+import { RESPONSE_END } from '../../lib/protocol/frame.js';
 import { FrameEncoder } from '../../lib/protocol/frame-encoder.js';
 import { collectingDecoder } from '../helpers/frames.js';
 import { socketPair } from '../helpers/socket-pair.js';
@@ -69,7 +69,10 @@ describe('WriteCoalescer (real loopback sockets)', () => {
     const { decoder, frames } = collectingDecoder({ maxFrameSize: 2 << 20, expectMagic: false });
     pair.b.on('data', (c) => decoder.push(c));
     pair.b.resume();
-    await waitFor(() => frames.filter((f) => f.id > 0).length === id, { timeoutMs: 10_000, what: 'every frame to arrive' });
+    await waitFor(() => frames.filter((f) => f.id > 0).length === id, {
+      timeoutMs: 10_000,
+      what: 'every frame to arrive',
+    });
     expect(coalescer.writes).toBe(2); // the backlog left in one write, on drain
     const ids = frames.filter((f) => f.id > 0).map((f) => f.id);
     expect(ids).toEqual(Array.from({ length: id }, (_, i) => i + 1));

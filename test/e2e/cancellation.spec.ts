@@ -160,7 +160,8 @@ describe('cancellation and deadlines', () => {
       // (WireTimeoutError), or A's call to B failing first, which A's exception filter turns
       // into Nest's error object. Either way the gateway gets an error at its deadline.
       const outcome = await result;
-      if (!(outcome instanceof WireTimeoutError)) expect(outcome).toEqual({ status: 'error', message: 'Internal server error' });
+      if (!(outcome instanceof WireTimeoutError))
+        expect(outcome).toEqual({ status: 'error', message: 'Internal server error' });
       await waitFor(() => seenByB.aborted, 1000);
       gateway.close();
     });
@@ -179,5 +180,4 @@ describe('cancellation and deadlines', () => {
       gateway.close();
     });
   });
-
 });

@@ -46,7 +46,9 @@ describe('compression negotiation and limits', () => {
     const peer = await RawPeer.connect(running.port);
     peer.handshake({ features: 0 }); // decodes nothing
     const p = Buffer.from('echo');
-    peer.write(rawFrame(FrameType.REQUEST, 0, 1, Buffer.concat([Buffer.from([0, p.length]), p, codec.encode('z'.repeat(5000))])));
+    peer.write(
+      rawFrame(FrameType.REQUEST, 0, 1, Buffer.concat([Buffer.from([0, p.length]), p, codec.encode('z'.repeat(5000))])),
+    );
     const response = await peer.waitForFrame((f) => f.type === FrameType.RESPONSE);
     expect(response.flags & PAYLOAD_COMPRESSED).toBe(0);
     expect(codec.decode(response.body)).toBe('z'.repeat(5000));
@@ -61,7 +63,9 @@ describe('compression negotiation and limits', () => {
     const bomb = deflateRawSync(Buffer.from(codec.encode('a'.repeat(10 * 1024 * 1024))));
     expect(bomb.length).toBeLessThan(64 * 1024);
     const p = Buffer.from('echo');
-    peer.write(rawFrame(FrameType.REQUEST, PAYLOAD_COMPRESSED, 7, Buffer.concat([Buffer.from([0, p.length]), p, bomb])));
+    peer.write(
+      rawFrame(FrameType.REQUEST, PAYLOAD_COMPRESSED, 7, Buffer.concat([Buffer.from([0, p.length]), p, bomb])),
+    );
     const error = await peer.waitForFrame((f) => f.type === FrameType.ERROR && f.id === 7);
     expect(error.body.toString('latin1')).toContain('WIRE_CODEC');
     peer.destroy();

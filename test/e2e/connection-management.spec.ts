@@ -97,7 +97,9 @@ describe('connection management', () => {
         (err) => void (err instanceof WireConnectionError ? outcomes.connectionErrors++ : outcomes.other++),
       ),
     );
-    await waitFor(() => a.server.counters().inFlight > 0 && b.server.counters().inFlight > 0, { what: 'calls to run on both servers' });
+    await waitFor(() => a.server.counters().inFlight > 0 && b.server.counters().inFlight > 0, {
+      what: 'calls to run on both servers',
+    });
     const inFlightAtKill = client.counters().inFlight;
     const killedAt = performance.now();
     await kill(a);
@@ -154,13 +156,19 @@ describe('connection management', () => {
     // Each step waits for its event: calls flowing, the client seeing the server go, its return.
     const moreCalls = async (n: number) => {
       const target = outcomes.ok + outcomes.failed + n;
-      await waitFor(() => outcomes.ok + outcomes.failed >= target, { timeoutMs: 5000, what: `${n} more calls of the load to end` });
+      await waitFor(() => outcomes.ok + outcomes.failed >= target, {
+        timeoutMs: 5000,
+        what: `${n} more calls of the load to end`,
+      });
     };
     await moreCalls(200);
     for (const which of ['a', 'b'] as const) {
       const old = which === 'a' ? a : b;
       await old.app.close(); // GOAWAY, drain, close
-      await waitFor(() => client.counters().openConnections === 1, { timeoutMs: 3000, what: 'the client to see the server go' });
+      await waitFor(() => client.counters().openConnections === 1, {
+        timeoutMs: 3000,
+        what: 'the client to see the server go',
+      });
       await moreCalls(100); // the load runs on the survivor alone
       const fresh = await startNode(which, old.port);
       if (which === 'a') a = fresh;
@@ -353,7 +361,10 @@ describe('connection management under pressure', () => {
     peer.socket.pause(); // a slow reader: the server's writes back up
     for (let id = 1; id <= 8; id++) peer.write(rawFrame(FrameType.REQUEST, 0, id, requestBody('big', 1 << 20)));
     // The eight 1 MiB answers are done and queued behind a full socket.
-    await waitFor(() => running.server.stats().calls.succeeded === 8, { timeoutMs: 5000, what: 'the eight answers to be done' });
+    await waitFor(() => running.server.stats().calls.succeeded === 8, {
+      timeoutMs: 5000,
+      what: 'the eight answers to be done',
+    });
     const listener = running.server.unwrap<NetServer>();
     const closing = running.app.close();
     // The graceful close has begun (listener closed, sessions draining) while the peer still reads nothing.

@@ -17,7 +17,6 @@ import { recorder, TestAppModule } from '../helpers/test-app.js';
 import { pause, waitFor } from '../helpers/wait.js';
 import { closedPort, FakeServer } from '../helpers/fake-server.js';
 
-
 function transportError(frame: { body: Buffer }): { code: string; message: string } {
   return decodeTransportError(frame.body);
 }
@@ -48,7 +47,9 @@ describe('failures: every bad input gets a typed error and nothing waits forever
       expect(client.counters().inFlight).toBe(0);
       // The server has let go of the call (answered late or dropped it on the CANCEL): a
       // later call on the same connection is read after any late answer, which is dropped.
-      await waitFor(() => running.server.counters().inFlight === 0, { what: 'the server to let go of the timed-out call' });
+      await waitFor(() => running.server.counters().inFlight === 0, {
+        what: 'the server to let go of the timed-out call',
+      });
       expect(await firstValueFrom(client.send('sum', [1, 2]))).toBe(3);
     });
 
@@ -125,7 +126,9 @@ describe('failures: every bad input gets a typed error and nothing waits forever
 
   describe('hostile bytes on the server port', () => {
     it('drops a connection sending garbage while another client keeps being served', async () => {
-      const calls = Array.from({ length: 200 }, (_, i) => firstValueFrom(client.send<number>('delayed', { id: i, ms: 20 })));
+      const calls = Array.from({ length: 200 }, (_, i) =>
+        firstValueFrom(client.send<number>('delayed', { id: i, ms: 20 })),
+      );
       const peers = await Promise.all(Array.from({ length: 5 }, () => RawPeer.connect(running.port)));
       for (const peer of peers) peer.write(randomBytes(4096));
       await Promise.all(peers.map((p) => p.closed));
@@ -145,13 +148,21 @@ describe('failures: every bad input gets a typed error and nothing waits forever
       const error = await peer.waitForFrame((f) => f.type === FrameType.ERROR);
       expect(error.id).toBe(0);
       expect(error.flags & ERROR_TRANSPORT).toBe(ERROR_TRANSPORT);
-      expect(transportError(error)).toMatchObject({ code: 'WIRE_HANDSHAKE', message: expect.stringMatching(/version 9/) });
+      expect(transportError(error)).toMatchObject({
+        code: 'WIRE_HANDSHAKE',
+        message: expect.stringMatching(/version 9/),
+      });
       await peer.closed;
       expect(peer.received.some((f) => f.type === FrameType.HELLO)).toBe(false);
     });
 
     it('refuses a client whose codec differs', async () => {
-      const other: WireCodec = { id: 200, name: 'json', encode: (v) => Buffer.from(JSON.stringify(v)), decode: (b) => JSON.parse(Buffer.from(b).toString()) };
+      const other: WireCodec = {
+        id: 200,
+        name: 'json',
+        encode: (v) => Buffer.from(JSON.stringify(v)),
+        decode: (b) => JSON.parse(Buffer.from(b).toString()),
+      };
       const c = clientFor(running, { codec: other });
       c.on('error', () => {});
       const err = await c.connect().catch((e) => e);

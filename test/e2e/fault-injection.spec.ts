@@ -123,7 +123,9 @@ describe('fault injection through a TCP proxy', () => {
   });
 
   afterAll(async () => {
-    console.info(`fault injection outcomes (calls per mode):\n${report.join('\n')}\nproxy: ${JSON.stringify(proxy.stats)}`);
+    console.info(
+      `fault injection outcomes (calls per mode):\n${report.join('\n')}\nproxy: ${JSON.stringify(proxy.stats)}`,
+    );
     client.close();
     await proxy.close();
     await running.app.close();
@@ -158,7 +160,9 @@ describe('fault injection through a TCP proxy', () => {
     const codes = Object.entries(tally.codes)
       .map(([c, k]) => `${c} ${k}`)
       .join(', ');
-    report.push(`  ${name.padEnd(46)} ${n} calls: ok ${tally.ok}${codes ? `, ${codes}` : ''}, wrong ${tally.wrong}, hung ${tally.hung}, untyped ${tally.untyped.length}`);
+    report.push(
+      `  ${name.padEnd(46)} ${n} calls: ok ${tally.ok}${codes ? `, ${codes}` : ''}, wrong ${tally.wrong}, hung ${tally.hung}, untyped ${tally.untyped.length}`,
+    );
     return tally;
   }
 
@@ -195,7 +199,10 @@ describe('fault injection through a TCP proxy', () => {
     expect(t.ok).toBe(60);
     const c = client.counters();
     expect([c.inFlight, c.pending, c.queued]).toEqual([0, 0, 0]);
-    await waitFor(() => running.server.counters().inFlight === 0, { timeoutMs: 3000, what: `the server's calls to end after ${name}` });
+    await waitFor(() => running.server.counters().inFlight === 0, {
+      timeoutMs: 3000,
+      what: `the server's calls to end after ${name}`,
+    });
     expect(running.server.counters().inFlight).toBe(0);
   }
 
@@ -259,14 +266,19 @@ describe('fault injection through a TCP proxy', () => {
     const calls = Array.from({ length: 40 }, (_, i) =>
       run(client.send('delayed', { id: i, ms: 2000 }, { timeout: 3000 }), [i], 3000 + HANG_SLACK_MS),
     );
-    await waitFor(() => running.server.counters().inFlight >= 40, { timeoutMs: 5000, what: 'the 40 calls to run on the server' });
+    await waitFor(() => running.server.counters().inFlight >= 40, {
+      timeoutMs: 5000,
+      what: 'the 40 calls to run on the server',
+    });
     const started = performance.now();
     proxy.resetAll();
     const outcomes = await Promise.all(calls);
     const elapsed = performance.now() - started;
     expect(outcomes.map(label)).toEqual(new Array(40).fill('WIRE_CONNECTION'));
     expect(elapsed).toBeLessThan(1500); // failed by the reset, not by their 3 s timeout
-    report.push(`  ${'reset with 40 calls in flight'.padEnd(46)} 40 calls: WIRE_CONNECTION 40 (in ${elapsed.toFixed(0)} ms)`);
+    report.push(
+      `  ${'reset with 40 calls in flight'.padEnd(46)} 40 calls: WIRE_CONNECTION 40 (in ${elapsed.toFixed(0)} ms)`,
+    );
     await expectRecovery('reset in flight');
   });
 
@@ -297,7 +309,12 @@ describe('fault injection through a TCP proxy', () => {
         await new Promise((r) => setTimeout(r, 5 + Math.floor(rand() * 25)));
       }
     })();
-    const t = await phase('random mode every 5..30 ms', 300, { concurrency: 16, timeout: 300, maxEcho: 2000, pauseMs: 10 });
+    const t = await phase('random mode every 5..30 ms', 300, {
+      concurrency: 16,
+      timeout: 300,
+      maxEcho: 2000,
+      pauseMs: 10,
+    });
     switching = false;
     await switcher;
     expectTyped(t);

@@ -25,7 +25,9 @@ describe('flow control', () => {
     it('runs at most the limit at once for a client that ignores the announced limit', async () => {
       const peer = await RawPeer.connect(running.port);
       peer.handshake();
-      const frames = Array.from({ length: 100 }, (_, i) => rawFrame(FrameType.REQUEST, 0, i + 1, requestBody('gate', 5)));
+      const frames = Array.from({ length: 100 }, (_, i) =>
+        rawFrame(FrameType.REQUEST, 0, i + 1, requestBody('gate', 5)),
+      );
       peer.write(Buffer.concat(frames)); // all 100 arrive in one or a few chunks
       await waitFor(() => peer.received.filter((f) => f.type === FrameType.RESPONSE).length === 100, 5000);
       expect(gate.maxRunning).toBe(8);
@@ -78,7 +80,12 @@ describe('flow control', () => {
     it("overflow: 'fail' errors the calls past the limit at once", async () => {
       const client = clientFor(running, { maxPendingCalls: 10 });
       const outcomes = await Promise.all(
-        Array.from({ length: 15 }, () => firstValueFrom(client.send('gate', 30)).then(() => 'ok', (e) => e)),
+        Array.from({ length: 15 }, () =>
+          firstValueFrom(client.send('gate', 30)).then(
+            () => 'ok',
+            (e) => e,
+          ),
+        ),
       );
       expect(outcomes.filter((o) => o === 'ok')).toHaveLength(10);
       const errors = outcomes.filter((o) => o !== 'ok');
@@ -94,7 +101,9 @@ describe('flow control', () => {
     it("overflow: 'wait' holds the calls past the limit until a slot frees", async () => {
       gate.maxRunning = 0;
       const client = clientFor(running, { maxPendingCalls: 4, overflow: 'wait' });
-      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => firstValueFrom(client.send('gate', i % 3))));
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => firstValueFrom(client.send('gate', i % 3))),
+      );
       expect(results).toEqual(Array.from({ length: 20 }, (_, i) => i % 3));
       expect(gate.maxRunning).toBeLessThanOrEqual(4);
       expect(client.counters()).toMatchObject({ pending: 0, queued: 0 });

@@ -45,7 +45,8 @@ async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
 /** Active timers and sockets by type (not jest's stdio pipes). */
 function resources(): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (const r of process.getActiveResourcesInfo()) if (r !== 'PipeWrap' && r !== 'TTYWrap') counts[r] = (counts[r] ?? 0) + 1;
+  for (const r of process.getActiveResourcesInfo())
+    if (r !== 'PipeWrap' && r !== 'TTYWrap') counts[r] = (counts[r] ?? 0) + 1;
   return counts;
 }
 
@@ -63,12 +64,10 @@ async function stableResources(): Promise<Record<string, number>> {
 
 /** Types with more active resources than in `baseline` (bounded wait): what a peer left behind. */
 async function leftBehind(baseline: Record<string, number>): Promise<Record<string, number>> {
-  const excess = () =>
-    Object.fromEntries(Object.entries(resources()).filter(([type, n]) => n > (baseline[type] ?? 0)));
+  const excess = () => Object.fromEntries(Object.entries(resources()).filter(([type, n]) => n > (baseline[type] ?? 0)));
   await waitFor(() => Object.keys(excess()).length === 0, { timeoutMs: 3000, everyMs: 20 }).catch(() => {}); // the caller asserts what is left
   return excess();
 }
-
 
 function u16(n: number): Buffer {
   const b = Buffer.alloc(2);
@@ -130,72 +129,91 @@ const boundedCallArb: fc.Arbitrary<[string, unknown]> = fc.oneof(
 const idArb = fc.oneof(fc.integer({ min: 0, max: 6 }), fc.integer({ min: 0, max: 0xffffffff }));
 
 /** One frame a (possibly broken) client might send after the handshake; `mutable`: only safe calls. */
-const clientFrameArb = (mutable: boolean): fc.Arbitrary<Buffer> => fc.oneof(
-  {
-    weight: 6,
-    arbitrary: fc
-      .record({
-        type: fc.constantFrom(FrameType.REQUEST, FrameType.EVENT),
-        id: idArb,
-        flags: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 255 })),
-        budget: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 200 }), fc.integer({ min: 0, max: 0xffffffff })),
-        credit: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: 0xffffffff })),
-        metadata: fc.option(
-          fc.oneof(
-            fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }).map((m) => Buffer.from(codec.encode(m))),
-            fc.uint8Array({ maxLength: 12 }).map((b) => Buffer.from(b)),
+const clientFrameArb = (mutable: boolean): fc.Arbitrary<Buffer> =>
+  fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc
+        .record({
+          type: fc.constantFrom(FrameType.REQUEST, FrameType.EVENT),
+          id: idArb,
+          flags: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 255 })),
+          budget: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 200 }), fc.integer({ min: 0, max: 0xffffffff })),
+          credit: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: 0xffffffff })),
+          metadata: fc.option(
+            fc.oneof(
+              fc
+                .dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 })
+                .map((m) => Buffer.from(codec.encode(m))),
+              fc.uint8Array({ maxLength: 12 }).map((b) => Buffer.from(b)),
+            ),
+            { nil: null },
           ),
-          { nil: null },
-        ),
-        call: mutable ? safeCallArb : fc.oneof({ weight: 2, arbitrary: safeCallArb }, { weight: 3, arbitrary: boundedCallArb }),
-        rawPayload: fc.option(fc.uint8Array({ maxLength: 12 }), { nil: null }),
-      })
-      .map(({ type, id, flags, budget, credit, metadata, call, rawPayload }) => {
-        // KNOWN ISSUE (reported): an EVENT to a @MessagePattern handler returning an endless
-        // Observable ('infinite') starts a subscription nothing ever ends (Nest's handleEvent),
-        // not even the connection closing or app.close(). Since a mutation can turn any REQUEST
-        // into an EVENT, 'infinite' is not fuzzed at all, or this process would never exit.
-        const [pattern, data] = call;
-        const p = Buffer.from(pattern);
-        const parts: Buffer[] = [];
-        // Fields present according to the flags actually sent (random flags may claim more).
-        if (flags & 0x01) parts.push(u32(budget));
-        if (flags & 0x04) parts.push(u32(credit));
-        parts.push(u16(p.length), p);
-        if (flags & 0x02) {
-          const m = metadata ?? Buffer.from(codec.encode({}));
-          parts.push(u32(m.length), m);
-        }
-        const random = rawPayload !== null && SAFE_PATTERNS.includes(pattern);
-        parts.push(random ? Buffer.from(rawPayload) : Buffer.from(codec.encode(data)));
-        return rawFrame(type, flags, id, Buffer.concat(parts));
-      }),
-  },
-  { weight: 2, arbitrary: idArb.map((id) => rawFrame(FrameType.CANCEL, 0, id)) },
-  {
-    weight: 2,
-    arbitrary: fc
-      .tuple(idArb, fc.oneof(fc.integer({ min: 0, max: 10 }).map(u32), fc.uint8Array({ maxLength: 8 }).map((b) => Buffer.from(b))))
-      .map(([id, body]) => rawFrame(FrameType.CREDIT, 0, id, body)),
-  },
-  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 16 }).map((b) => rawFrame(FrameType.PING, 0, 0, b)) },
-  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 16 }).map((b) => rawFrame(FrameType.PONG, 0, 0, b)) },
-  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 16 }).map((b) => rawFrame(FrameType.GOAWAY, 0, 0, b)) },
-  {
-    weight: 1,
-    arbitrary: fc
-      .tuple(fc.constantFrom(FrameType.HELLO, FrameType.RESPONSE, FrameType.ERROR, FrameType.NACK), idArb, fc.integer({ min: 0, max: 255 }), fc.uint8Array({ maxLength: 24 }))
-      .map(([t, id, flags, b]) => rawFrame(t, flags, id, b)),
-  },
-  { weight: 1, arbitrary: fc.integer({ min: MAX_FRAME_TYPE + 1, max: 255 }).map((t) => rawFrame(t, 0, 1)) },
-);
+          call: mutable
+            ? safeCallArb
+            : fc.oneof({ weight: 2, arbitrary: safeCallArb }, { weight: 3, arbitrary: boundedCallArb }),
+          rawPayload: fc.option(fc.uint8Array({ maxLength: 12 }), { nil: null }),
+        })
+        .map(({ type, id, flags, budget, credit, metadata, call, rawPayload }) => {
+          // KNOWN ISSUE (reported): an EVENT to a @MessagePattern handler returning an endless
+          // Observable ('infinite') starts a subscription nothing ever ends (Nest's handleEvent),
+          // not even the connection closing or app.close(). Since a mutation can turn any REQUEST
+          // into an EVENT, 'infinite' is not fuzzed at all, or this process would never exit.
+          const [pattern, data] = call;
+          const p = Buffer.from(pattern);
+          const parts: Buffer[] = [];
+          // Fields present according to the flags actually sent (random flags may claim more).
+          if (flags & 0x01) parts.push(u32(budget));
+          if (flags & 0x04) parts.push(u32(credit));
+          parts.push(u16(p.length), p);
+          if (flags & 0x02) {
+            const m = metadata ?? Buffer.from(codec.encode({}));
+            parts.push(u32(m.length), m);
+          }
+          const random = rawPayload !== null && SAFE_PATTERNS.includes(pattern);
+          parts.push(random ? Buffer.from(rawPayload) : Buffer.from(codec.encode(data)));
+          return rawFrame(type, flags, id, Buffer.concat(parts));
+        }),
+    },
+    { weight: 2, arbitrary: idArb.map((id) => rawFrame(FrameType.CANCEL, 0, id)) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(
+          idArb,
+          fc.oneof(
+            fc.integer({ min: 0, max: 10 }).map(u32),
+            fc.uint8Array({ maxLength: 8 }).map((b) => Buffer.from(b)),
+          ),
+        )
+        .map(([id, body]) => rawFrame(FrameType.CREDIT, 0, id, body)),
+    },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 16 }).map((b) => rawFrame(FrameType.PING, 0, 0, b)) },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 16 }).map((b) => rawFrame(FrameType.PONG, 0, 0, b)) },
+    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 16 }).map((b) => rawFrame(FrameType.GOAWAY, 0, 0, b)) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(
+          fc.constantFrom(FrameType.HELLO, FrameType.RESPONSE, FrameType.ERROR, FrameType.NACK),
+          idArb,
+          fc.integer({ min: 0, max: 255 }),
+          fc.uint8Array({ maxLength: 24 }),
+        )
+        .map(([t, id, flags, b]) => rawFrame(t, flags, id, b)),
+    },
+    { weight: 1, arbitrary: fc.integer({ min: MAX_FRAME_TYPE + 1, max: 255 }).map((t) => rawFrame(t, 0, 1)) },
+  );
 
 const lengthValues = interestingLengths([1 << 20, 16 * 1024 * 1024]);
 
 const clientStreamArb: fc.Arbitrary<Buffer> = fc.oneof(
   fc.array(clientFrameArb(false), { minLength: 1, maxLength: 8 }).map((frames) => Buffer.concat(frames)),
   fc
-    .tuple(fc.array(clientFrameArb(true), { minLength: 1, maxLength: 8 }), fc.array(mutationArb(lengthValues), { minLength: 1, maxLength: 3 }))
+    .tuple(
+      fc.array(clientFrameArb(true), { minLength: 1, maxLength: 8 }),
+      fc.array(mutationArb(lengthValues), { minLength: 1, maxLength: 3 }),
+    )
     .map(([frames, mutations]) => {
       const stream = Buffer.concat(frames);
       return mutate(stream, frameBoundaries(stream), mutations);
@@ -250,7 +268,14 @@ describe('frame fuzz: a real WireServer after a valid handshake', () => {
         // Its HELLO first (unless the peer's own connection ERROR made it drop the socket before the HELLO left).
         if (decoder.frames.length > 0) expect(decoder.frames[0].type).toBe(FrameType.HELLO);
         for (const f of decoder.frames.slice(1)) {
-          expect([FrameType.RESPONSE, FrameType.ERROR, FrameType.PONG, FrameType.GOAWAY, FrameType.NACK, FrameType.PING]).toContain(f.type);
+          expect([
+            FrameType.RESPONSE,
+            FrameType.ERROR,
+            FrameType.PONG,
+            FrameType.GOAWAY,
+            FrameType.NACK,
+            FrameType.PING,
+          ]).toContain(f.type);
           if (f.type === FrameType.ERROR && (f.flags & ERROR_TRANSPORT) !== 0) {
             const { code } = decodeTransportError(f.body);
             expect(code).toMatch(TRANSPORT_CODE);
@@ -263,8 +288,14 @@ describe('frame fuzz: a real WireServer after a valid handshake', () => {
       }),
       params(60, 0.01, true),
     );
-    await waitFor(() => running.server.counters().connections === 1, { timeoutMs: 5000, what: 'fuzzed connections to be gone' });
-    await waitFor(() => running.server.counters().inFlight === 0, { timeoutMs: 5000, what: 'calls of fuzzed connections to stop' });
+    await waitFor(() => running.server.counters().connections === 1, {
+      timeoutMs: 5000,
+      what: 'fuzzed connections to be gone',
+    });
+    await waitFor(() => running.server.counters().inFlight === 0, {
+      timeoutMs: 5000,
+      what: 'calls of fuzzed connections to stop',
+    });
     // No timer or socket started for a fuzzed peer outlives it (a leaked stream keeps a timer).
     expect(await leftBehind(baseline)).toEqual({});
     for (const err of connectionErrors) expect(err).toBeInstanceOf(WireError);
@@ -305,19 +336,44 @@ describe('frame fuzz: a real WireClient against a server sending random frames',
     {
       weight: 4,
       arbitrary: fc
-        .tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 3 }), fc.oneof(fc.jsonValue({ maxDepth: 2 }).map((v) => Buffer.from(codec.encode(v))), fc.uint8Array({ maxLength: 8 }).map((b) => Buffer.from(b))))
+        .tuple(
+          fc.integer({ min: 0, max: 3 }),
+          fc.integer({ min: 0, max: 3 }),
+          fc.oneof(
+            fc.jsonValue({ maxDepth: 2 }).map((v) => Buffer.from(codec.encode(v))),
+            fc.uint8Array({ maxLength: 8 }).map((b) => Buffer.from(b)),
+          ),
+        )
         .map(([id, flags, body]) => rawFrame(FrameType.RESPONSE, flags, id, flags & 0x02 ? Buffer.alloc(0) : body)),
     },
     {
       weight: 2,
       arbitrary: fc
-        .tuple(fc.integer({ min: 0, max: 3 }), fc.boolean(), fc.constantFrom('WIRE_TIMEOUT', 'WIRE_CODEC', 'WIRE_OVERLOADED', 'WIRE_NEW_THING', 'WIRE_FRAME_TOO_LARGE'), fc.jsonValue({ maxDepth: 1 }))
+        .tuple(
+          fc.integer({ min: 0, max: 3 }),
+          fc.boolean(),
+          fc.constantFrom('WIRE_TIMEOUT', 'WIRE_CODEC', 'WIRE_OVERLOADED', 'WIRE_NEW_THING', 'WIRE_FRAME_TOO_LARGE'),
+          fc.jsonValue({ maxDepth: 1 }),
+        )
         .map(([id, transport, code, value]) =>
-          rawFrame(FrameType.ERROR, transport ? ERROR_TRANSPORT : 0, id, transport ? encodeTransportError(code, 'fuzzed') : Buffer.from(codec.encode(value))),
+          rawFrame(
+            FrameType.ERROR,
+            transport ? ERROR_TRANSPORT : 0,
+            id,
+            transport ? encodeTransportError(code, 'fuzzed') : Buffer.from(codec.encode(value)),
+          ),
         ),
     },
-    { weight: 1, arbitrary: fc.integer({ min: 0, max: 3 }).map((id) => rawFrame(FrameType.NACK, 0, id, encodeTransportError('WIRE_OVERLOADED', 'busy'))) },
-    { weight: 1, arbitrary: fc.constant(rawFrame(FrameType.GOAWAY, 0, 0, encodeTransportError('WIRE_DRAINING', 'bye'))) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .integer({ min: 0, max: 3 })
+        .map((id) => rawFrame(FrameType.NACK, 0, id, encodeTransportError('WIRE_OVERLOADED', 'busy'))),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.constant(rawFrame(FrameType.GOAWAY, 0, 0, encodeTransportError('WIRE_DRAINING', 'bye'))),
+    },
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 8 }).map((b) => rawFrame(FrameType.PING, 0, 0, b)) },
     {
       weight: 1,
@@ -327,7 +383,7 @@ describe('frame fuzz: a real WireClient against a server sending random frames',
     },
   );
 
-  it('settles every call (value, typed error or the server\'s error value), never hangs, leaves nothing pending', async () => {
+  it("settles every call (value, typed error or the server's error value), never hangs, leaves nothing pending", async () => {
     const baseline = await stableResources();
     const tally = new Map<string, number>();
     await fc.assert(

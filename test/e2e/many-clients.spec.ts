@@ -28,9 +28,11 @@ const BUFFERS_PER_CONNECTION_BOUND = 32 * 1024;
 const PEERS_SCRIPT = fileURLToPath(new URL('../helpers/idle-peers.mjs', import.meta.url));
 const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 
-
 /** Starts `count` raw connections in a child process; resolves once each has been served one call. */
-async function idlePeers(port: number, count: number): Promise<{ child: ChildProcessWithoutNullStreams; ok: number; failed: number }> {
+async function idlePeers(
+  port: number,
+  count: number,
+): Promise<{ child: ChildProcessWithoutNullStreams; ok: number; failed: number }> {
   const child = spawn(process.execPath, [PEERS_SCRIPT, String(port), String(count)], { stdio: 'pipe' });
   let out = '';
   let err = '';
@@ -73,7 +75,10 @@ describe('many clients against one server', () => {
 
   it(`serves ${CLIENTS} WireClients at once`, async () => {
     const heapBefore = await settledHeap();
-    const clients = Array.from({ length: CLIENTS }, () => new WireClient({ host: '127.0.0.1', port: running.port, timeout: 10_000 }));
+    const clients = Array.from(
+      { length: CLIENTS },
+      () => new WireClient({ host: '127.0.0.1', port: running.port, timeout: 10_000 }),
+    );
     try {
       await Promise.all(clients.map((c) => c.connect()));
       expect(running.server.counters().connections).toBe(CLIENTS);
@@ -86,7 +91,8 @@ describe('many clients against one server', () => {
         ]),
       );
       expect(results).toEqual(clients.map((_, i) => [i + 1, `client-${i}`, i + 1000]));
-      for (const c of clients) expect(c.counters()).toMatchObject({ inFlight: 0, pending: 0, queued: 0, openConnections: 1 });
+      for (const c of clients)
+        expect(c.counters()).toMatchObject({ inFlight: 0, pending: 0, queued: 0, openConnections: 1 });
       const heapIdle = await settledHeap();
       console.info(
         `many clients: ${CLIENTS} WireClients served; both sides in this process: ${kib((heapIdle - heapBefore) / CLIENTS)} of heap per idle client + its server connection`,
@@ -94,7 +100,10 @@ describe('many clients against one server', () => {
     } finally {
       for (const c of clients) c.close();
     }
-    await waitFor(() => running.server.counters().connections === 0, { timeoutMs: 5000, what: 'the server to see every client go' });
+    await waitFor(() => running.server.counters().connections === 0, {
+      timeoutMs: 5000,
+      what: 'the server to see every client go',
+    });
   });
 
   it(`measures the server's memory per idle connection with ${CLIENTS} connections`, async () => {
@@ -102,14 +111,20 @@ describe('many clients against one server', () => {
     const warm = await idlePeers(running.port, 20);
     expect(warm.ok).toBe(20);
     await stop(warm.child);
-    await waitFor(() => running.server.counters().connections === 0, { timeoutMs: 5000, what: 'warm-up connections to close' });
+    await waitFor(() => running.server.counters().connections === 0, {
+      timeoutMs: 5000,
+      what: 'warm-up connections to close',
+    });
 
     const heapBefore = await settledHeap();
     const buffersBefore = process.memoryUsage().arrayBuffers;
     const peers = await idlePeers(running.port, CLIENTS);
     try {
       expect({ ok: peers.ok, failed: peers.failed }).toEqual({ ok: CLIENTS, failed: 0 });
-      await waitFor(() => running.server.counters().connections === CLIENTS, { timeoutMs: 5000, what: 'every connection to be open' });
+      await waitFor(() => running.server.counters().connections === CLIENTS, {
+        timeoutMs: 5000,
+        what: 'every connection to be open',
+      });
       const heapAfter = await settledHeap();
       const buffersAfter = process.memoryUsage().arrayBuffers;
       const heapPer = (heapAfter - heapBefore) / CLIENTS;
@@ -126,6 +141,9 @@ describe('many clients against one server', () => {
     } finally {
       await stop(peers.child);
     }
-    await waitFor(() => running.server.counters().connections === 0, { timeoutMs: 5000, what: 'the idle connections to close' });
+    await waitFor(() => running.server.counters().connections === 0, {
+      timeoutMs: 5000,
+      what: 'the idle connections to close',
+    });
   });
 });

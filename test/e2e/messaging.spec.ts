@@ -46,7 +46,7 @@ describe('messaging over nest-wire (real Nest apps on loopback)', () => {
         firstValueFrom(client.send<number>('delayed', { id, ms: (id * 7919) % 25 })),
       );
       const order: number[] = [];
-      calls.forEach((p) => p.then((id) => order.push(id)));
+      calls.forEach((p) => void p.then((id) => order.push(id)));
       const results = await Promise.all(calls);
       expect(results).toEqual(Array.from({ length: 1000 }, (_, id) => id));
       // Responses really did come back in a different order than they were sent.
@@ -107,7 +107,7 @@ describe('messaging over nest-wire (real Nest apps on loopback)', () => {
       });
     });
 
-    it('maps a non-RPC exception to Nest\'s internal server error', async () => {
+    it("maps a non-RPC exception to Nest's internal server error", async () => {
       await expect(firstValueFrom(client.send('plain.error', {}))).rejects.toEqual({
         status: 'error',
         message: 'Internal server error',
@@ -121,7 +121,7 @@ describe('messaging over nest-wire (real Nest apps on loopback)', () => {
       });
     });
 
-    it('fails an unknown pattern with Nest\'s standard message', async () => {
+    it("fails an unknown pattern with Nest's standard message", async () => {
       const err = await firstValueFrom(client.send('no.such.pattern', {})).catch((e) => e);
       expect(err).toBeInstanceOf(WireNoHandlerError);
       expect(err.code).toBe('WIRE_NO_HANDLER');
@@ -199,7 +199,7 @@ describe('messaging over nest-wire (real Nest apps on loopback)', () => {
       const proxy = ClientProxyFactory.create({
         customClass: WireClient,
         options: { host: '127.0.0.1', port: running.port },
-      }) as ClientProxy;
+      });
       expect(proxy).toBeInstanceOf(WireClient);
       expect(await firstValueFrom(proxy.send('sum', [5, 5]))).toBe(10);
       await proxy.close();
@@ -269,7 +269,9 @@ describe('large values', () => {
     const bytesBefore = app.client.stats().transport.bytesIn;
     const big = firstValueFrom(app.client.send<string>('big', 8 << 20)).then(() => order.push('big'));
     // The large value is being written: its first fragments have arrived.
-    await waitFor(() => app.client.stats().transport.bytesIn > bytesBefore + (256 << 10), { what: 'the first fragments of the large value' });
+    await waitFor(() => app.client.stats().transport.bytesIn > bytesBefore + (256 << 10), {
+      what: 'the first fragments of the large value',
+    });
     const small = Array.from({ length: 10 }, (_, i) =>
       firstValueFrom(app.client.send<number>('sum', [i])).then(() => order.push('small')),
     );

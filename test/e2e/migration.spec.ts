@@ -98,7 +98,9 @@ describe('migrating from Nest TCP', () => {
       ).toThrow(WireOptionsError);
       // @ts-expect-error: the `satisfies` idiom, for a plain `customClass: WireClient` entry
       const options = { host: '127.0.0.1', tlsOptions: {} } satisfies WireClientOptions;
-      expect(() => ClientsModule.register([{ name: 'Y', customClass: WireClient, options }])).toThrow(/did you mean 'tls'/);
+      expect(() => ClientsModule.register([{ name: 'Y', customClass: WireClient, options }])).toThrow(
+        /did you mean 'tls'/,
+      );
       const registration = wireClientAsync({
         name: 'Z',
         // @ts-expect-error: the factory's result is checked too
@@ -165,9 +167,13 @@ describe('migrating from Nest TCP', () => {
     });
     afterAll(() => client.close());
 
-    it("delivers every value through serializeResponse, in order", async () => {
+    it('delivers every value through serializeResponse, in order', async () => {
       await expect(firstValueFrom(client.send('sum', [1, 2]))).resolves.toEqual({ value: 3 });
-      await expect(lastValueFrom(client.send('count', 3).pipe(toArray()))).resolves.toEqual([{ value: 1 }, { value: 2 }, { value: 3 }]);
+      await expect(lastValueFrom(client.send('count', 3).pipe(toArray()))).resolves.toEqual([
+        { value: 1 },
+        { value: 2 },
+        { value: 3 },
+      ]);
     });
 
     it("delivers the handler's error, and a transport error, through serializeError", async () => {
@@ -189,7 +195,9 @@ describe('migrating from Nest TCP', () => {
       try {
         const seen: unknown[] = [];
         const err = await new Promise((resolve) =>
-          sneaky.send('count', 3).subscribe({ next: (v) => seen.push(v), error: resolve, complete: () => resolve(null) }),
+          sneaky
+            .send('count', 3)
+            .subscribe({ next: (v) => seen.push(v), error: resolve, complete: () => resolve(null) }),
         );
         expect(seen).toEqual([1]);
         expect(err).toBeInstanceOf(RpcException);
@@ -263,10 +271,15 @@ describe('migrating from Nest TCP', () => {
       client.on('error', () => {});
       try {
         await client.connect();
-        await waitFor(() => client.counters().openConnections === 2, { timeoutMs: 5000, what: 'both connections to open' });
+        await waitFor(() => client.counters().openConnections === 2, {
+          timeoutMs: 5000,
+          what: 'both connections to open',
+        });
         expect(client.counters().openConnections).toBe(2);
         const hangsAtStart = gate.hangs;
-        const bothStarted = new Promise<void>((resolve) => (gate.started = () => gate.hangs === hangsAtStart + 2 && resolve()));
+        const bothStarted = new Promise<void>(
+          (resolve) => (gate.started = () => gate.hangs === hangsAtStart + 2 && resolve()),
+        );
         const calls = [1, 2].map(() => firstValueFrom(client.send('hang', 1)).catch((e: unknown) => e));
         await bothStarted;
         proxy.resetAll();
@@ -275,7 +288,8 @@ describe('migrating from Nest TCP', () => {
         expect(failed.message).toBe('socket error: read ECONNRESET');
         expect(failed.syscallCode).toBe('ECONNRESET');
         // An ordering barrier on the direct connection: a re-sent call would be dispatched before it.
-        for (let i = 0; i < 4; i++) await expect(firstValueFrom(client.send<number>('sum', [i, 1]))).resolves.toBe(i + 1);
+        for (let i = 0; i < 4; i++)
+          await expect(firstValueFrom(client.send<number>('sum', [i, 1]))).resolves.toBe(i + 1);
         expect(gate.hangs).toBe(hangsAtStart + 2);
       } finally {
         gate.started = null;
@@ -317,17 +331,27 @@ describe('logging while the server is away: quiet by default', () => {
     when(test: (e: Entry) => boolean, n = 1): Promise<void> {
       let seen = this.entries.filter(test).length;
       if (seen >= n) return Promise.resolve();
-      return new Promise((resolve) =>
-        this.waiters.push({ test: (e) => test(e) && ++seen >= n, resolve }),
-      );
+      return new Promise((resolve) => this.waiters.push({ test: (e) => test(e) && ++seen >= n, resolve }));
     }
 
-    log(m: unknown, ...p: unknown[]) { this.add('log', m, p); }
-    error(m: unknown, ...p: unknown[]) { this.add('error', m, p); }
-    warn(m: unknown, ...p: unknown[]) { this.add('warn', m, p); }
-    debug(m: unknown, ...p: unknown[]) { this.add('debug', m, p); }
-    verbose(m: unknown, ...p: unknown[]) { this.add('verbose', m, p); }
-    fatal(m: unknown, ...p: unknown[]) { this.add('fatal', m, p); }
+    log(m: unknown, ...p: unknown[]) {
+      this.add('log', m, p);
+    }
+    error(m: unknown, ...p: unknown[]) {
+      this.add('error', m, p);
+    }
+    warn(m: unknown, ...p: unknown[]) {
+      this.add('warn', m, p);
+    }
+    debug(m: unknown, ...p: unknown[]) {
+      this.add('debug', m, p);
+    }
+    verbose(m: unknown, ...p: unknown[]) {
+      this.add('verbose', m, p);
+    }
+    fatal(m: unknown, ...p: unknown[]) {
+      this.add('fatal', m, p);
+    }
   }
 
   it('logs one warn when the outage starts, attempts at verbose only, and the recovery at log', async () => {
@@ -351,11 +375,17 @@ describe('logging while the server is away: quiet by default', () => {
 
       const lines = logger.entries.filter(fromClient);
       expect(lines.filter((e) => e.level === 'warn')).toEqual([
-        { level: 'warn', message: expect.stringMatching(new RegExp(`^connection to 127.0.0.1:${port} failed: .*ECONNREFUSED`)), context: 'WireClient' },
+        {
+          level: 'warn',
+          message: expect.stringMatching(new RegExp(`^connection to 127.0.0.1:${port} failed: .*ECONNREFUSED`)),
+          context: 'WireClient',
+        },
       ]);
       const recovered = lines.filter((e) => e.level === 'log');
       expect(recovered).toHaveLength(1);
-      const match = new RegExp(`^reconnected to 127\\.0\\.0\\.1:${port} after (\\d+) failed attempts in (\\d+) ms$`).exec(recovered[0].message);
+      const match = new RegExp(
+        `^reconnected to 127\\.0\\.0\\.1:${port} after (\\d+) failed attempts in (\\d+) ms$`,
+      ).exec(recovered[0].message);
       expect(match).not.toBeNull();
       const failedAttempts = lines.filter((e) => /^connection to \S+ failed/.test(e.message)).length;
       expect(Number(match![1])).toBe(failedAttempts);
@@ -393,11 +423,17 @@ describe('logging while the server is away: quiet by default', () => {
 
       const lines = logger.entries.filter(fromServer);
       expect(lines.filter((e) => e.level === 'warn')).toEqual([
-        { level: 'warn', message: expect.stringMatching(/^connection from 127\.0\.0\.1 failed: authentication failed/), context: 'WireServer' },
+        {
+          level: 'warn',
+          message: expect.stringMatching(/^connection from 127\.0\.0\.1 failed: authentication failed/),
+          context: 'WireServer',
+        },
       ]);
       const opened = lines.filter((e) => e.level === 'log');
       expect(opened).toHaveLength(1);
-      const match = /^connection from 127\.0\.0\.1 open again after (\d+) failed attempts in \d+ ms$/.exec(opened[0].message);
+      const match = /^connection from 127\.0\.0\.1 open again after (\d+) failed attempts in \d+ ms$/.exec(
+        opened[0].message,
+      );
       expect(match).not.toBeNull();
       expect(Number(match![1])).toBe(lines.filter((e) => /^connection from \S+ failed/.test(e.message)).length);
       expect(lines.filter((e) => e.level !== 'verbose' && e.level !== 'warn' && e.level !== 'log')).toEqual([]);

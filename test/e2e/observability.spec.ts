@@ -85,6 +85,7 @@ describe('observability', () => {
   it("runs Nest 12's dispatch and processing hooks: one span per handled call, trace id carried", async () => {
     const spans: { traceId?: string; ended: boolean }[] = [];
     const open = new Map<unknown, { traceId?: string; ended: boolean }>();
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Nest's own default hook returns done()'s promise; its type says void
     running.server.setOnProcessingStartHook((_transport, ctx, done) => {
       const span = { traceId: (ctx as WireContext).getMetadata()?.traceId, ended: false };
       spans.push(span);
@@ -103,6 +104,7 @@ describe('observability', () => {
     await firstValueFrom(client.send('rpc.error', 'x')).catch(() => {});
     expect(spans.map((s) => s.traceId).sort()).toEqual(['trace-1', 'trace-2', 'trace-3', 'trace-4']);
     expect(spans.every((s) => s.ended)).toBe(true);
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- Nest's own default hook returns done()'s promise; its type says void
     running.server.setOnProcessingStartHook((_t, _c, done) => done());
     running.server.setOnProcessingEndHook(() => {});
     client.close();
@@ -129,7 +131,10 @@ describe('observability', () => {
       @Module({
         imports: [TerminusModule.forRoot({ logger: false })],
         controllers: [HealthController],
-        providers: [WireHealthIndicator, { provide: MATH, useFactory: () => new WireClient({ host: '127.0.0.1', port }) }],
+        providers: [
+          WireHealthIndicator,
+          { provide: MATH, useFactory: () => new WireClient({ host: '127.0.0.1', port }) },
+        ],
       })
       class HealthModule {}
       const moduleRef = await Test.createTestingModule({ imports: [HealthModule] }).compile();

@@ -1,12 +1,7 @@
 import request from 'supertest';
 import { get as httpGet, type ClientRequest, type IncomingMessage } from 'node:http';
 import { createServer } from 'node:net';
-import {
-  startGateway,
-  startService,
-  type RunningGateway,
-  type RunningService,
-} from '../../sample-app/bootstrap.js';
+import { startGateway, startService, type RunningGateway, type RunningService } from '../../sample-app/bootstrap.js';
 import { loadConfig } from '../../sample-app/config.js';
 import { curlExamples } from '../../sample-app/curl-examples.js';
 import type { GatewayStats, ServerReport } from '../../sample-app/gateway/stats.controller.js';
@@ -30,7 +25,6 @@ function sseData(body: string): string[] {
     .filter((line) => line.startsWith('data:'))
     .map((line) => line.slice('data:'.length).trim());
 }
-
 
 /**
  * Opens a server-sent events stream with a plain `http.get`, as a browser's
@@ -124,7 +118,7 @@ describe('sample app: HTTP gateway → nest-wire → math service', () => {
       expect(sseData(res.body as string)).toEqual(['4', '3', '2', '1', '0']);
     });
 
-    it('stops the service\'s stream when the SSE client disconnects (CANCEL, teardown, aborted signal)', async () => {
+    it("stops the service's stream when the SSE client disconnects (CANCEL, teardown, aborted signal)", async () => {
       const tracker = service.app.get(CountdownTracker);
       const before = tracker.snapshot();
       const clientBefore = (await http().get('/stats').expect(200)).body as GatewayStats;
@@ -176,10 +170,7 @@ describe('sample app: HTTP gateway → nest-wire → math service', () => {
 
   describe('POST /users (event) and GET /users/events', () => {
     it('emits user.created, which the service records', async () => {
-      const created = await http()
-        .post('/users')
-        .send({ name: 'Ada', email: 'ada@example.com' })
-        .expect(202);
+      const created = await http().post('/users').send({ name: 'Ada', email: 'ada@example.com' }).expect(202);
       expect(created.body).toEqual({
         id: expect.any(String),
         name: 'Ada',
@@ -189,7 +180,10 @@ describe('sample app: HTTP gateway → nest-wire → math service', () => {
 
       // An event is not answered: the service may handle it just after the 202.
       const recorded = await eventually(
-        async () => ((await http().get('/users/events').expect(200)).body as RecordedUserEvent[]).find((e) => e.id === created.body.id),
+        async () =>
+          ((await http().get('/users/events').expect(200)).body as RecordedUserEvent[]).find(
+            (e) => e.id === created.body.id,
+          ),
         (found) => found !== undefined,
       );
       expect(recorded).toEqual({ ...created.body, receivedAt: expect.any(String) });
@@ -303,14 +297,27 @@ describe('sample app: HTTP gateway → nest-wire → math service', () => {
       wireServers: ['10.0.0.1:4101', '[::1]:4102'],
       clusterWirePorts: [5001, 5002, 5003],
     });
-    expect(() => loadConfig({ WIRE_PORTS: '4101,x' })).toThrow('WIRE_PORTS must be a port number from 0 to 65535, got "x"');
+    expect(() => loadConfig({ WIRE_PORTS: '4101,x' })).toThrow(
+      'WIRE_PORTS must be a port number from 0 to 65535, got "x"',
+    );
     expect(() => loadConfig({ HTTP_PORT: '70000' })).toThrow(/HTTP_PORT/);
   });
 
   it('prints a curl line for every endpoint', () => {
     const paths = curlExamples('http://h').map((line) => new URL(line.match(/'(http:\/\/h[^']*)'/)![1]).pathname);
     expect(new Set(paths)).toEqual(
-      new Set(['/sum', '/divide', '/countdown/5', '/countdown/5/stream', '/users', '/users/events', '/metadata', '/slow', '/health', '/stats']),
+      new Set([
+        '/sum',
+        '/divide',
+        '/countdown/5',
+        '/countdown/5/stream',
+        '/users',
+        '/users/events',
+        '/metadata',
+        '/slow',
+        '/health',
+        '/stats',
+      ]),
     );
   });
 
@@ -352,7 +359,11 @@ describe('sample app: HTTP gateway → nest-wire → math service', () => {
 
     beforeAll(async () => {
       services = [await startService(0, { logger: false }), await startService(0, { logger: false })];
-      cluster = await startGateway(0, services.map((s) => `127.0.0.1:${s.port}`), { logger: false });
+      cluster = await startGateway(
+        0,
+        services.map((s) => `127.0.0.1:${s.port}`),
+        { logger: false },
+      );
     });
 
     afterAll(async () => {

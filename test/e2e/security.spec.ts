@@ -207,7 +207,9 @@ describe('security', () => {
 
     it('refuses metadata with too many entries or too many bytes', async () => {
       const client = clientFor(running);
-      const many = await firstValueFrom(client.send('sum', [1], { metadata: { a: '1', b: '2', c: '3', d: '4' } })).catch((e) => e);
+      const many = await firstValueFrom(
+        client.send('sum', [1], { metadata: { a: '1', b: '2', c: '3', d: '4' } }),
+      ).catch((e) => e);
       expect(many).toBeInstanceOf(WireLimitError);
       const big = await firstValueFrom(client.send('sum', [1], { metadata: { a: 'x'.repeat(300) } })).catch((e) => e);
       expect(big).toBeInstanceOf(WireLimitError);

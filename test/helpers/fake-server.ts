@@ -21,16 +21,17 @@ export class FakeServer {
   ) {}
 
   static async start(onSocket: (socket: Socket) => void = () => {}): Promise<FakeServer> {
-    let fake!: FakeServer;
-    const server = createServer((socket) => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const fake = new FakeServer(server, (server.address() as AddressInfo).port);
+    // Attached once the port is known: nobody can have connected before it is handed out.
+    server.on('connection', (socket: Socket) => {
       fake.accepted++;
       fake.sockets.add(socket);
       socket.on('error', () => {});
       socket.on('close', () => fake.sockets.delete(socket));
       onSocket(socket);
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    fake = new FakeServer(server, (server.address() as AddressInfo).port);
     return fake;
   }
 

@@ -85,7 +85,10 @@ export class RawPeer {
 
   async waitForFrame(predicate: (f: DecodedFrame) => boolean, ms = 2000): Promise<DecodedFrame> {
     let found: DecodedFrame | undefined;
-    await waitFor(() => (found = this.received.find(predicate)) !== undefined, { timeoutMs: ms, what: 'a frame from the other side' });
+    await waitFor(() => (found = this.received.find(predicate)) !== undefined, {
+      timeoutMs: ms,
+      what: 'a frame from the other side',
+    });
     return found!;
   }
 
@@ -97,7 +100,10 @@ export class RawPeer {
   async barrier(ms = 2000): Promise<void> {
     const id = this.nextBarrierId++;
     this.write(rawFrame(FrameType.REQUEST, 0, id, requestBody(BARRIER_PATTERN, {})));
-    const answer = await this.waitForFrame((f) => f.id === id && (f.type === FrameType.RESPONSE || f.type === FrameType.ERROR), ms);
+    const answer = await this.waitForFrame(
+      (f) => f.id === id && (f.type === FrameType.RESPONSE || f.type === FrameType.ERROR),
+      ms,
+    );
     if (answer.type !== FrameType.RESPONSE || codec.decode(answer.body) !== true) {
       throw new Error(`barrier request ${id} was not answered true (frame type ${answer.type})`);
     }

@@ -44,7 +44,7 @@ export const recorder = new Recorder();
 @Injectable()
 class TokenGuard implements CanActivate {
   canActivate(context: ExecutionContext): boolean {
-    const data = context.switchToRpc().getData() as { token?: string };
+    const data = context.switchToRpc().getData<{ token?: string }>();
     return data?.token === 'let-me-in';
   }
 }

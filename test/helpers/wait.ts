@@ -19,7 +19,11 @@ export interface WaitOptions {
 
 /** Resolves once `predicate` holds; rejects with "timed out after N ms waiting for <what>". */
 export async function waitFor(predicate: () => boolean, options: WaitOptions | number = {}): Promise<void> {
-  const { timeoutMs = 2000, what = 'the condition', everyMs = 5 } = typeof options === 'number' ? { timeoutMs: options } : options;
+  const {
+    timeoutMs = 2000,
+    what = 'the condition',
+    everyMs = 5,
+  } = typeof options === 'number' ? { timeoutMs: options } : options;
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -31,7 +35,11 @@ export async function waitFor(predicate: () => boolean, options: WaitOptions | n
  * Polls an async `read` until `done` holds for its value, and returns the value; after
  * `timeoutMs` returns the last value read, so the caller's assertion shows what it was.
  */
-export async function eventually<T>(read: () => T | Promise<T>, done: (value: T) => boolean, options: WaitOptions = {}): Promise<T> {
+export async function eventually<T>(
+  read: () => T | Promise<T>,
+  done: (value: T) => boolean,
+  options: WaitOptions = {},
+): Promise<T> {
   const { timeoutMs = 5000, everyMs = 10 } = options;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -42,12 +50,17 @@ export async function eventually<T>(read: () => T | Promise<T>, done: (value: T)
 }
 
 /** The first `emitter` `event`, with its arguments; rejects after `timeoutMs` naming the event. */
-export async function once<T extends unknown[] = unknown[]>(emitter: EventEmitter, event: string, timeoutMs = 2000): Promise<T> {
+export async function once<T extends unknown[] = unknown[]>(
+  emitter: EventEmitter,
+  event: string,
+  timeoutMs = 2000,
+): Promise<T> {
   const signal = AbortSignal.timeout(timeoutMs);
   try {
     return (await onceEvent(emitter, event, { signal })) as T;
   } catch (err) {
-    if (signal.aborted) throw new Error(`timed out after ${timeoutMs} ms waiting for the '${event}' event`);
+    if (signal.aborted)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for the '${event}' event`, { cause: err });
     throw err;
   }
 }
@@ -58,7 +71,13 @@ export async function within<T>(promise: Promise<T>, timeoutMs: number, what: st
   try {
     return await Promise.race([
       promise,
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs))),
+      new Promise<never>(
+        (_, reject) =>
+          (timer = setTimeout(
+            () => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)),
+            timeoutMs,
+          )),
+      ),
     ]);
   } finally {
     clearTimeout(timer);

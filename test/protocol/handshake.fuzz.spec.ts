@@ -68,10 +68,19 @@ async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
 }
 
 const helloArb: fc.Arbitrary<Hello> = fc.record({
-  version: fc.oneof({ weight: 6, arbitrary: fc.constant(PROTOCOL_VERSION) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }),
-  codec: fc.oneof({ weight: 6, arbitrary: fc.constant(codec.id) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }),
+  version: fc.oneof(
+    { weight: 6, arbitrary: fc.constant(PROTOCOL_VERSION) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
+  ),
+  codec: fc.oneof(
+    { weight: 6, arbitrary: fc.constant(codec.id) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
+  ),
   features: fc.integer({ min: 0, max: 0xffff }),
-  maxFrameSize: fc.oneof(fc.constantFrom(1024, HANDSHAKE_MAX_FRAME_BYTES, 16 * 1024 * 1024), fc.integer({ min: 0, max: 0xffffffff })),
+  maxFrameSize: fc.oneof(
+    fc.constantFrom(1024, HANDSHAKE_MAX_FRAME_BYTES, 16 * 1024 * 1024),
+    fc.integer({ min: 0, max: 0xffffffff }),
+  ),
   maxInFlight: fc.integer({ min: 0, max: 0xffffffff }),
   heartbeatMs: fc.integer({ min: 0, max: 0xffffffff }),
   extension: fc.option(fc.uint8Array({ minLength: 1, maxLength: 64 }), { nil: null }),
@@ -82,7 +91,9 @@ const followingFrameArb = fc.oneof(
   fc.constant(rawFrame(FrameType.PING, 0, 0, Buffer.alloc(8))),
   fc.constant(rawFrame(FrameType.REQUEST, 0, 1, requestBody('sum', [1, 2]))),
   fc.constant(rawFrame(FrameType.HELLO, 0, 0, Buffer.alloc(HELLO_FIXED_BYTES))),
-  fc.tuple(fc.integer({ min: 1, max: MAX_FRAME_TYPE }), fc.uint8Array({ maxLength: 24 })).map(([t, b]) => rawFrame(t, 0, 0, b)),
+  fc
+    .tuple(fc.integer({ min: 1, max: MAX_FRAME_TYPE }), fc.uint8Array({ maxLength: 24 }))
+    .map(([t, b]) => rawFrame(t, 0, 0, b)),
 );
 
 /** A well-formed (not necessarily acceptable) handshake: preface, HELLO, maybe more frames. */
@@ -90,7 +101,11 @@ const handshakeArb = fc
   .tuple(helloArb, fc.array(followingFrameArb, { maxLength: 3 }))
   .map(([hello, more]) => Buffer.concat([MAGIC, rawFrame(FrameType.HELLO, 0, 0, encodeHelloBody(hello)), ...more]));
 
-const lengthValues = interestingLengths([HANDSHAKE_MAX_FRAME_BYTES, MIN_FRAME_LENGTH, MIN_FRAME_LENGTH + HELLO_FIXED_BYTES]);
+const lengthValues = interestingLengths([
+  HANDSHAKE_MAX_FRAME_BYTES,
+  MIN_FRAME_LENGTH,
+  MIN_FRAME_LENGTH + HELLO_FIXED_BYTES,
+]);
 
 /** What a peer may send as its handshake: valid, mutated, refusals, noise. */
 const handshakeBytesArb: fc.Arbitrary<Buffer> = fc.oneof(
@@ -172,7 +187,6 @@ class PairFactory {
   }
 }
 
-
 describe('handshake fuzz', () => {
   it('decodeHelloBody: any body decodes (and re-encodes to itself) or fails with WireHandshakeError', () => {
     fc.assert(
@@ -223,7 +237,11 @@ describe('handshake fuzz', () => {
       try {
         for (const c of chunks) if (c.length > 0) peer.write(c);
         // Done when the connection closed, or when it has read (and so decoded) every byte.
-        await waitFor(() => conn.state === ConnectionState.CLOSED || conn.bytesRead === bytes.length, { timeoutMs: 3000, what: 'the connection to read the input', everyMs: 0 });
+        await waitFor(() => conn.state === ConnectionState.CLOSED || conn.bytesRead === bytes.length, {
+          timeoutMs: 3000,
+          what: 'the connection to read the input',
+          everyMs: 0,
+        });
         await new Promise((r) => setImmediate(r));
         const expected = expectedOutcome(bytes, codec.id);
         counter.hit(`  loopback outcome: ${expected.kind === 'refused' ? `refused ${expected.code}` : expected.kind}`);
@@ -258,7 +276,11 @@ describe('handshake fuzz', () => {
             // The server answered with its HELLO (unless a later frame made it drop the socket at once).
             let peerGone = false;
             void peerClosed.then(() => (peerGone = true));
-            await waitFor(() => peerGone || Buffer.concat(received).length >= MAGIC.length + 26, { timeoutMs: 2000, what: 'the server HELLO', everyMs: 0 });
+            await waitFor(() => peerGone || Buffer.concat(received).length >= MAGIC.length + 26, {
+              timeoutMs: 2000,
+              what: 'the server HELLO',
+              everyMs: 0,
+            });
             const d = collectingDecoder({ maxFrameSize: 1 << 20, expectMagic: true });
             d.decoder.push(Buffer.concat(received));
             if (d.frames.length > 0) assert.equal(d.frames[0].type, FrameType.HELLO);
@@ -354,7 +376,11 @@ describe('handshake fuzz', () => {
         params(50, 0.005, true),
       );
       // Only the real client is left once the handshake timeout has passed for the rest.
-      await waitFor(() => running.server.counters().connections === 1, { timeoutMs: 3000, what: 'offenders to be dropped', everyMs: 0 });
+      await waitFor(() => running.server.counters().connections === 1, {
+        timeoutMs: 3000,
+        what: 'offenders to be dropped',
+        everyMs: 0,
+      });
       for (const err of connectionErrors) expect(err).toBeInstanceOf(WireError);
       const fresh = new WireClient({ host: '127.0.0.1', port: running.port });
       expect(await firstValueFrom(fresh.send('echo', 'still here'))).toBe('still here');
@@ -388,7 +414,13 @@ describe('handshake fuzz', () => {
           });
           c.on('error', (err) => assert.ok(err instanceof WireError, `error event with ${String(err)}`));
           try {
-            const outcome = await within(firstValueFrom(c.send('sum', [1, 2])).then(() => 'value', (e: unknown) => e), 3000);
+            const outcome = await within(
+              firstValueFrom(c.send('sum', [1, 2])).then(
+                () => 'value',
+                (e: unknown) => e,
+              ),
+              3000,
+            );
             assert.notEqual(outcome, 'timeout', 'the call hung');
             // Random bytes after a valid HELLO can hold a well-formed RESPONSE for id 1 (seed
             // -1954670366 did): then a value is the right outcome. Otherwise a typed error.

@@ -16,7 +16,15 @@ describe('HELLO body', () => {
     for (const hello of [
       base,
       { ...base, version: 0, codec: 0, features: 0, maxFrameSize: 0, maxInFlight: 0, heartbeatMs: 0 },
-      { ...base, version: 0xff, codec: 0xff, features: 0xffff, maxFrameSize: 0xffffffff, maxInFlight: 0xffffffff, heartbeatMs: 0xffffffff },
+      {
+        ...base,
+        version: 0xff,
+        codec: 0xff,
+        features: 0xffff,
+        maxFrameSize: 0xffffffff,
+        maxInFlight: 0xffffffff,
+        heartbeatMs: 0xffffffff,
+      },
     ]) {
       const body = encodeHelloBody(hello);
       expect(body.length).toBe(HELLO_FIXED_BYTES);
@@ -25,7 +33,15 @@ describe('HELLO body', () => {
   });
 
   it('lays the fixed part out as docs/PROTOCOL.md says: u8 version, u8 codec, u16 features, u32 × 3, big-endian', () => {
-    const body = encodeHelloBody({ ...base, version: 1, codec: 2, features: 0x0304, maxFrameSize: 0x05060708, maxInFlight: 0x090a0b0c, heartbeatMs: 0x0d0e0f10 });
+    const body = encodeHelloBody({
+      ...base,
+      version: 1,
+      codec: 2,
+      features: 0x0304,
+      maxFrameSize: 0x05060708,
+      maxInFlight: 0x090a0b0c,
+      heartbeatMs: 0x0d0e0f10,
+    });
     expect([...body]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
   });
 

@@ -10,7 +10,10 @@ describe('encodeTransportError within a frame limit', () => {
   it('leaves a message that fits untouched, and cuts one that does not to exactly what fits', () => {
     const body = encodeTransportError('WIRE_PROTOCOL', 'x'.repeat(2000), MIN_MAX_FRAME_SIZE);
     expect(FRAME_OVERHEAD + body.length).toBe(MIN_MAX_FRAME_SIZE);
-    expect(decodeTransportError(body)).toEqual({ code: 'WIRE_PROTOCOL', message: 'x'.repeat(MIN_MAX_FRAME_SIZE - FRAME_OVERHEAD - 14) });
+    expect(decodeTransportError(body)).toEqual({
+      code: 'WIRE_PROTOCOL',
+      message: 'x'.repeat(MIN_MAX_FRAME_SIZE - FRAME_OVERHEAD - 14),
+    });
     expect(decodeTransportError(encodeTransportError('WIRE_X', 'short', MIN_MAX_FRAME_SIZE)).message).toBe('short');
   });
 
@@ -37,7 +40,8 @@ describe('encodeTransportError within a frame limit', () => {
           const text = new TextDecoder('utf-8', { fatal: true }).decode(body.subarray(1 + body[0]));
           const whole = Buffer.from(message, 'utf8');
           expect(whole.subarray(0, Buffer.byteLength(text)).toString('utf8')).toBe(text);
-          if (FRAME_OVERHEAD + 1 + code.length + whole.length <= limit) expect(text).toBe(Buffer.from(message).toString('utf8'));
+          if (FRAME_OVERHEAD + 1 + code.length + whole.length <= limit)
+            expect(text).toBe(Buffer.from(message).toString('utf8'));
           expect(decodeTransportError(body).code).toBe(code);
         },
       ),

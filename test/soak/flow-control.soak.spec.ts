@@ -34,7 +34,12 @@ describe('flow control (soak)', () => {
         };
         const calls: Promise<void>[] = [];
         for (let i = 0; i < 200_000; i++) {
-          calls.push(firstValueFrom(client.send('gate', 0)).then(() => void ok++, () => void failed++));
+          calls.push(
+            firstValueFrom(client.send('gate', 0)).then(
+              () => void ok++,
+              () => void failed++,
+            ),
+          );
         }
         await Promise.all(calls);
         gate.probe = null;
@@ -99,7 +104,9 @@ describe('flow control (soak)', () => {
       });
       expect(received).toBe(total);
       expect(inOrder).toBe(true);
-      console.info(`stream: ${total} values in order; the producer was at most ${maxAhead} values ahead of the consumer`);
+      console.info(
+        `stream: ${total} values in order; the producer was at most ${maxAhead} values ahead of the consumer`,
+      );
       expect(maxAhead).toBeLessThanOrEqual(256 + 1);
       expect(recorder.generatorFinalized).toBe(1);
     }, 60_000);

@@ -91,7 +91,8 @@ const sameJson = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringif
 /** One call of the mix, checked. */
 async function oneCall(client: WireClient, rand: () => number, stats: Stats): Promise<void> {
   const mismatch = (what: string, got: unknown) => {
-    if (stats.mismatches.length < 20) stats.mismatches.push(`${what}: ${String((got as Error)?.message ?? JSON.stringify(got)).slice(0, 200)}`);
+    if (stats.mismatches.length < 20)
+      stats.mismatches.push(`${what}: ${String((got as Error)?.message ?? JSON.stringify(got)).slice(0, 200)}`);
   };
   const r = rand();
   if (r < 0.7) {
@@ -114,7 +115,14 @@ async function oneCall(client: WireClient, rand: () => number, stats: Stats): Pr
   } else if (r < 0.88) {
     const n = 1 + Math.floor(rand() * 16);
     const { values, err } = await collect(client.send('stream', n));
-    if (err !== null || !sameJson(values, Array.from({ length: n }, (_, i) => i + 1))) mismatch('stream', err ?? values);
+    if (
+      err !== null ||
+      !sameJson(
+        values,
+        Array.from({ length: n }, (_, i) => i + 1),
+      )
+    )
+      mismatch('stream', err ?? values);
     stats.stream++;
     stats.streamValues += n;
   } else if (r < 0.91) {
@@ -139,10 +147,13 @@ async function oneCall(client: WireClient, rand: () => number, stats: Stats): Pr
           resolve();
         });
       } else {
-        setTimeout(() => {
-          sub.unsubscribe();
-          resolve();
-        }, 1 + Math.floor(rand() * 3));
+        setTimeout(
+          () => {
+            sub.unsubscribe();
+            resolve();
+          },
+          1 + Math.floor(rand() * 3),
+        );
       }
     });
     stats.cancelled++;
@@ -163,12 +174,19 @@ async function oneCall(client: WireClient, rand: () => number, stats: Stats): Pr
 }
 
 /** Runs `calls` calls, `concurrency` at a time; rejects if no call settles for STALL_MS. */
-async function drive(client: WireClient, calls: number, concurrency: number, rand: () => number, stats: Stats): Promise<void> {
+async function drive(
+  client: WireClient,
+  calls: number,
+  concurrency: number,
+  rand: () => number,
+  stats: Stats,
+): Promise<void> {
   let started = 0;
   let lastProgress = Date.now();
   let stalled: (err: Error) => void = () => {};
   const watchdog = setInterval(() => {
-    if (Date.now() - lastProgress > STALL_MS) stalled(new Error(`no call settled for ${STALL_MS} ms after ${started} calls: hung`));
+    if (Date.now() - lastProgress > STALL_MS)
+      stalled(new Error(`no call settled for ${STALL_MS} ms after ${started} calls: hung`));
   }, 1000);
   const worker = async () => {
     while (started < calls) {
@@ -288,7 +306,11 @@ describe('soak', () => {
       expect(stats.mismatches).toEqual([]);
       expect(stats.timeouts + stats.cancelled + stats.takeN).toBeGreaterThan(0);
       // Tables empty on both sides.
-      expect({ inFlight: c.inFlight, pending: c.pending, queued: c.queued }).toEqual({ inFlight: 0, pending: 0, queued: 0 });
+      expect({ inFlight: c.inFlight, pending: c.pending, queued: c.queued }).toEqual({
+        inFlight: 0,
+        pending: 0,
+        queued: 0,
+      });
       expect({ inFlight: s.inFlight, bufferedBytes: s.bufferedBytes, connections: s.connections }).toEqual({
         inFlight: 0,
         bufferedBytes: 0,
