@@ -250,6 +250,8 @@ export function errorFromRemote(code: string, message: string): WireError {
       return new WireConnectionError(message);
     case WireErrorCode.OPTIONS:
       return new WireOptionsError(message);
+    case WireErrorCode.ERROR:
+      return new WireError(message);
     default:
       return new WireRemoteError(message, code);
   }
