@@ -174,7 +174,10 @@ export class WireCodecError extends WireError {
  * without running it. `WireDrainingError` is a kind of it (safe to send elsewhere as well).
  */
 export class WireOverloadedError extends WireError {
-  constructor(message: string, code: typeof WireErrorCode.OVERLOADED | typeof WireErrorCode.DRAINING = WireErrorCode.OVERLOADED) {
+  constructor(
+    message: string,
+    code: typeof WireErrorCode.OVERLOADED | typeof WireErrorCode.DRAINING = WireErrorCode.OVERLOADED,
+  ) {
     super(message, code);
   }
 }

@@ -125,7 +125,12 @@ describe('a transport error in a real ERROR or NACK frame', () => {
     });
     await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
     // No timeout: a WIRE_TIMEOUT from the server is then reported as it came.
-    client = new WireClient({ host: '127.0.0.1', port: (fake.address() as AddressInfo).port, timeout: 0, nackRetries: 0 });
+    client = new WireClient({
+      host: '127.0.0.1',
+      port: (fake.address() as AddressInfo).port,
+      timeout: 0,
+      nackRetries: 0,
+    });
     await client.connect();
   });
 
@@ -144,7 +149,9 @@ describe('a transport error in a real ERROR or NACK frame', () => {
   });
 
   it('a call NACKed with WIRE_DRAINING past nackRetries fails with WireDrainingError, not WireRemoteError', async () => {
-    const err = await firstValueFrom(client.send(`nack:${WireErrorCode.DRAINING}`, 1)).catch((e: unknown) => e);
+    const err: unknown = await firstValueFrom(client.send(`nack:${WireErrorCode.DRAINING}`, 1)).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(WireDrainingError);
     expect(err).toBeInstanceOf(WireOverloadedError);
     expect(err).not.toBeInstanceOf(WireRemoteError);
@@ -153,7 +160,9 @@ describe('a transport error in a real ERROR or NACK frame', () => {
   });
 
   it('a call NACKed with WIRE_OVERLOADED fails with WireOverloadedError, which is not WireDrainingError', async () => {
-    const err = await firstValueFrom(client.send(`nack:${WireErrorCode.OVERLOADED}`, 1)).catch((e: unknown) => e);
+    const err: unknown = await firstValueFrom(client.send(`nack:${WireErrorCode.OVERLOADED}`, 1)).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(WireOverloadedError);
     expect(err).not.toBeInstanceOf(WireDrainingError);
     expect((err as WireError).code).toBe(WireErrorCode.OVERLOADED);
@@ -173,11 +182,11 @@ describe('an error means the same on both sides (real Nest server)', () => {
   it('a response too large for the client is a WireFrameTooLargeError, as when the client notices', async () => {
     const small = clientFor(running, { maxFrameSize: 2048 });
     try {
-      const remote = await firstValueFrom(small.send('echo', 'y'.repeat(10_000))).catch((e: unknown) => e);
+      const remote: unknown = await firstValueFrom(small.send('echo', 'y'.repeat(10_000))).catch((e: unknown) => e);
       expect(remote).toBeInstanceOf(WireFrameTooLargeError);
       expect((remote as WireError).code).toBe(WireErrorCode.FRAME_TOO_LARGE);
       // Noticed on the client (the request is too large for the server's 64 KiB).
-      const local = await firstValueFrom(small.send('echo', 'x'.repeat(100_000))).catch((e: unknown) => e);
+      const local: unknown = await firstValueFrom(small.send('echo', 'x'.repeat(100_000))).catch((e: unknown) => e);
       expect(local).toBeInstanceOf(WireFrameTooLargeError);
       expect(Object.getPrototypeOf(remote)).toBe(Object.getPrototypeOf(local));
     } finally {
@@ -192,7 +201,14 @@ describe('an error means the same on both sides (real Nest server)', () => {
       peer.handshake();
       const budget = Buffer.alloc(4);
       budget.writeUInt32BE(150);
-      peer.write(rawFrame(FrameType.REQUEST, REQUEST_HAS_DEADLINE, 1, Buffer.concat([budget, requestBody('wait.for.abort', null)])));
+      peer.write(
+        rawFrame(
+          FrameType.REQUEST,
+          REQUEST_HAS_DEADLINE,
+          1,
+          Buffer.concat([budget, requestBody('wait.for.abort', null)]),
+        ),
+      );
       const frame = await peer.waitForFrame((f) => f.type === FrameType.ERROR && f.id === 1);
       const sent = decodeTransportError(frame.body);
       expect(sent.code).toBe(WireErrorCode.TIMEOUT);
