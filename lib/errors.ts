@@ -78,6 +78,7 @@ Object.defineProperty(WireError.prototype, WIRE_ERROR_BRAND, { value: true });
 
 /** The peer sent bytes that are not a valid nest-wire frame stream. */
 export class WireProtocolError extends WireError {
+  declare readonly code: typeof WireErrorCode.PROTOCOL;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, WireErrorCode.PROTOCOL, options);
   }
@@ -88,6 +89,7 @@ export class WireProtocolError extends WireError {
  * when the peer reported it (an ERROR frame carries only a message, which gives the sizes).
  */
 export class WireFrameTooLargeError extends WireError {
+  declare readonly code: typeof WireErrorCode.FRAME_TOO_LARGE;
   constructor(
     readonly length: number,
     readonly limit: number,
@@ -99,6 +101,7 @@ export class WireFrameTooLargeError extends WireError {
 
 /** The handshake failed: wrong magic, unsupported version or codec, or no answer in time. */
 export class WireHandshakeError extends WireError {
+  declare readonly code: typeof WireErrorCode.HANDSHAKE;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, WireErrorCode.HANDSHAKE, options);
   }
@@ -111,6 +114,8 @@ export class WireHandshakeError extends WireError {
  * TCP transport — and `cause` is that socket error itself, or the nest-wire error that led here.
  */
 export class WireConnectionError extends WireError {
+  declare readonly code: typeof WireErrorCode.CONNECTION;
+
   readonly syscallCode: string | undefined;
 
   constructor(message: string, options?: { cause?: unknown }) {
@@ -140,6 +145,7 @@ export function socketErrorOf(err: unknown): NodeJS.ErrnoException | undefined {
  * `WIRE_TIMEOUT` is rebuilt for a call without a timeout of its own (the limit is not known).
  */
 export class WireTimeoutError extends WireError {
+  declare readonly code: typeof WireErrorCode.TIMEOUT;
   constructor(
     readonly timeoutMs: number,
     message = `call timed out after ${timeoutMs} ms`,
@@ -150,6 +156,7 @@ export class WireTimeoutError extends WireError {
 
 /** The call was cancelled: by its caller, or because the call it was made for ended. */
 export class WireCancelledError extends WireError {
+  declare readonly code: typeof WireErrorCode.CANCELLED;
   constructor(message = 'call cancelled') {
     super(message, WireErrorCode.CANCELLED);
   }
@@ -157,6 +164,7 @@ export class WireCancelledError extends WireError {
 
 /** No handler on the server matches the pattern (Nest's standard message). */
 export class WireNoHandlerError extends WireError {
+  declare readonly code: typeof WireErrorCode.NO_HANDLER;
   constructor(message = 'There is no matching message handler defined in the remote service.') {
     super(message, WireErrorCode.NO_HANDLER);
   }
@@ -164,6 +172,7 @@ export class WireNoHandlerError extends WireError {
 
 /** A value could not be encoded or decoded by the codec. */
 export class WireCodecError extends WireError {
+  declare readonly code: typeof WireErrorCode.CODEC;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, WireErrorCode.CODEC, options);
   }
@@ -174,6 +183,7 @@ export class WireCodecError extends WireError {
  * without running it. `WireDrainingError` is a kind of it (safe to send elsewhere as well).
  */
 export class WireOverloadedError extends WireError {
+  declare readonly code: typeof WireErrorCode.OVERLOADED | typeof WireErrorCode.DRAINING;
   constructor(
     message: string,
     code: typeof WireErrorCode.OVERLOADED | typeof WireErrorCode.DRAINING = WireErrorCode.OVERLOADED,
@@ -188,6 +198,7 @@ export class WireOverloadedError extends WireError {
  * code shedding or retrying refused calls handles both; `code` tells them apart.
  */
 export class WireDrainingError extends WireOverloadedError {
+  declare readonly code: typeof WireErrorCode.DRAINING;
   constructor(message = 'server is shutting down; the request was not processed') {
     super(message, WireErrorCode.DRAINING);
   }
@@ -195,6 +206,7 @@ export class WireDrainingError extends WireOverloadedError {
 
 /** The server's `authenticate` refused the client's credentials (or failed). */
 export class WireAuthError extends WireError {
+  declare readonly code: typeof WireErrorCode.AUTH;
   constructor(message = 'authentication failed: the server refused these credentials') {
     super(message, WireErrorCode.AUTH);
   }
@@ -202,6 +214,7 @@ export class WireAuthError extends WireError {
 
 /** A request exceeded one of the server's limits (pattern length, metadata size or entries). */
 export class WireLimitError extends WireError {
+  declare readonly code: typeof WireErrorCode.LIMIT;
   constructor(message: string) {
     super(message, WireErrorCode.LIMIT);
   }
@@ -209,6 +222,7 @@ export class WireLimitError extends WireError {
 
 /** An option has a value nest-wire cannot use. Thrown from constructors. */
 export class WireOptionsError extends WireError {
+  declare readonly code: typeof WireErrorCode.OPTIONS;
   constructor(message: string) {
     super(message, WireErrorCode.OPTIONS);
   }
