@@ -395,7 +395,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
       readCallBody(frameBody, flags, body);
     } catch (err) {
       // The frame's length was right, so the stream is still in step: only this call fails.
-      this.reject(id, new WireProtocolError((err as Error).message));
+      this.reject(id, err as WireProtocolError); // readCallBody throws only WireProtocolError
       return;
     }
     if (this.draining) {
