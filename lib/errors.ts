@@ -1,3 +1,30 @@
+/**
+ * Every code nest-wire uses: the codes the protocol carries (docs/PROTOCOL.md section 4),
+ * and the local ones (`WIRE_CONNECTION`, `WIRE_OPTIONS`, `WIRE_ERROR`) that never travel.
+ * Each error code has one class, which `errorFromRemote` rebuilds from it; `GOAWAY_ACK` is a
+ * control code (a client's GOAWAY), never reported as an error, so it has none.
+ */
+export const WireErrorCode = Object.freeze({
+  /** A `WireError` made without a more specific code. */
+  ERROR: 'WIRE_ERROR',
+  PROTOCOL: 'WIRE_PROTOCOL',
+  FRAME_TOO_LARGE: 'WIRE_FRAME_TOO_LARGE',
+  HANDSHAKE: 'WIRE_HANDSHAKE',
+  AUTH: 'WIRE_AUTH',
+  CONNECTION: 'WIRE_CONNECTION',
+  TIMEOUT: 'WIRE_TIMEOUT',
+  CANCELLED: 'WIRE_CANCELLED',
+  NO_HANDLER: 'WIRE_NO_HANDLER',
+  CODEC: 'WIRE_CODEC',
+  OVERLOADED: 'WIRE_OVERLOADED',
+  DRAINING: 'WIRE_DRAINING',
+  LIMIT: 'WIRE_LIMIT',
+  OPTIONS: 'WIRE_OPTIONS',
+  GOAWAY_ACK: 'WIRE_GOAWAY_ACK',
+} as const);
+
+export type WireErrorCode = (typeof WireErrorCode)[keyof typeof WireErrorCode];
+
 /** Marks nest-wire's errors, whichever copy of the package made them (see `WireError[Symbol.hasInstance]`). */
 const WIRE_ERROR_BRAND = Symbol.for('nest-wire.error');
 
@@ -8,6 +35,7 @@ const WIRE_ERROR_BRAND = Symbol.for('nest-wire.error');
  * reaches the caller unchanged, as with Nest's TCP transport).
  */
 export class WireError extends Error {
+  /** A `WireErrorCode`, or (`WireRemoteError`) a code from a newer peer that this side does not know. */
   readonly code: string;
 
   /**
@@ -39,7 +67,7 @@ export class WireError extends Error {
     return false;
   }
 
-  constructor(message: string, code = 'WIRE_ERROR', options?: { cause?: unknown }) {
+  constructor(message: string, code: string = WireErrorCode.ERROR, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
@@ -50,28 +78,32 @@ Object.defineProperty(WireError.prototype, WIRE_ERROR_BRAND, { value: true });
 
 /** The peer sent bytes that are not a valid nest-wire frame stream. */
 export class WireProtocolError extends WireError {
+  declare readonly code: typeof WireErrorCode.PROTOCOL;
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'WIRE_PROTOCOL', options);
+    super(message, WireErrorCode.PROTOCOL, options);
   }
 }
 
-/** A frame's declared length is above the receiver's `maxFrameSize`. */
+/**
+ * A frame's declared length is above the receiver's `maxFrameSize`. `length` and `limit` are 0
+ * when the peer reported it (an ERROR frame carries only a message, which gives the sizes).
+ */
 export class WireFrameTooLargeError extends WireError {
+  declare readonly code: typeof WireErrorCode.FRAME_TOO_LARGE;
   constructor(
     readonly length: number,
     readonly limit: number,
+    message = `frame of ${length} bytes exceeds maxFrameSize ${limit}; raise maxFrameSize on the receiving side or send smaller payloads`,
   ) {
-    super(
-      `frame of ${length} bytes exceeds maxFrameSize ${limit}; raise maxFrameSize on the receiving side or send smaller payloads`,
-      'WIRE_FRAME_TOO_LARGE',
-    );
+    super(message, WireErrorCode.FRAME_TOO_LARGE);
   }
 }
 
 /** The handshake failed: wrong magic, unsupported version or codec, or no answer in time. */
 export class WireHandshakeError extends WireError {
+  declare readonly code: typeof WireErrorCode.HANDSHAKE;
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'WIRE_HANDSHAKE', options);
+    super(message, WireErrorCode.HANDSHAKE, options);
   }
 }
 
@@ -82,10 +114,12 @@ export class WireHandshakeError extends WireError {
  * TCP transport — and `cause` is that socket error itself, or the nest-wire error that led here.
  */
 export class WireConnectionError extends WireError {
+  declare readonly code: typeof WireErrorCode.CONNECTION;
+
   readonly syscallCode: string | undefined;
 
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'WIRE_CONNECTION', options);
+    super(message, WireErrorCode.CONNECTION, options);
     this.syscallCode = socketErrorOf(options?.cause)?.code;
   }
 }
@@ -104,94 +138,137 @@ export function socketErrorOf(err: unknown): NodeJS.ErrnoException | undefined {
   return undefined;
 }
 
-/** The call's deadline passed before it settled. */
+/**
+ * The call's deadline passed before it settled. `timeoutMs` is the time limit the call had
+ * on the side that reports it: the caller's timeout on the client, the budget the request
+ * carried on the server. 0 when the call had no time left to begin with, and when a peer's
+ * `WIRE_TIMEOUT` is rebuilt for a call without a timeout of its own (the limit is not known).
+ */
 export class WireTimeoutError extends WireError {
+  declare readonly code: typeof WireErrorCode.TIMEOUT;
   constructor(
     readonly timeoutMs: number,
     message = `call timed out after ${timeoutMs} ms`,
   ) {
-    super(message, 'WIRE_TIMEOUT');
+    super(message, WireErrorCode.TIMEOUT);
   }
 }
 
 /** The call was cancelled: by its caller, or because the call it was made for ended. */
 export class WireCancelledError extends WireError {
+  declare readonly code: typeof WireErrorCode.CANCELLED;
   constructor(message = 'call cancelled') {
-    super(message, 'WIRE_CANCELLED');
+    super(message, WireErrorCode.CANCELLED);
   }
 }
 
 /** No handler on the server matches the pattern (Nest's standard message). */
 export class WireNoHandlerError extends WireError {
+  declare readonly code: typeof WireErrorCode.NO_HANDLER;
   constructor(message = 'There is no matching message handler defined in the remote service.') {
-    super(message, 'WIRE_NO_HANDLER');
+    super(message, WireErrorCode.NO_HANDLER);
   }
 }
 
 /** A value could not be encoded or decoded by the codec. */
 export class WireCodecError extends WireError {
+  declare readonly code: typeof WireErrorCode.CODEC;
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'WIRE_CODEC', options);
+    super(message, WireErrorCode.CODEC, options);
   }
 }
 
-/** Too many calls or bytes are outstanding; the call was not sent. */
+/**
+ * Too many calls or bytes are outstanding: the call was not sent, or the server refused it
+ * without running it. `WireDrainingError` is a kind of it (safe to send elsewhere as well).
+ */
 export class WireOverloadedError extends WireError {
-  constructor(message: string) {
-    super(message, 'WIRE_OVERLOADED');
+  declare readonly code: typeof WireErrorCode.OVERLOADED | typeof WireErrorCode.DRAINING;
+  constructor(
+    message: string,
+    code: typeof WireErrorCode.OVERLOADED | typeof WireErrorCode.DRAINING = WireErrorCode.OVERLOADED,
+  ) {
+    super(message, code);
+  }
+}
+
+/**
+ * The server is shutting down (GOAWAY): it refused the call with NACK `WIRE_DRAINING`
+ * without running it, on every connection the client tried. A `WireOverloadedError`, so that
+ * code shedding or retrying refused calls handles both; `code` tells them apart.
+ */
+export class WireDrainingError extends WireOverloadedError {
+  declare readonly code: typeof WireErrorCode.DRAINING;
+  constructor(message = 'server is shutting down; the request was not processed') {
+    super(message, WireErrorCode.DRAINING);
   }
 }
 
 /** The server's `authenticate` refused the client's credentials (or failed). */
 export class WireAuthError extends WireError {
+  declare readonly code: typeof WireErrorCode.AUTH;
   constructor(message = 'authentication failed: the server refused these credentials') {
-    super(message, 'WIRE_AUTH');
+    super(message, WireErrorCode.AUTH);
   }
 }
 
 /** A request exceeded one of the server's limits (pattern length, metadata size or entries). */
 export class WireLimitError extends WireError {
+  declare readonly code: typeof WireErrorCode.LIMIT;
   constructor(message: string) {
-    super(message, 'WIRE_LIMIT');
+    super(message, WireErrorCode.LIMIT);
   }
 }
 
 /** An option has a value nest-wire cannot use. Thrown from constructors. */
 export class WireOptionsError extends WireError {
+  declare readonly code: typeof WireErrorCode.OPTIONS;
   constructor(message: string) {
-    super(message, 'WIRE_OPTIONS');
+    super(message, WireErrorCode.OPTIONS);
   }
 }
 
 /**
  * A transport-level error reported by the remote side whose code this side does not
- * know (a newer peer). The remote code is kept in `code`.
+ * know (a newer peer), or a control code misused as an error. The remote code is kept in `code`.
  */
 export class WireRemoteError extends WireError {}
 
-/** Rebuilds a typed error from a transport ERROR frame's `{ code, message }`. */
+/**
+ * Rebuilds a typed error from a transport error's `{ code, message }` (ERROR, NACK): the
+ * same class as the error the peer made, so `instanceof` does not depend on which side noticed.
+ */
 export function errorFromRemote(code: string, message: string): WireError {
   switch (code) {
-    case 'WIRE_NO_HANDLER':
+    case WireErrorCode.NO_HANDLER:
       return new WireNoHandlerError(message);
-    case 'WIRE_PROTOCOL':
+    case WireErrorCode.PROTOCOL:
       return new WireProtocolError(message);
-    case 'WIRE_CODEC':
+    case WireErrorCode.CODEC:
       return new WireCodecError(message);
-    case 'WIRE_HANDSHAKE':
+    case WireErrorCode.HANDSHAKE:
       return new WireHandshakeError(message);
-    case 'WIRE_OVERLOADED':
+    case WireErrorCode.OVERLOADED:
       return new WireOverloadedError(message);
-    case 'WIRE_AUTH':
+    case WireErrorCode.AUTH:
       return new WireAuthError(message);
-    case 'WIRE_LIMIT':
+    case WireErrorCode.LIMIT:
       return new WireLimitError(message);
-    case 'WIRE_TIMEOUT':
+    case WireErrorCode.TIMEOUT:
+      // The peer's message says its budget; this side knows the limit only per call (client-connection).
       return new WireTimeoutError(0, message);
-    case 'WIRE_CANCELLED':
+    case WireErrorCode.CANCELLED:
       return new WireCancelledError(message);
-    case 'WIRE_FRAME_TOO_LARGE':
-      return new WireError(message, code);
+    case WireErrorCode.FRAME_TOO_LARGE:
+      return new WireFrameTooLargeError(0, 0, message);
+    case WireErrorCode.DRAINING:
+      return new WireDrainingError(message);
+    case WireErrorCode.CONNECTION:
+      return new WireConnectionError(message);
+    case WireErrorCode.OPTIONS:
+      return new WireOptionsError(message);
+    case WireErrorCode.ERROR:
+      return new WireError(message);
     default:
       return new WireRemoteError(message, code);
   }

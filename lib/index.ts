@@ -16,6 +16,7 @@ export {
 export { wireClient, wireClientAsync, type WireClientAsyncOptions } from './client/clients-module.js';
 export { WireContext } from './server/wire-context.js';
 export {
+  WireErrorCode,
   WireError,
   WireProtocolError,
   WireFrameTooLargeError,
@@ -28,6 +29,7 @@ export {
   WireNoHandlerError,
   WireCodecError,
   WireOverloadedError,
+  WireDrainingError,
   WireOptionsError,
   WireRemoteError,
 } from './errors.js';

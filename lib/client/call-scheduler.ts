@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { CallStats, Outcome } from '../connection/transport-stats.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
-import { WireConnectionError, WireError, WireOverloadedError, WireTimeoutError } from '../errors.js';
+import { WireConnectionError, WireError, WireErrorCode, WireOverloadedError, WireTimeoutError } from '../errors.js';
 import { LoadBudget } from './load-budget.js';
 import { PatternLatency } from './pattern-latency.js';
 import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
@@ -12,7 +12,11 @@ import { CallQueue, PendingCall, type CallTracker } from './pending-call.js';
  * errors, WIRE_NO_HANDLER, WIRE_AUTH, WIRE_LIMIT, codec errors, timeouts and cancellation
  * are answers, not accidents of the transport: they would come back the same.
  */
-const RETRYABLE_AFTER_WRITE: ReadonlySet<string> = new Set(['WIRE_CONNECTION', 'WIRE_OVERLOADED', 'WIRE_DRAINING']);
+const RETRYABLE_AFTER_WRITE: ReadonlySet<string> = new Set<string>([
+  WireErrorCode.CONNECTION,
+  WireErrorCode.OVERLOADED,
+  WireErrorCode.DRAINING,
+]);
 
 export function isRetryableAfterWrite(err: unknown): boolean {
   return err instanceof WireError && RETRYABLE_AFTER_WRITE.has(err.code);

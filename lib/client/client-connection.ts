@@ -3,6 +3,7 @@ import { WireConnection, type ConnectionHandler, type ConnectionOptions } from '
 import {
   WireConnectionError,
   WireError,
+  WireErrorCode,
   WireFrameTooLargeError,
   WireLimitError,
   WireProtocolError,
@@ -219,7 +220,7 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     if (this.draining) return;
     this.draining = true;
     // Acknowledge: nothing more will be sent here, so the server may close once idle.
-    this.wire.sendGoAway('WIRE_GOAWAY_ACK', 'client will send no more requests on this connection');
+    this.wire.sendGoAway(WireErrorCode.GOAWAY_ACK, 'client will send no more requests on this connection');
     this.events.onGoAway(this);
     this.closeIfDrained();
   }

@@ -1,5 +1,5 @@
 import { isRetryableAfterWrite } from './call-scheduler.js';
-import { WireError } from '../errors.js';
+import { WireDrainingError, WireError, WireErrorCode } from '../errors.js';
 
 /** What the detector needs from the balancer. */
 export interface EjectionHost {
@@ -162,6 +162,6 @@ export class OutlierDetector {
 /** Failures that say something about the endpoint, not about the call. */
 function isTransportFailure(err: unknown): boolean {
   return isRetryableAfterWrite(err)
-    ? (err as WireError).code !== 'WIRE_DRAINING'
-    : err instanceof WireError && err.code === 'WIRE_TIMEOUT';
+    ? !(err instanceof WireDrainingError)
+    : err instanceof WireError && err.code === WireErrorCode.TIMEOUT;
 }

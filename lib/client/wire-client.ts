@@ -334,6 +334,7 @@ export class WireClient extends ClientProxy<WireClientEvents> {
       // A call made while handling a call: same deadline at the latest, cancelled with it.
       if (parent.deadline > 0) {
         const left = Math.floor(parent.deadline - now);
+        // No time left at all: the limit this call had is 0 ms.
         if (left <= 0)
           return this.failAtOnce(call, new WireTimeoutError(0, 'the deadline of the call being handled has passed'));
         call.timeoutMs = timeoutMs > 0 ? Math.min(timeoutMs, left) : left;

@@ -5,6 +5,7 @@ import {
   WireAuthError,
   WireConnectionError,
   WireError,
+  WireErrorCode,
   WireFrameTooLargeError,
   WireHandshakeError,
   WireProtocolError,
@@ -457,7 +458,7 @@ export class WireConnection {
   }
 
   /** GOAWAY: this side will take no new requests (server) or send none (client) on this connection. */
-  sendGoAway(code: string, message: string): void {
+  sendGoAway(code: WireErrorCode, message: string): void {
     if (this.state === ConnectionState.CLOSED) return;
     this.encoder.encodeSimple(FrameType.GOAWAY, 0, 0, encodeTransportError(code, message, this.peerMaxFrameSize));
     this.coalescer.schedule();
@@ -487,10 +488,9 @@ export class WireConnection {
         this.checkFrameFits(body.length);
         flags = 0;
       } catch (e) {
-        const codecError = e as WireError;
         body = encodeTransportError(
-          codecError.code ?? 'WIRE_CODEC',
-          `error value could not be sent: ${codecError.message}`,
+          e instanceof WireError ? e.code : WireErrorCode.CODEC,
+          `error value could not be sent: ${(e as Error).message}`,
           this.peerMaxFrameSize,
         );
       }
@@ -501,10 +501,10 @@ export class WireConnection {
     this.coalescer.schedule();
   }
 
-  /** ERROR frame carrying a transport error `{ code, message }`. */
-  sendTransportError(id: number, code: string, message: string): void {
+  /** ERROR frame carrying `err` as a transport error (its `code` and `message`). */
+  sendTransportError(id: number, err: WireError): void {
     if (this.state === ConnectionState.CLOSED) return;
-    this.encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, id, encodeTransportError(code, message, this.peerMaxFrameSize));
+    this.encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, id, encodeTransportError(err.code, err.message, this.peerMaxFrameSize));
     this.coalescer.schedule();
   }
 
@@ -529,7 +529,7 @@ export class WireConnection {
    */
   refuse(err: WireError): void {
     if (this.state === ConnectionState.CLOSED) return;
-    this.sendTransportError(0, err.code, err.message);
+    this.sendTransportError(0, err);
     this.closeError = err;
     this.end();
   }
@@ -763,10 +763,13 @@ function toWireError(err: unknown): WireError {
  * Turns a socket away before any session exists for it (server at maxConnections):
  * writes the preface and a connection-level ERROR, then closes.
  */
-export function refuseSocket(socket: Socket, code: string, message: string): void {
+export function refuseSocket(socket: Socket, err: WireError): void {
   const encoder = new FrameEncoder();
   encoder.writeRaw(MAGIC);
-  encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, 0, encodeTransportError(code, message));
+  encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, 0, encodeTransportError(err.code, err.message));
+  // The socket is being turned away and no session will ever own it: a reset or EPIPE while
+  // the refusal is written changes nothing (the peer is refused either way) and has no one to
+  // tell, but an 'error' without a listener would crash the process.
   socket.on('error', () => {});
   socket.end(Buffer.concat(encoder.take()!));
   destroyLater(socket, LINGER_MS);

@@ -1,5 +1,6 @@
 import { SpanStatusCode, type Attributes, type Span } from '@opentelemetry/api';
 import { CALL_CANCELLED, failureCode, type Outcome } from '../connection/transport-stats.js';
+import { WireErrorCode } from '../errors.js';
 
 /** `rpc.system` (the name most backends still key on) and its stable successor `rpc.system.name`: both are set. */
 export const ATTR_RPC_SYSTEM = 'rpc.system';
@@ -64,7 +65,7 @@ export function recordOutcome(span: Span, outcome: Outcome): void {
     return;
   }
   if (outcome === CALL_CANCELLED) {
-    span.setAttribute(ATTR_RPC_STATUS_CODE, 'WIRE_CANCELLED');
+    span.setAttribute(ATTR_RPC_STATUS_CODE, WireErrorCode.CANCELLED);
     return;
   }
   const code = failureCode(outcome.error);

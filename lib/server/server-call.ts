@@ -56,6 +56,8 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
   readonly startedAt = performance.now();
   /** Deadline on the `performance.now()` clock (0: none); the timeout wheel reads it. */
   deadline = 0;
+  /** The time budget the request carried, in ms (0: none): the limit its `WireTimeoutError` reports. */
+  budgetMs = 0;
   wheelPrev: WheelEntry | null = null;
   wheelNext: WheelEntry | null = null;
   wheelSlot = -1;
@@ -186,7 +188,7 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     if (this.done) return;
     this.settle(outcome);
     this.subscription?.unsubscribe();
-    this.iterator?.return?.().catch(() => {});
+    this.stopIterator();
     this.controller?.abort(reason);
   }
 
@@ -224,9 +226,17 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     if (this.done) return;
     this.dropBuffer();
     this.subscription?.unsubscribe();
-    this.iterator?.return?.().catch(() => {});
+    this.stopIterator();
     this.controller?.abort(err);
     this.finish({ err });
+  }
+
+  /**
+   * Ends the handler's async iterator (its `finally` blocks run). The call has already ended, so
+   * what that cleanup throws cannot reach the caller: it is logged (`mapUncaughtError`), not lost.
+   */
+  private stopIterator(): void {
+    this.iterator?.return?.().catch((err: unknown) => this.sink.mapUncaughtError(err));
   }
 
   private async pump(): Promise<void> {

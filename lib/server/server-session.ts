@@ -7,8 +7,11 @@ import { FRAGMENT_THRESHOLD_BYTES } from '../connection/fragment-queue.js';
 import { CALL_CANCELLED, type CallStats, type Outcome } from '../connection/transport-stats.js';
 import {
   WireCancelledError,
+  WireCodecError,
   WireConnectionError,
+  WireDrainingError,
   WireError,
+  WireErrorCode,
   WireLimitError,
   WireNoHandlerError,
   WireOverloadedError,
@@ -116,7 +119,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
   beginDrain(): void {
     if (this.draining) return;
     this.draining = true;
-    this.wire.sendGoAway('WIRE_DRAINING', 'server is shutting down; send new calls elsewhere');
+    this.wire.sendGoAway(WireErrorCode.DRAINING, 'server is shutting down; send new calls elsewhere');
     this.closeIfDone();
   }
 
@@ -277,7 +280,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
 
   /** Called by the deadline wheel: the caller's budget is spent. */
   expire(call: ServerCall): void {
-    const err = new WireTimeoutError(0, 'deadline exceeded before the handler finished');
+    const err = new WireTimeoutError(call.budgetMs, 'deadline exceeded before the handler finished');
     call.cancel(err, { error: err });
     this.writeFailure(call, err);
   }
@@ -368,16 +371,16 @@ export class ServerSession implements ConnectionHandler, CallSink {
   }
 
   /** Refuses a request without running it: the client may safely send it elsewhere. */
-  private nack(id: number, code: string, message: string): void {
-    this.host.callStats.fail(`NACK_${code}`);
-    this.wire.encoder.encodeSimple(FrameType.NACK, 0, id, encodeTransportError(code, message, this.wire.peerMaxFrameSize));
+  private nack(id: number, err: WireOverloadedError): void {
+    this.host.callStats.fail(`NACK_${err.code}`);
+    this.wire.encoder.encodeSimple(FrameType.NACK, 0, id, encodeTransportError(err.code, err.message, this.wire.peerMaxFrameSize));
     this.wire.coalescer.schedule();
   }
 
   /** Answers a request that will not run with a transport error, and counts it. */
-  private reject(id: number, code: string, message: string): void {
-    this.host.callStats.fail(code);
-    this.wire.sendTransportError(id, code, message);
+  private reject(id: number, err: WireError): void {
+    this.host.callStats.fail(err.code);
+    this.wire.sendTransportError(id, err);
   }
 
   private onRequest(flags: number, id: number, frameBody: Buffer): void {
@@ -392,57 +395,56 @@ export class ServerSession implements ConnectionHandler, CallSink {
       readCallBody(frameBody, flags, body);
     } catch (err) {
       // The frame's length was right, so the stream is still in step: only this call fails.
-      this.reject(id, 'WIRE_PROTOCOL', (err as Error).message);
+      this.reject(id, err as WireProtocolError); // readCallBody throws only WireProtocolError
       return;
     }
     if (this.draining) {
-      this.nack(id, 'WIRE_DRAINING', 'server is shutting down; the request was not processed');
+      this.nack(id, new WireDrainingError());
       return;
     }
     const maxConcurrentCalls = this.host.limits.maxConcurrentCalls;
     if (maxConcurrentCalls > 0 && this.host.runningCalls >= maxConcurrentCalls) {
       // Admission control: refused before any work, so the client may send it elsewhere.
-      this.nack(id, 'WIRE_OVERLOADED', `server is at maxConcurrentCalls (${maxConcurrentCalls}); the request was not processed`);
+      this.nack(id, new WireOverloadedError(`server is at maxConcurrentCalls (${maxConcurrentCalls}); the request was not processed`));
       return;
     }
     const pattern = body.pattern;
     try {
       checkPattern(body, this.host.limits);
     } catch (err) {
-      this.reject(id, 'WIRE_LIMIT', (err as Error).message);
+      this.reject(id, err as WireLimitError);
       return;
     }
     // Looked up before anything is decoded: an unknown pattern costs no decoding.
     const handler = this.host.findHandler(pattern);
     if (handler === null) {
-      const message = new WireNoHandlerError().message;
+      const err = new WireNoHandlerError();
       const hooks = instrumentation.hooks;
       // Only the metadata (bounded by maxMetadataBytes) is decoded for the span, never the payload.
-      if (hooks !== null) hooks.recordUnhandled(pattern, this.metadataForTrace(body), this.wire.remoteAddress, 'WIRE_NO_HANDLER', message);
-      this.reject(id, 'WIRE_NO_HANDLER', message);
+      if (hooks !== null) hooks.recordUnhandled(pattern, this.metadataForTrace(body), this.wire.remoteAddress, err.code, err.message);
+      this.reject(id, err);
       return;
     }
     if (body.budgetMs === 0) {
       // The caller has already given up: do not start work nobody waits for.
-      this.reject(id, 'WIRE_TIMEOUT', 'deadline already passed when the request arrived');
+      this.reject(id, new WireTimeoutError(0, 'deadline already passed when the request arrived'));
       return;
     }
     const limits = this.host.limits;
     if (body.credit > MAX_STREAM_CREDIT) {
-      this.reject(id, 'WIRE_LIMIT', `initial stream credit ${body.credit} exceeds the maximum of ${MAX_STREAM_CREDIT}`);
+      this.reject(id, new WireLimitError(`initial stream credit ${body.credit} exceeds the maximum of ${MAX_STREAM_CREDIT}`));
       return;
     }
     if (this.wire.queuedBytes > limits.maxQueuedBytes) {
-      this.nack(id, 'WIRE_OVERLOADED', `more than ${limits.maxQueuedBytes} bytes of responses are waiting for this client to read`);
+      this.nack(id, new WireOverloadedError(`more than ${limits.maxQueuedBytes} bytes of responses are waiting for this client to read`));
       return;
     }
     let data: unknown;
     try {
       data = this.decodeCall(flags, body);
     } catch (err) {
-      const e = err as WireError;
-      if (e instanceof WireOverloadedError) this.nack(id, e.code, e.message);
-      else this.reject(id, e.code ?? 'WIRE_CODEC', e.message);
+      if (err instanceof WireOverloadedError) this.nack(id, err);
+      else this.reject(id, err instanceof WireError ? err : new WireCodecError((err as Error).message, { cause: err }));
       return;
     }
     const metadata = body.decodedMetadata;
@@ -452,6 +454,7 @@ export class ServerSession implements ConnectionHandler, CallSink {
     let deadlineAt = 0;
     if (body.budgetMs > 0) {
       deadlineAt = Date.now() + body.budgetMs;
+      call.budgetMs = body.budgetMs;
       this.host.deadlines.add(call, performance.now() + body.budgetMs);
     }
     this.calls.set(id, call);

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { finalize, type Observable } from 'rxjs';
 import type { ConnectionOptions } from '../connection/connection.js';
-import { WireConnectionError, type WireError } from '../errors.js';
+import { WireConnectionError, WireError, WireNoHandlerError, WireOverloadedError } from '../errors.js';
 import { RpcException } from '@nestjs/microservices';
 import { callContext, propagation } from '../call-context.js';
 import { HeartbeatMonitor } from '../connection/heartbeat.js';
@@ -211,7 +211,7 @@ export class WireServer
   /** The `net.Server` listening for nest-wire connections. */
   unwrap<T>(): T {
     if (this.server === null) {
-      throw new Error('Not initialized. Call app.listen() before accessing the server.');
+      throw new WireError('Not initialized. Call app.listen() before accessing the server.');
     }
     return this.server as T;
   }
@@ -379,7 +379,7 @@ export class WireServer
     if (handler !== null && !handler.isEventHandler) {
       // Nothing could ever cancel a request handler started by an event (no id, no CANCEL):
       // an endless stream would run forever. Events go to @EventPattern handlers only.
-      this.onEventDropped(pattern, new Error('the pattern has a @MessagePattern handler, not an @EventPattern one'));
+      this.onEventDropped(pattern, new WireNoHandlerError('the pattern has a @MessagePattern handler, not an @EventPattern one'));
       return;
     }
     const packet = { pattern, data, metadata: ctx.getMetadata() };
@@ -418,7 +418,7 @@ export class WireServer
       return;
     }
     if (this.sessions.size >= this.wireOptions.maxConnections) {
-      refuseSocket(socket, 'WIRE_OVERLOADED', `server is at maxConnections (${this.wireOptions.maxConnections})`);
+      refuseSocket(socket, new WireOverloadedError(`server is at maxConnections (${this.wireOptions.maxConnections})`));
       return;
     }
     this.sessions.add(new ServerSession(socket, this.connectionOptions, this.wireOptions.codec, this));
