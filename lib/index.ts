@@ -58,6 +58,12 @@ export {
   type WireEndpoint,
   type WireAuthInfo,
 } from './options.js';
-export { MsgpackCodec, MSGPACK_CODEC_ID, type MsgpackCodecOptions, type PayloadTypes, type WireCodec } from './protocol/codec.js';
+export {
+  MsgpackCodec,
+  MSGPACK_CODEC_ID,
+  type MsgpackCodecOptions,
+  type PayloadTypes,
+  type WireCodec,
+} from './protocol/codec.js';
 export { DecodeBudget } from './protocol/msgpack-validator.js';
 export type { CompressionAlgorithm } from './protocol/compression.js';

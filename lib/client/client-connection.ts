@@ -128,7 +128,17 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
     if (encoded.length > wire.peerMaxFrameSize) throw new WireFrameTooLargeError(encoded.length, wire.peerMaxFrameSize);
     const payload = wire.compressOutgoing(encoded);
     const meta = metadata === undefined ? null : this.codec.encode(metadata);
-    wire.encoder.encodeCall(type, id, pattern, budgetMs, meta, payload, wire.peerMaxFrameSize, credit, wire.lastCompressed);
+    wire.encoder.encodeCall(
+      type,
+      id,
+      pattern,
+      budgetMs,
+      meta,
+      payload,
+      wire.peerMaxFrameSize,
+      credit,
+      wire.lastCompressed,
+    );
     wire.coalescer.schedule();
   }
 
@@ -276,7 +286,9 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
   private consumedFragment(bytes: number): void {
     this.fragmentBytesRead += bytes;
     if (this.fragmentBytesRead > FRAGMENT_WINDOW_BYTES) {
-      throw new WireProtocolError(`server sent ${this.fragmentBytesRead} fragment bytes, past the ${FRAGMENT_WINDOW_BYTES}-byte window it was granted`);
+      throw new WireProtocolError(
+        `server sent ${this.fragmentBytesRead} fragment bytes, past the ${FRAGMENT_WINDOW_BYTES}-byte window it was granted`,
+      );
     }
     if (this.fragmentBytesRead < FRAGMENT_WINDOW_BYTES / 2) return;
     this.wire.encoder.encodeU32(FrameType.CREDIT, 0, 0, this.fragmentBytesRead);
@@ -303,7 +315,11 @@ export class ClientConnection implements ConnectionHandler, CallOwner {
       // The total of every partial value on this connection is bounded, not only each one.
       this.remove(call);
       this.wire.sendEmpty(FrameType.CANCEL, call.id);
-      call.fail(new WireLimitError(`partly received values on this connection passed maxFragmentedBytes ${this.maxFragmentedBytes}`));
+      call.fail(
+        new WireLimitError(
+          `partly received values on this connection passed maxFragmentedBytes ${this.maxFragmentedBytes}`,
+        ),
+      );
       return null;
     }
     if ((flags & RESPONSE_MORE) !== 0) {

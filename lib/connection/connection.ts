@@ -240,7 +240,12 @@ export class WireConnection {
     if ((flags & PAYLOAD_COMPRESSED) !== 0) {
       // Counted even when refused: a bomb stopped at the limit cost the work of the limit.
       this.readWork += this.maxDecompressedBytes;
-      bytes = decompress(this.peerCompression, this.options.compression?.algorithm ?? null, bytes, this.maxDecompressedBytes);
+      bytes = decompress(
+        this.peerCompression,
+        this.options.compression?.algorithm ?? null,
+        bytes,
+        this.maxDecompressedBytes,
+      );
     }
     return this.decode(bytes);
   }
@@ -355,7 +360,8 @@ export class WireConnection {
       this.pauseReading(PAUSE_BACKLOG);
       this.afterWrites(this.onBacklogWritten);
     }
-    if ((++this.readFrames & 15) === 0 && performance.now() - this.readStartedAt >= READ_WORK_MS) this.readWork = READ_WORK_BYTES;
+    if ((++this.readFrames & 15) === 0 && performance.now() - this.readStartedAt >= READ_WORK_MS)
+      this.readWork = READ_WORK_BYTES;
     if (this.readWork >= READ_WORK_BYTES && (this.pausedFor & PAUSE_YIELD) === 0) {
       this.pauseReading(PAUSE_YIELD);
       setImmediate(this.resumeAfterYield);
@@ -413,7 +419,9 @@ export class WireConnection {
     if ((this.pausedFor & PAUSE_BACKLOG) !== 0 && now - this.backlogSince >= 2 * intervalMs) {
       // Nothing we queued has moved for two intervals: the peer does not read; let it go.
       this.close(
-        new WireConnectionError(`peer read nothing for ${Math.round(now - this.backlogSince)} ms with ${this.writeBacklog} bytes waiting`),
+        new WireConnectionError(
+          `peer read nothing for ${Math.round(now - this.backlogSince)} ms with ${this.writeBacklog} bytes waiting`,
+        ),
       );
       return;
     }
@@ -504,7 +512,12 @@ export class WireConnection {
   /** ERROR frame carrying `err` as a transport error (its `code` and `message`). */
   sendTransportError(id: number, err: WireError): void {
     if (this.state === ConnectionState.CLOSED) return;
-    this.encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, id, encodeTransportError(err.code, err.message, this.peerMaxFrameSize));
+    this.encoder.encodeSimple(
+      FrameType.ERROR,
+      ERROR_TRANSPORT,
+      id,
+      encodeTransportError(err.code, err.message, this.peerMaxFrameSize),
+    );
     this.coalescer.schedule();
   }
 
@@ -555,11 +568,14 @@ export class WireConnection {
     this.framesRead++;
     this.counters.framesIn++;
     if (this.state === ConnectionState.OPEN) {
-      this.readWork += body.length + (type === FrameType.REQUEST || type === FrameType.EVENT ? CALL_WORK_BYTES : FRAME_WORK_BYTES);
+      this.readWork +=
+        body.length + (type === FrameType.REQUEST || type === FrameType.EVENT ? CALL_WORK_BYTES : FRAME_WORK_BYTES);
       switch (type) {
         case FrameType.PING:
           if (body.length > MAX_PING_BODY_BYTES) {
-            throw new WireProtocolError(`PING body of ${body.length} bytes exceeds the maximum of ${MAX_PING_BODY_BYTES}`);
+            throw new WireProtocolError(
+              `PING body of ${body.length} bytes exceeds the maximum of ${MAX_PING_BODY_BYTES}`,
+            );
           }
           // The body is a view of the read buffer: copied (inline, it is small), never queued by reference.
           this.encoder.encodeSimple(FrameType.PONG, 0, id, body);
@@ -742,7 +758,9 @@ export class WireConnection {
     if (this.state === ConnectionState.CLOSED) return;
     this.state = ConnectionState.CLOSED;
     if (this.pings.size > 0) {
-      const err = new WireConnectionError('connection closed before the PONG arrived', { cause: this.closeError ?? undefined });
+      const err = new WireConnectionError('connection closed before the PONG arrived', {
+        cause: this.closeError ?? undefined,
+      });
       for (const waiter of this.pings.values()) waiter.reject(err);
       this.pings.clear();
     }

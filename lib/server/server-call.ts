@@ -108,7 +108,7 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
       // A handler returned an AsyncIterable: pull it at the consumer's pace.
       this.iterator = value[Symbol.asyncIterator]();
       this.subscription?.unsubscribe();
-      this.pump();
+      void this.pump(); // pump() catches everything it meets and fails the call with it
       return;
     }
     // Not worth encoding a value that could neither be written nor held.
@@ -170,8 +170,8 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     }
     if (this.iterator !== null) {
       // Resumes the handler's generator: inside its trace, so calls it makes continue the trace.
-      if (this.trace === null) this.pump();
-      else this.trace.run(() => this.pump());
+      if (this.trace === null) void this.pump();
+      else void this.trace.run(() => this.pump());
     }
   }
 

@@ -20,7 +20,13 @@ import {
 } from '../errors.js';
 import { CallBody, readCallBody } from '../protocol/call-body.js';
 import type { WireCodec } from '../protocol/codec.js';
-import { FrameType, MAX_STREAM_CREDIT, PAYLOAD_COMPRESSED, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
+import {
+  FrameType,
+  MAX_STREAM_CREDIT,
+  PAYLOAD_COMPRESSED,
+  RESPONSE_END,
+  RESPONSE_NO_VALUE,
+} from '../protocol/frame.js';
 import { encodeTransportError } from '../protocol/transport-error.js';
 import { ServerCall, type CallSink } from './server-call.js';
 import { WireContext } from './wire-context.js';
@@ -373,7 +379,12 @@ export class ServerSession implements ConnectionHandler, CallSink {
   /** Refuses a request without running it: the client may safely send it elsewhere. */
   private nack(id: number, err: WireOverloadedError): void {
     this.host.callStats.fail(`NACK_${err.code}`);
-    this.wire.encoder.encodeSimple(FrameType.NACK, 0, id, encodeTransportError(err.code, err.message, this.wire.peerMaxFrameSize));
+    this.wire.encoder.encodeSimple(
+      FrameType.NACK,
+      0,
+      id,
+      encodeTransportError(err.code, err.message, this.wire.peerMaxFrameSize),
+    );
     this.wire.coalescer.schedule();
   }
 
@@ -405,7 +416,12 @@ export class ServerSession implements ConnectionHandler, CallSink {
     const maxConcurrentCalls = this.host.limits.maxConcurrentCalls;
     if (maxConcurrentCalls > 0 && this.host.runningCalls >= maxConcurrentCalls) {
       // Admission control: refused before any work, so the client may send it elsewhere.
-      this.nack(id, new WireOverloadedError(`server is at maxConcurrentCalls (${maxConcurrentCalls}); the request was not processed`));
+      this.nack(
+        id,
+        new WireOverloadedError(
+          `server is at maxConcurrentCalls (${maxConcurrentCalls}); the request was not processed`,
+        ),
+      );
       return;
     }
     const pattern = body.pattern;
@@ -421,7 +437,8 @@ export class ServerSession implements ConnectionHandler, CallSink {
       const err = new WireNoHandlerError();
       const hooks = instrumentation.hooks;
       // Only the metadata (bounded by maxMetadataBytes) is decoded for the span, never the payload.
-      if (hooks !== null) hooks.recordUnhandled(pattern, this.metadataForTrace(body), this.wire.remoteAddress, err.code, err.message);
+      if (hooks !== null)
+        hooks.recordUnhandled(pattern, this.metadataForTrace(body), this.wire.remoteAddress, err.code, err.message);
       this.reject(id, err);
       return;
     }
@@ -432,11 +449,19 @@ export class ServerSession implements ConnectionHandler, CallSink {
     }
     const limits = this.host.limits;
     if (body.credit > MAX_STREAM_CREDIT) {
-      this.reject(id, new WireLimitError(`initial stream credit ${body.credit} exceeds the maximum of ${MAX_STREAM_CREDIT}`));
+      this.reject(
+        id,
+        new WireLimitError(`initial stream credit ${body.credit} exceeds the maximum of ${MAX_STREAM_CREDIT}`),
+      );
       return;
     }
     if (this.wire.queuedBytes > limits.maxQueuedBytes) {
-      this.nack(id, new WireOverloadedError(`more than ${limits.maxQueuedBytes} bytes of responses are waiting for this client to read`));
+      this.nack(
+        id,
+        new WireOverloadedError(
+          `more than ${limits.maxQueuedBytes} bytes of responses are waiting for this client to read`,
+        ),
+      );
       return;
     }
     let data: unknown;

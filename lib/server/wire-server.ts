@@ -143,13 +143,14 @@ export class WireServer
       maxDecodedBytesPerConnection: this.wireOptions.maxDecodedBytesPerConnection,
       maxDecodedBytesPerServer: this.wireOptions.maxDecodedBytesPerServer,
     };
-    this.initializeSerializer(options as never);
-    this.initializeDeserializer(options as never);
+    this.initializeSerializer(options);
+    this.initializeDeserializer(options);
   }
 
   listen(callback: (err?: unknown, ...info: unknown[]) => void): void {
     const tlsOptions = this.wireOptions.tls;
-    const server = tlsOptions === null ? createServer(this.onConnection) : createTlsServer(tlsOptions, this.onConnection);
+    const server =
+      tlsOptions === null ? createServer(this.onConnection) : createTlsServer(tlsOptions, this.onConnection);
     this.server = server;
     this.closing = null;
     const onListenError = (err: Error) => {
@@ -159,7 +160,7 @@ export class WireServer
     server.once('error', onListenError);
     const onListening = () => {
       server.off('error', onListenError);
-      server.on('error', (err) => this.emitOrLog('error', err));
+      server.on('error', (err: Error) => this.emitOrLog('error', err));
       this._status$.next('listening');
       callback();
     };
@@ -255,7 +256,12 @@ export class WireServer
     return { writes, frames, inFlight, bufferedBytes, connections: this.sessions.size };
   }
 
-  override addHandler(pattern: any, callback: MessageHandler, isEventHandler = false, extras: Record<string, any> = {}): void {
+  override addHandler(
+    pattern: any,
+    callback: MessageHandler,
+    isEventHandler = false,
+    extras: Record<string, any> = {},
+  ): void {
     this.routeCache.clear();
     super.addHandler(pattern, callback, isEventHandler, extras);
   }
@@ -338,7 +344,9 @@ export class WireServer
       }
       // The end hook runs in the async context of its start hook (where an APM agent keeps the
       // call's state), not in whatever context completes the stream (another call's answer).
-      call.run(this.onProcessingEndHook === undefined ? stream$ : stream$.pipe(finalize(AsyncResource.bind(runEndHook))));
+      call.run(
+        this.onProcessingEndHook === undefined ? stream$ : stream$.pipe(finalize(AsyncResource.bind(runEndHook))),
+      );
     });
     // A processing start hook that throws must fail the call, not the process.
     if (started instanceof Promise) started.catch((err: unknown) => this.failUnhandled(call, err));
@@ -347,7 +355,7 @@ export class WireServer
   /** Nest's `runWithProcessingHooks`, or the same sequence on a Nest that lacks it. */
   private withProcessingHooks(ctx: WireContext, fn: (runEndHook: () => void) => Promise<void>): unknown {
     if (NEST_RUNS_PROCESSING_HOOKS) return this.runWithProcessingHooks(ctx, fn);
-    const transportId = this.transportId as symbol;
+    const transportId = this.transportId;
     return this.onProcessingStartHook(transportId, ctx, async () => {
       let ended = false;
       const runEndHook = () => {
@@ -379,7 +387,10 @@ export class WireServer
     if (handler !== null && !handler.isEventHandler) {
       // Nothing could ever cancel a request handler started by an event (no id, no CANCEL):
       // an endless stream would run forever. Events go to @EventPattern handlers only.
-      this.onEventDropped(pattern, new WireNoHandlerError('the pattern has a @MessagePattern handler, not an @EventPattern one'));
+      this.onEventDropped(
+        pattern,
+        new WireNoHandlerError('the pattern has a @MessagePattern handler, not an @EventPattern one'),
+      );
       return;
     }
     const packet = { pattern, data, metadata: ctx.getMetadata() };
