@@ -18,7 +18,11 @@ export default {
   ...base,
   rootDir: '../..',
   roots: ['<rootDir>/test/e2e', '<rootDir>/test/compat'],
-  testPathIgnorePatterns: ['/node_modules/'],
+  // The README's payload-type table is what Nest 12's TCP transport delivers (the project's own
+  // devDependency); Nest 11's TCP server throws on an unserializable response instead of logging it,
+  // so that table's "Nest TCP" column is checked against Nest 12 only. nest-wire's own type mapping
+  // runs under Nest 11 too (test/protocol/payload-types.spec.ts needs no Nest; test/e2e/foreign-peer-types.spec.ts).
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/e2e/payload-types.spec.ts'],
   moduleNameMapper: {
     '^@nestjs/([a-z-]+)$': `${NEST11}/@nestjs/$1`,
     '^@nestjs/([a-z-]+)/(.+)$': `${NEST11}/@nestjs/$1/$2`,
