@@ -1,5 +1,5 @@
 import type { Observable, Observer, Subscription } from 'rxjs';
-import type { InboundCall } from '../call-context.js';
+import { callContext, propagation, type InboundCall } from '../call-context.js';
 import type { WheelEntry } from '../connection/timeout-wheel.js';
 import { performance } from 'node:perf_hooks';
 import { CALL_CANCELLED, type Outcome } from '../connection/transport-stats.js';
@@ -168,11 +168,7 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
       this.buffer = null;
       if (this.terminal !== undefined) return this.finish(this.terminal);
     }
-    if (this.iterator !== null) {
-      // Resumes the handler's generator: inside its trace, so calls it makes continue the trace.
-      if (this.trace === null) void this.pump();
-      else void this.trace.run(() => this.pump());
-    }
+    if (this.iterator !== null) this.resumePump();
   }
 
   /** Called by the deadline wheel. */
@@ -237,6 +233,16 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
    */
   private stopIterator(): void {
     this.iterator?.return?.().catch((err: unknown) => this.sink.mapUncaughtError(err));
+  }
+
+  /**
+   * Resumes the handler's generator after a CREDIT frame, which arrives outside the call's
+   * first turn: back inside the call's context (so nested calls inherit its deadline and
+   * cancellation, as they do in the first turn) and inside its trace (so they continue it).
+   */
+  private resumePump(): void {
+    const pump = this.trace === null ? () => this.pump() : () => this.trace!.run(() => this.pump());
+    void (propagation.clients > 0 ? callContext.run(this, pump) : pump());
   }
 
   private async pump(): Promise<void> {

@@ -47,6 +47,17 @@ class ServiceAController {
     return firstValueFrom(this.b.send<string>('b.work', ms));
   }
 
+  @MessagePattern('a.generator')
+  generator(@Payload() ms: number): AsyncIterable<string> {
+    const b = this.b;
+    return (async function* () {
+      yield 'first';
+      // Resumed when the caller's CREDIT arrives, outside the call's first turn: the call to
+      // B must still inherit the deadline and the cancellation of the call being handled.
+      yield await firstValueFrom(b.send<string>('b.work', ms));
+    })();
+  }
+
   @MessagePattern('a.detached')
   async detached(@Payload() ms: number): Promise<string> {
     return firstValueFrom(this.b.send<string>('b.work', ms, { propagate: false, timeout: 0 }));
@@ -162,6 +173,21 @@ describe('cancellation and deadlines', () => {
       const outcome = await result;
       if (!(outcome instanceof WireTimeoutError))
         expect(outcome).toEqual({ status: 'error', message: 'Internal server error' });
+      await waitFor(() => seenByB.aborted, 1000);
+      gateway.close();
+    });
+
+    it('a call made by an AsyncIterable handler resumed by CREDIT inherits the deadline and the cancellation', async () => {
+      // streamCredit 1: the second value is pulled only once the gateway's CREDIT for the first arrives.
+      const gateway = clientFor(a, { timeout: 2000, streamCredit: 1 });
+      const gatewayDeadline = Date.now() + 2000;
+      const values: string[] = [];
+      const sub = gateway.send<string>('a.generator', 5000).subscribe((v) => values.push(v));
+      await waitFor(() => seenByB.started);
+      expect(values).toEqual(['first']);
+      expect(seenByB.deadline).toBeDefined();
+      expect(seenByB.deadline!).toBeLessThanOrEqual(gatewayDeadline + 5);
+      sub.unsubscribe();
       await waitFor(() => seenByB.aborted, 1000);
       gateway.close();
     });
