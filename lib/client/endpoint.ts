@@ -61,10 +61,22 @@ export class Endpoint implements ClientConnectionEvents {
   }
 
   /** Open connections and the calls in flight on them. */
-  snapshot(): { endpoint: string; state: EndpointState; connections: number; inFlight: number } {
+  snapshot(): {
+    endpoint: string;
+    state: EndpointState;
+    connections: number;
+    inFlight: number;
+    failedAttempts: number;
+  } {
     let inFlight = 0;
     for (const c of this.connections) inFlight += c.inFlight;
-    return { endpoint: this.key, state: this.state, connections: this.openCount, inFlight };
+    return {
+      endpoint: this.key,
+      state: this.state,
+      connections: this.openCount,
+      inFlight,
+      failedAttempts: this.failures,
+    };
   }
 
   /** Dials every slot that has neither a connection nor a pending reconnect. */

@@ -52,6 +52,8 @@ export interface WireClientStats {
     state: string;
     connections: number;
     inFlight: number;
+    /** Connection attempts that failed since the last one that opened (0 while connected). */
+    failedAttempts: number;
     /**
      * With `outlierDetection` only: out of rotation until `ejectedUntil` (`Date.now()` ms; 0
      * when in rotation) has passed and a PING was answered; `ejections`: times it was ejected.

@@ -7,8 +7,9 @@ const MAX_TRACKED_PEERS = 1024;
 
 /**
  * Connection failures, logged once per outage rather than once per attempt: a default Nest app
- * prints `debug`, and a reconnect loop must not fill its log. The first failure toward (client)
- * or from (server) a peer is a `warn`; the failed attempts after it are `verbose`; the first
+ * prints every level (`verbose` and `debug` included), and a reconnect loop must not fill its log.
+ * The first failure toward (client) or from (server) a peer is a `warn`; the failed attempts after
+ * it are only counted (the client shows them in `stats().endpoints[].failedAttempts`); the first
  * connection that opens again is one `log` line with the count and the time it took.
  * Used only when nobody listens to the client's `error` / the server's `connectionError` event.
  */
@@ -34,10 +35,9 @@ export class OutageLog {
       outage = { failures: 0, since: performance.now() };
       this.failing.set(peer, outage);
     }
-    const attempt = ++outage.failures;
+    outage.failures++;
+    // Nothing per further attempt, not even at `verbose`: Nest's default logger prints every level.
     if (first) this.logger.warn(`connection ${this.direction} ${peer} failed: ${err.message}`);
-    else
-      this.logger.verbose?.(`connection ${this.direction} ${peer} failed again (attempt ${attempt}): ${err.message}`);
   }
 
   /** A connection to / from `peer` completed its handshake. */

@@ -354,7 +354,7 @@ describe('logging while the server is away: quiet by default', () => {
     }
   }
 
-  it('logs one warn when the outage starts, attempts at verbose only, and the recovery at log', async () => {
+  it('logs one warn when the outage starts, nothing per attempt, and the recovery at log', async () => {
     const logger = new RecordingLogger();
     Logger.overrideLogger(logger);
     const port = await closedPort();
@@ -363,8 +363,11 @@ describe('logging while the server is away: quiet by default', () => {
     let app: Awaited<ReturnType<typeof NestFactory.createMicroservice>> | null = null;
     try {
       await expect(client.connect()).rejects.toBeInstanceOf(WireConnectionError);
-      // At least four failed attempts: the first (warn) and three more (verbose).
-      await logger.when((e) => fromClient(e) && e.level === 'verbose' && /failed again/.test(e.message), 3);
+      // At least four failed attempts: the first (warn) and three more (not logged, counted).
+      await waitFor(() => client.stats().endpoints[0].failedAttempts >= 4, {
+        timeoutMs: 5000,
+        what: '4 failed attempts',
+      });
       app = await NestFactory.createMicroservice(MathModule, {
         strategy: new WireServer({ host: '127.0.0.1', port }),
         logger,
@@ -387,10 +390,9 @@ describe('logging while the server is away: quiet by default', () => {
         `^reconnected to 127\\.0\\.0\\.1:${port} after (\\d+) failed attempts in (\\d+) ms$`,
       ).exec(recovered[0].message);
       expect(match).not.toBeNull();
-      const failedAttempts = lines.filter((e) => /^connection to \S+ failed/.test(e.message)).length;
-      expect(Number(match![1])).toBe(failedAttempts);
-      expect(failedAttempts).toBeGreaterThanOrEqual(4);
-      // Nothing else at debug or above from the client: no line per attempt.
+      expect(Number(match![1])).toBeGreaterThanOrEqual(4);
+      // No line per attempt, at any level (a default Nest app prints them all).
+      expect(lines.filter((e) => /^connection to \S+ failed/.test(e.message))).toHaveLength(1);
       expect(lines.filter((e) => e.level !== 'verbose' && e.level !== 'warn' && e.level !== 'log')).toEqual([]);
       // The server's per-connection lines are verbose too.
       expect(logger.entries.filter((e) => e.context === 'WireServer' && e.level === 'debug')).toEqual([]);
@@ -401,7 +403,7 @@ describe('logging while the server is away: quiet by default', () => {
     }
   });
 
-  it('server: a client refused in a reconnect loop gives one warn, attempts at verbose, one log once it gets in', async () => {
+  it('server: a client refused in a reconnect loop gives one warn, nothing per attempt, one log once it gets in', async () => {
     const logger = new RecordingLogger();
     let accept = false;
     const server = new WireServer({ host: '127.0.0.1', port: 0, authenticate: () => accept });
@@ -416,7 +418,10 @@ describe('logging while the server is away: quiet by default', () => {
     const fromServer = (e: Entry) => e.context === 'WireServer';
     try {
       await expect(client.connect()).rejects.toMatchObject({ code: 'WIRE_AUTH' });
-      await logger.when((e) => fromServer(e) && e.level === 'verbose' && /failed again/.test(e.message), 3);
+      await waitFor(() => client.stats().endpoints[0].failedAttempts >= 4, {
+        timeoutMs: 5000,
+        what: '4 refused attempts',
+      });
       accept = true;
       await logger.when((e) => fromServer(e) && e.level === 'log');
       await expect(firstValueFrom(client.send<number>('sum', [1, 1]))).resolves.toBe(2);
@@ -435,7 +440,8 @@ describe('logging while the server is away: quiet by default', () => {
         opened[0].message,
       );
       expect(match).not.toBeNull();
-      expect(Number(match![1])).toBe(lines.filter((e) => /^connection from \S+ failed/.test(e.message)).length);
+      expect(Number(match![1])).toBeGreaterThanOrEqual(4);
+      expect(lines.filter((e) => /^connection from \S+ failed/.test(e.message))).toHaveLength(1);
       expect(lines.filter((e) => e.level !== 'verbose' && e.level !== 'warn' && e.level !== 'log')).toEqual([]);
       // The client saw the same outage the same way: one warn.
       expect(logger.entries.filter((e) => e.context === 'WireClient' && e.level === 'warn')).toHaveLength(1);

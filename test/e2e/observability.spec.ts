@@ -47,7 +47,7 @@ describe('observability', () => {
     expect(stats.transport.bytesIn).toBeGreaterThan(0);
     expect(stats.transport.bytesOut).toBeGreaterThan(0);
     expect(stats.endpoints).toEqual([
-      { endpoint: `127.0.0.1:${running.port}`, state: 'ready', connections: 1, inFlight: 0 },
+      { endpoint: `127.0.0.1:${running.port}`, state: 'ready', connections: 1, inFlight: 0, failedAttempts: 0 },
     ]);
     client.close();
   });

@@ -269,7 +269,7 @@ describe('sample app: HTTP gateway → nest-wire → math service', () => {
       });
       expect(stats.client.calls.succeeded).toBeGreaterThan(0);
       expect(stats.client.endpoints).toEqual([
-        { endpoint: `127.0.0.1:${service.port}`, state: 'ready', connections: 1, inFlight: 0 },
+        { endpoint: `127.0.0.1:${service.port}`, state: 'ready', connections: 1, inFlight: 0, failedAttempts: 0 },
       ]);
       expect(stats.client.transport.framesOut).toBeGreaterThan(0);
 
