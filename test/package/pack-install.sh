@@ -7,6 +7,8 @@
 #               plus a CommonJS jest test that require()s the package
 # The apps' versions are pinned (test/package/*/package.json); each step has a time limit.
 set -euo pipefail
+# The registry as of this date for the test apps' dependencies (see the install step below).
+APPS_REGISTRY_DATE="${APPS_REGISTRY_DATE:-2026-11-28T00:00:00Z}"
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/nest-wire-package-test.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -76,7 +78,11 @@ for app in esm-nest12 cjs-nest11; do
   dir="$work/$app"
   cp -R "$repo/test/package/$app" "$dir"
   cp -R "$repo/test/package/app/src" "$dir/src"
-  (cd "$dir" && limit 600 npm install --no-audit --no-fund --no-package-lock --loglevel=error "$tarball")
+  # --before: the apps' dependency trees as the registry had them on that day, so a release
+  # published minutes ago (whose own dependencies may not be visible everywhere yet) cannot
+  # break this test; the tarball is local and unaffected.
+  (cd "$dir" && limit 600 npm install --no-audit --no-fund --no-package-lock --loglevel=error \
+    --before="$APPS_REGISTRY_DATE" "$tarball")
   # A transport is a plugin: the app's Nest, rxjs and msgpackr are the only copies.
   [ ! -e "$dir/node_modules/nest-wire/node_modules" ] ||
     fail "$app: npm nested packages under nest-wire: $(ls "$dir/node_modules/nest-wire/node_modules")"
