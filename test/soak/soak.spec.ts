@@ -227,6 +227,12 @@ function serverSockets(running: RunningServer): Socket[] {
 }
 
 /**
+ * `npm run soak` runs this file in a jest process of its own: it compares the process's active
+ * resources before and after, and the other soak files (child-process peers, floods) can leave
+ * timers of their own behind in a shared worker for a while.
+ */
+
+/**
  * Waits (bounded) until both tables are empty, then until the active resources are
  * stable: two samples 250 ms apart that agree. That lets the timing wheels stop their
  * tickers and lets transient timers run out (the 200 ms sleep of a `delayed` handler
