@@ -1,5 +1,7 @@
 import type { PeerCertificate, ConnectionOptions as TlsConnectionOptions, TlsOptions } from 'node:tls';
 import { WireOptionsError } from './errors.js';
+import { parseEndpoint, type EndpointAddress, type WireEndpoint } from './client/endpoint-address.js';
+import { checkInteger, checkTimeout, MAX_TIMEOUT_MS } from './option-checks.js';
 import { checkOptionKeys, unknownOptionError, type OptionKeys } from './option-keys.js';
 import { MsgpackCodec, type PayloadTypes, type WireCodec } from './protocol/codec.js';
 import { MAX_COMPRESSED_PAYLOAD_BYTES, PayloadCompressor, type CompressionAlgorithm } from './protocol/compression.js';
@@ -53,14 +55,6 @@ export interface WireAuthInfo {
   /** The client's certificate when mutual TLS is on; undefined otherwise. */
   tlsPeerCertificate?: PeerCertificate;
 }
-
-/** A server to connect to: `'host:port'`, `'[::1]:port'`, `{ host, port }` or a Unix socket `{ path }`. */
-export type WireEndpoint = string | { host: string; port: number } | { path: string };
-
-/** A resolved place to dial. */
-export type EndpointAddress = { host: string; port: number } | { path: string };
-/** Largest timeout Node's timers accept (2^31 - 1 ms, about 24.8 days). */
-export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** Options shared by `WireServer` and `WireClient`. */
 export interface WireCommonOptions {
@@ -759,18 +753,6 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
   };
 }
 
-/** Validates a timeout in ms: 0 (disabled) up to Node's timer limit. */
-export function checkTimeout(value: number, what: string): number {
-  return checkInteger(value, 0, MAX_TIMEOUT_MS, `${what} (ms, 0 disables)`);
-}
-
-function checkInteger(value: number, min: number, max: number, what: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new WireOptionsError(`${what} must be an integer from ${min} to ${max}, got ${String(value)}`);
-  }
-  return value;
-}
-
 /** The client's endpoints: `servers` if given, else the single host/port or path. */
 function resolveServers(options: WireClientOptions, common: ResolvedCommonOptions, where: string): EndpointAddress[] {
   if (options.servers === undefined) {
@@ -785,31 +767,6 @@ function resolveServers(options: WireClientOptions, common: ResolvedCommonOption
     );
   }
   return options.servers.map((s, i) => parseEndpoint(s, `${where} option servers[${i}]`));
-}
-
-export function parseEndpoint(endpoint: WireEndpoint, what: string): EndpointAddress {
-  if (typeof endpoint === 'string') {
-    const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(endpoint);
-    if (match === null)
-      throw new WireOptionsError(`${what} must look like 'host:port' or '[ipv6]:port', got '${endpoint}'`);
-    return { host: match[1] ?? match[2], port: checkInteger(Number(match[3]), 1, 65535, `${what} port`) };
-  }
-  if (endpoint !== null && typeof endpoint === 'object') {
-    if ('path' in endpoint && typeof endpoint.path === 'string' && endpoint.path.length > 0)
-      return { path: endpoint.path };
-    if ('host' in endpoint && typeof endpoint.host === 'string' && endpoint.host.length > 0) {
-      return { host: endpoint.host, port: checkInteger(endpoint.port, 1, 65535, `${what} port`) };
-    }
-  }
-  throw new WireOptionsError(
-    `${what} must be 'host:port', { host, port } or { path }, got ${JSON.stringify(endpoint)}`,
-  );
-}
-
-/** `host:port`, `[v6]:port` or `unix:path`, for logs and keys. */
-export function formatAddress(address: EndpointAddress): string {
-  if ('path' in address) return `unix:${address.path}`;
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
 
 function resolveCompression(value: WireCommonOptions['compression'], where: string): PayloadCompressor | null {
