@@ -55,9 +55,9 @@ export {
   type WireServerOptions,
   type WireClientOptions,
   type WireCallOptions,
-  type WireEndpoint,
   type WireAuthInfo,
 } from './options.js';
+export { formatAddress, parseEndpoint, type EndpointAddress, type WireEndpoint } from './client/endpoint-address.js';
 export {
   MsgpackCodec,
   MSGPACK_CODEC_ID,

@@ -1,51 +1,54 @@
 import type { PeerCertificate, ConnectionOptions as TlsConnectionOptions, TlsOptions } from 'node:tls';
 import { WireOptionsError } from './errors.js';
+import { parseEndpoint, type EndpointAddress, type WireEndpoint } from './client/endpoint-address.js';
+import { checkInteger, MAX_TIMEOUT_MS } from './option-checks.js';
+import { INTEGER_OPTIONS, resolveInteger } from './option-table.js';
 import { checkOptionKeys, unknownOptionError, type OptionKeys } from './option-keys.js';
 import { MsgpackCodec, type PayloadTypes, type WireCodec } from './protocol/codec.js';
 import { MAX_COMPRESSED_PAYLOAD_BYTES, PayloadCompressor, type CompressionAlgorithm } from './protocol/compression.js';
-import { MAX_STREAM_CREDIT } from './protocol/frame.js';
 
+// The integer defaults are stated once, in their row (lib/option-table.ts); these names stay importable.
 export const DEFAULT_HOST = 'localhost';
-export const DEFAULT_PORT = 3000;
-export const DEFAULT_TIMEOUT_MS = 30_000;
-export const DEFAULT_POOL_SIZE = 1;
-export const DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024;
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-export const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION = 1024;
-export const DEFAULT_MAX_PENDING_CALLS = 10_000;
-export const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
-export const DEFAULT_STREAM_CREDIT = 256;
-export const DEFAULT_MAX_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
-export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
-export const DEFAULT_RESOLVE_INTERVAL_MS = 30_000;
-export const DEFAULT_RECONNECT_INITIAL_DELAY_MS = 100;
+export const DEFAULT_PORT = INTEGER_OPTIONS.port.default;
+export const DEFAULT_TIMEOUT_MS = INTEGER_OPTIONS.timeout.default;
+export const DEFAULT_POOL_SIZE = INTEGER_OPTIONS.poolSize.default;
+export const DEFAULT_MAX_FRAME_BYTES = INTEGER_OPTIONS.maxFrameSize.default;
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = INTEGER_OPTIONS.handshakeTimeoutMs.default;
+export const DEFAULT_CONNECT_TIMEOUT_MS = INTEGER_OPTIONS.connectTimeoutMs.default;
+export const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION = INTEGER_OPTIONS.maxInFlightPerConnection.default;
+export const DEFAULT_MAX_PENDING_CALLS = INTEGER_OPTIONS.maxPendingCalls.default;
+export const DEFAULT_MAX_QUEUED_BYTES = INTEGER_OPTIONS.maxQueuedBytes.default;
+export const DEFAULT_STREAM_CREDIT = INTEGER_OPTIONS.streamCredit.default;
+export const DEFAULT_MAX_STREAM_BUFFER_BYTES = INTEGER_OPTIONS.maxStreamBufferBytes.default;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = INTEGER_OPTIONS.heartbeatIntervalMs.default;
+export const DEFAULT_RESOLVE_INTERVAL_MS = INTEGER_OPTIONS.resolveIntervalMs.default;
+export const DEFAULT_RECONNECT_INITIAL_DELAY_MS = INTEGER_OPTIONS['reconnect.initialDelayMs'].default;
 export const DEFAULT_RECONNECT_MAX_DELAY_MS = 5_000;
-export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
-export const DEFAULT_NACK_RETRIES = 3;
-export const DEFAULT_MAX_PATTERN_BYTES = 1024;
-export const DEFAULT_MAX_METADATA_ENTRIES = 64;
-export const DEFAULT_MAX_METADATA_BYTES = 8 * 1024;
-export const DEFAULT_MAX_CONNECTIONS = 10_000;
-export const DEFAULT_RETRY_MAX_ATTEMPTS = 3;
+export const DEFAULT_DRAIN_TIMEOUT_MS = INTEGER_OPTIONS.drainTimeoutMs.default;
+export const DEFAULT_NACK_RETRIES = INTEGER_OPTIONS.nackRetries.default;
+export const DEFAULT_MAX_PATTERN_BYTES = INTEGER_OPTIONS.maxPatternBytes.default;
+export const DEFAULT_MAX_METADATA_ENTRIES = INTEGER_OPTIONS.maxMetadataEntries.default;
+export const DEFAULT_MAX_METADATA_BYTES = INTEGER_OPTIONS.maxMetadataBytes.default;
+export const DEFAULT_MAX_CONNECTIONS = INTEGER_OPTIONS.maxConnections.default;
+export const DEFAULT_RETRY_MAX_ATTEMPTS = INTEGER_OPTIONS['retry.maxAttempts'].default;
 export const DEFAULT_HEDGE_DELAY_MS = 50;
-export const DEFAULT_EJECTION_CONSECUTIVE_FAILURES = 5;
-export const DEFAULT_BASE_EJECTION_MS = 30_000;
+export const DEFAULT_EJECTION_CONSECUTIVE_FAILURES = INTEGER_OPTIONS['outlierDetection.consecutiveFailures'].default;
+export const DEFAULT_BASE_EJECTION_MS = INTEGER_OPTIONS['outlierDetection.baseEjectionMs'].default;
 export const DEFAULT_MAX_EJECTION_MS = 300_000;
-export const DEFAULT_MAX_EJECTED_PERCENT = 50;
-export const DEFAULT_HEDGE_MAX_EXTRA_PERCENT = 5;
-export const DEFAULT_RETRY_BUDGET_PERCENT = 20;
-export const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND = 10;
+export const DEFAULT_MAX_EJECTED_PERCENT = INTEGER_OPTIONS['outlierDetection.maxEjectedPercent'].default;
+export const DEFAULT_HEDGE_MAX_EXTRA_PERCENT = INTEGER_OPTIONS['hedge.maxExtraPercent'].default;
+export const DEFAULT_RETRY_BUDGET_PERCENT = INTEGER_OPTIONS['retry.budget.percent'].default;
+export const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND = INTEGER_OPTIONS['retry.budget.minPerSecond'].default;
 /** Estimated JS heap one decoded payload may take (see docs/SECURITY.md for the estimate). */
-export const DEFAULT_MAX_DECODED_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MAX_DECODED_BYTES = INTEGER_OPTIONS.maxDecodedBytes.default;
 /** Estimated JS heap of the inputs of all calls running on one connection. */
-export const DEFAULT_MAX_DECODED_BYTES_PER_CONNECTION = 64 * 1024 * 1024;
+export const DEFAULT_MAX_DECODED_BYTES_PER_CONNECTION = INTEGER_OPTIONS.maxDecodedBytesPerConnection.default;
 /** Estimated JS heap of the inputs of all calls running on one server. */
-export const DEFAULT_MAX_DECODED_BYTES_PER_SERVER = 256 * 1024 * 1024;
+export const DEFAULT_MAX_DECODED_BYTES_PER_SERVER = INTEGER_OPTIONS.maxDecodedBytesPerServer.default;
 /** Largest payload after decompression (also the largest a sender compresses). */
 export const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024;
 /** Bytes of partly received fragmented values a client connection holds. */
-export const DEFAULT_MAX_FRAGMENTED_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_FRAGMENTED_BYTES = INTEGER_OPTIONS.maxFragmentedBytes.default;
 
 /** What `authenticate` learns about the connection besides the credentials. */
 export interface WireAuthInfo {
@@ -53,14 +56,6 @@ export interface WireAuthInfo {
   /** The client's certificate when mutual TLS is on; undefined otherwise. */
   tlsPeerCertificate?: PeerCertificate;
 }
-
-/** A server to connect to: `'host:port'`, `'[::1]:port'`, `{ host, port }` or a Unix socket `{ path }`. */
-export type WireEndpoint = string | { host: string; port: number } | { path: string };
-
-/** A resolved place to dial. */
-export type EndpointAddress = { host: string; port: number } | { path: string };
-/** Largest timeout Node's timers accept (2^31 - 1 ms, about 24.8 days). */
-export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** Options shared by `WireServer` and `WireClient`. */
 export interface WireCommonOptions {
@@ -418,70 +413,24 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
   checkOptionKeys(options, SERVER_OPTION_KEYS, where);
   return {
     ...resolveCommon(options, where),
-    drainTimeoutMs: checkTimeout(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, `${where} option drainTimeoutMs`),
+    drainTimeoutMs: resolveInteger('drainTimeoutMs', options.drainTimeoutMs, where),
     tls: checkObject(options.tls, `${where} option tls`),
     authenticate: checkFunction(options.authenticate, `${where} option authenticate`),
-    maxPatternBytes: checkInteger(
-      options.maxPatternBytes ?? DEFAULT_MAX_PATTERN_BYTES,
-      1,
-      0xffff,
-      `${where} option maxPatternBytes`,
+    maxPatternBytes: resolveInteger('maxPatternBytes', options.maxPatternBytes, where),
+    maxMetadataEntries: resolveInteger('maxMetadataEntries', options.maxMetadataEntries, where),
+    maxMetadataBytes: resolveInteger('maxMetadataBytes', options.maxMetadataBytes, where),
+    maxConnections: resolveInteger('maxConnections', options.maxConnections, where),
+    idleTimeoutMs: resolveInteger('idleTimeoutMs', options.idleTimeoutMs, where),
+    maxInFlightPerConnection: resolveInteger('maxInFlightPerConnection', options.maxInFlightPerConnection, where),
+    maxStreamBufferBytes: resolveInteger('maxStreamBufferBytes', options.maxStreamBufferBytes, where),
+    maxQueuedBytes: resolveInteger('maxQueuedBytes', options.maxQueuedBytes, where),
+    maxConcurrentCalls: resolveInteger('maxConcurrentCalls', options.maxConcurrentCalls, where),
+    maxDecodedBytesPerConnection: resolveInteger(
+      'maxDecodedBytesPerConnection',
+      options.maxDecodedBytesPerConnection,
+      where,
     ),
-    maxMetadataEntries: checkInteger(
-      options.maxMetadataEntries ?? DEFAULT_MAX_METADATA_ENTRIES,
-      0,
-      Number.MAX_SAFE_INTEGER,
-      `${where} option maxMetadataEntries`,
-    ),
-    maxMetadataBytes: checkInteger(
-      options.maxMetadataBytes ?? DEFAULT_MAX_METADATA_BYTES,
-      0,
-      0xffffffff,
-      `${where} option maxMetadataBytes`,
-    ),
-    maxConnections: checkInteger(
-      options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
-      1,
-      Number.MAX_SAFE_INTEGER,
-      `${where} option maxConnections`,
-    ),
-    idleTimeoutMs: checkTimeout(options.idleTimeoutMs ?? 0, `${where} option idleTimeoutMs`),
-    maxInFlightPerConnection: checkInteger(
-      options.maxInFlightPerConnection ?? DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
-      1,
-      0xffffffff,
-      `${where} option maxInFlightPerConnection`,
-    ),
-    maxStreamBufferBytes: checkInteger(
-      options.maxStreamBufferBytes ?? DEFAULT_MAX_STREAM_BUFFER_BYTES,
-      0,
-      Number.MAX_SAFE_INTEGER,
-      `${where} option maxStreamBufferBytes`,
-    ),
-    maxQueuedBytes: checkInteger(
-      options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
-      1024,
-      Number.MAX_SAFE_INTEGER,
-      `${where} option maxQueuedBytes`,
-    ),
-    maxConcurrentCalls: checkInteger(
-      options.maxConcurrentCalls ?? 0,
-      0,
-      0xffffffff,
-      `${where} option maxConcurrentCalls (0: no limit)`,
-    ),
-    maxDecodedBytesPerConnection: checkInteger(
-      options.maxDecodedBytesPerConnection ?? DEFAULT_MAX_DECODED_BYTES_PER_CONNECTION,
-      1024,
-      Number.MAX_SAFE_INTEGER,
-      `${where} option maxDecodedBytesPerConnection`,
-    ),
-    maxDecodedBytesPerServer: checkInteger(
-      options.maxDecodedBytesPerServer ?? DEFAULT_MAX_DECODED_BYTES_PER_SERVER,
-      1024,
-      Number.MAX_SAFE_INTEGER,
-      `${where} option maxDecodedBytesPerServer`,
-    ),
+    maxDecodedBytesPerServer: resolveInteger('maxDecodedBytesPerServer', options.maxDecodedBytesPerServer, where),
   };
 }
 
@@ -491,12 +440,7 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
   const common = resolveCommon(options, where);
   const reconnect = options.reconnect ?? {};
   checkOptionKeys(reconnect, RECONNECT_OPTION_KEYS, `${where} option reconnect`);
-  const initialDelayMs = checkInteger(
-    reconnect.initialDelayMs ?? DEFAULT_RECONNECT_INITIAL_DELAY_MS,
-    1,
-    MAX_TIMEOUT_MS,
-    `${where} option reconnect.initialDelayMs`,
-  );
+  const initialDelayMs = resolveInteger('reconnect.initialDelayMs', reconnect.initialDelayMs, where);
   const maxDelayMs = checkInteger(
     reconnect.maxDelayMs ?? Math.max(DEFAULT_RECONNECT_MAX_DELAY_MS, initialDelayMs),
     initialDelayMs,
@@ -509,46 +453,18 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
     tls: checkObject(options.tls, `${where} option tls`),
     credentials: options.credentials,
     lookupHostnames: options.servers !== undefined,
-    resolveIntervalMs: checkTimeout(
-      options.resolveIntervalMs ?? DEFAULT_RESOLVE_INTERVAL_MS,
-      `${where} option resolveIntervalMs`,
-    ),
+    resolveIntervalMs: resolveInteger('resolveIntervalMs', options.resolveIntervalMs, where),
     reconnect: { initialDelayMs, maxDelayMs },
-    nackRetries: checkInteger(options.nackRetries ?? DEFAULT_NACK_RETRIES, 0, 100, `${where} option nackRetries`),
-    timeout: checkTimeout(options.timeout ?? DEFAULT_TIMEOUT_MS, `${where} option timeout`),
-    poolSize: checkInteger(options.poolSize ?? DEFAULT_POOL_SIZE, 1, 1024, `${where} option poolSize`),
-    connectTimeoutMs: checkInteger(
-      options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-      1,
-      MAX_TIMEOUT_MS,
-      `${where} option connectTimeoutMs`,
-    ),
-    maxPendingCalls: checkInteger(
-      options.maxPendingCalls ?? DEFAULT_MAX_PENDING_CALLS,
-      1,
-      Number.MAX_SAFE_INTEGER,
-      `${where} option maxPendingCalls`,
-    ),
+    nackRetries: resolveInteger('nackRetries', options.nackRetries, where),
+    timeout: resolveInteger('timeout', options.timeout, where),
+    poolSize: resolveInteger('poolSize', options.poolSize, where),
+    connectTimeoutMs: resolveInteger('connectTimeoutMs', options.connectTimeoutMs, where),
+    maxPendingCalls: resolveInteger('maxPendingCalls', options.maxPendingCalls, where),
     overflow: checkOneOf(options.overflow ?? 'fail', ['fail', 'wait'] as const, `${where} option overflow`),
-    maxQueuedBytes: checkInteger(
-      options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
-      1024,
-      Number.MAX_SAFE_INTEGER,
-      `${where} option maxQueuedBytes`,
-    ),
-    streamCredit: checkInteger(
-      options.streamCredit ?? DEFAULT_STREAM_CREDIT,
-      1,
-      MAX_STREAM_CREDIT,
-      `${where} option streamCredit`,
-    ),
+    maxQueuedBytes: resolveInteger('maxQueuedBytes', options.maxQueuedBytes, where),
+    streamCredit: resolveInteger('streamCredit', options.streamCredit, where),
     propagate: checkBoolean(options.propagate ?? true, `${where} option propagate`),
-    maxFragmentedBytes: checkInteger(
-      options.maxFragmentedBytes ?? DEFAULT_MAX_FRAGMENTED_BYTES,
-      1024,
-      Number.MAX_SAFE_INTEGER,
-      `${where} option maxFragmentedBytes`,
-    ),
+    maxFragmentedBytes: resolveInteger('maxFragmentedBytes', options.maxFragmentedBytes, where),
     idempotent: resolveIdempotent(options.idempotent, where),
     retry: resolveRetry(options.retry, where),
     hedge: resolveHedge(options.hedge, where),
@@ -563,19 +479,9 @@ function resolveOutlierDetection(
   if (value === undefined || value === null) return null;
   const what = `${where} option outlierDetection`;
   checkOptionKeys(value, OUTLIER_DETECTION_OPTION_KEYS, what);
-  const baseEjectionMs = checkInteger(
-    value.baseEjectionMs ?? DEFAULT_BASE_EJECTION_MS,
-    1,
-    MAX_TIMEOUT_MS,
-    `${what}.baseEjectionMs`,
-  );
+  const baseEjectionMs = resolveInteger('outlierDetection.baseEjectionMs', value.baseEjectionMs, where);
   return {
-    consecutiveFailures: checkInteger(
-      value.consecutiveFailures ?? DEFAULT_EJECTION_CONSECUTIVE_FAILURES,
-      1,
-      1_000_000,
-      `${what}.consecutiveFailures`,
-    ),
+    consecutiveFailures: resolveInteger('outlierDetection.consecutiveFailures', value.consecutiveFailures, where),
     baseEjectionMs,
     maxEjectionMs: checkInteger(
       value.maxEjectionMs ?? Math.max(DEFAULT_MAX_EJECTION_MS, baseEjectionMs),
@@ -583,12 +489,7 @@ function resolveOutlierDetection(
       MAX_TIMEOUT_MS,
       `${what}.maxEjectionMs (at least baseEjectionMs)`,
     ),
-    maxEjectedPercent: checkInteger(
-      value.maxEjectedPercent ?? DEFAULT_MAX_EJECTED_PERCENT,
-      0,
-      100,
-      `${what}.maxEjectedPercent`,
-    ),
+    maxEjectedPercent: resolveInteger('outlierDetection.maxEjectedPercent', value.maxEjectedPercent, where),
   };
 }
 
@@ -599,12 +500,7 @@ function resolveHedge(value: WireClientOptions['hedge'], where: string): Resolve
   return {
     delayMs:
       delay === 'p95' ? 'p95' : checkInteger(delay, 1, MAX_TIMEOUT_MS, `${where} option hedge.delayMs (ms, or 'p95')`),
-    maxExtraPercent: checkInteger(
-      value.maxExtraPercent ?? DEFAULT_HEDGE_MAX_EXTRA_PERCENT,
-      1,
-      100,
-      `${where} option hedge.maxExtraPercent`,
-    ),
+    maxExtraPercent: resolveInteger('hedge.maxExtraPercent', value.maxExtraPercent, where),
   };
 }
 
@@ -645,25 +541,10 @@ function resolveRetry(value: WireClientOptions['retry'], where: string): Resolve
   const budget = retry.budget ?? {};
   checkOptionKeys(budget, RETRY_BUDGET_OPTION_KEYS, `${where} option retry.budget`);
   return {
-    maxAttempts: checkInteger(
-      retry.maxAttempts ?? DEFAULT_RETRY_MAX_ATTEMPTS,
-      1,
-      10,
-      `${where} option retry.maxAttempts`,
-    ),
+    maxAttempts: resolveInteger('retry.maxAttempts', retry.maxAttempts, where),
     budget: {
-      percent: checkInteger(
-        budget.percent ?? DEFAULT_RETRY_BUDGET_PERCENT,
-        0,
-        100,
-        `${where} option retry.budget.percent`,
-      ),
-      minPerSecond: checkInteger(
-        budget.minPerSecond ?? DEFAULT_RETRY_BUDGET_MIN_PER_SECOND,
-        0,
-        1_000_000,
-        `${where} option retry.budget.minPerSecond`,
-      ),
+      percent: resolveInteger('retry.budget.percent', budget.percent, where),
+      minPerSecond: resolveInteger('retry.budget.minPerSecond', budget.minPerSecond, where),
     },
   };
 }
@@ -717,12 +598,7 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
   if (typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
     throw new WireOptionsError(`${where} option codec must implement encode(value) and decode(bytes)`);
   }
-  const maxFrameSize = checkInteger(
-    options.maxFrameSize ?? DEFAULT_MAX_FRAME_BYTES,
-    1024,
-    0xffffffff,
-    `${where} option maxFrameSize (bytes)`,
-  );
+  const maxFrameSize = resolveInteger('maxFrameSize', options.maxFrameSize, where);
   const path = options.path ?? null;
   if (path !== null && (typeof path !== 'string' || path.length === 0)) {
     throw new WireOptionsError(`${where} option path must be a non-empty string (a Unix socket path)`);
@@ -731,25 +607,12 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
     host,
     path,
     compression: resolveCompression(options.compression, where),
-    heartbeatIntervalMs: checkTimeout(
-      options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
-      `${where} option heartbeatIntervalMs`,
-    ),
-    port: checkInteger(options.port ?? DEFAULT_PORT, 0, 65535, `${where} option port`),
+    heartbeatIntervalMs: resolveInteger('heartbeatIntervalMs', options.heartbeatIntervalMs, where),
+    port: resolveInteger('port', options.port, where),
     maxFrameSize,
-    handshakeTimeoutMs: checkInteger(
-      options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-      1,
-      MAX_TIMEOUT_MS,
-      `${where} option handshakeTimeoutMs`,
-    ),
+    handshakeTimeoutMs: resolveInteger('handshakeTimeoutMs', options.handshakeTimeoutMs, where),
     codec,
-    maxDecodedBytes: checkInteger(
-      options.maxDecodedBytes ?? DEFAULT_MAX_DECODED_BYTES,
-      1024,
-      Number.MAX_SAFE_INTEGER,
-      `${where} option maxDecodedBytes`,
-    ),
+    maxDecodedBytes: resolveInteger('maxDecodedBytes', options.maxDecodedBytes, where),
     maxDecompressedBytes: checkInteger(
       options.maxDecompressedBytes ?? Math.min(DEFAULT_MAX_DECOMPRESSED_BYTES, maxFrameSize),
       Math.min(MAX_COMPRESSED_PAYLOAD_BYTES, maxFrameSize),
@@ -757,18 +620,6 @@ function resolveCommon(options: WireCommonOptions, where: string): ResolvedCommo
       `${where} option maxDecompressedBytes (at most maxFrameSize)`,
     ),
   };
-}
-
-/** Validates a timeout in ms: 0 (disabled) up to Node's timer limit. */
-export function checkTimeout(value: number, what: string): number {
-  return checkInteger(value, 0, MAX_TIMEOUT_MS, `${what} (ms, 0 disables)`);
-}
-
-function checkInteger(value: number, min: number, max: number, what: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new WireOptionsError(`${what} must be an integer from ${min} to ${max}, got ${String(value)}`);
-  }
-  return value;
 }
 
 /** The client's endpoints: `servers` if given, else the single host/port or path. */
@@ -787,31 +638,6 @@ function resolveServers(options: WireClientOptions, common: ResolvedCommonOption
   return options.servers.map((s, i) => parseEndpoint(s, `${where} option servers[${i}]`));
 }
 
-export function parseEndpoint(endpoint: WireEndpoint, what: string): EndpointAddress {
-  if (typeof endpoint === 'string') {
-    const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(endpoint);
-    if (match === null)
-      throw new WireOptionsError(`${what} must look like 'host:port' or '[ipv6]:port', got '${endpoint}'`);
-    return { host: match[1] ?? match[2], port: checkInteger(Number(match[3]), 1, 65535, `${what} port`) };
-  }
-  if (endpoint !== null && typeof endpoint === 'object') {
-    if ('path' in endpoint && typeof endpoint.path === 'string' && endpoint.path.length > 0)
-      return { path: endpoint.path };
-    if ('host' in endpoint && typeof endpoint.host === 'string' && endpoint.host.length > 0) {
-      return { host: endpoint.host, port: checkInteger(endpoint.port, 1, 65535, `${what} port`) };
-    }
-  }
-  throw new WireOptionsError(
-    `${what} must be 'host:port', { host, port } or { path }, got ${JSON.stringify(endpoint)}`,
-  );
-}
-
-/** `host:port`, `[v6]:port` or `unix:path`, for logs and keys. */
-export function formatAddress(address: EndpointAddress): string {
-  if ('path' in address) return `unix:${address.path}`;
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
-}
-
 function resolveCompression(value: WireCommonOptions['compression'], where: string): PayloadCompressor | null {
   if (value === undefined || value === null) return null;
   checkOptionKeys(value, COMPRESSION_OPTION_KEYS, `${where} option compression`);
@@ -820,11 +646,6 @@ function resolveCompression(value: WireCommonOptions['compression'], where: stri
     ['deflate', 'brotli'] as const,
     `${where} option compression.algorithm`,
   );
-  const threshold = checkInteger(
-    value.thresholdBytes ?? 1024,
-    0,
-    Number.MAX_SAFE_INTEGER,
-    `${where} option compression.thresholdBytes`,
-  );
+  const threshold = resolveInteger('compression.thresholdBytes', value.thresholdBytes, where);
   return new PayloadCompressor(algorithm, threshold);
 }

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import type { INestApplication, INestMicroservice, LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { WireServer } from 'nest-wire';
+import { formatAddress, WireServer } from 'nest-wire';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_HOST } from './config.js';
 import { GatewayModule } from './gateway/gateway.module.js';
@@ -68,5 +68,5 @@ export async function startGateway(
     throw err;
   }
   const { port } = (app.getHttpServer() as import('node:net').Server).address() as AddressInfo;
-  return { app, port, url: `http://${host.includes(':') ? `[${host}]` : host}:${port}` };
+  return { app, port, url: `http://${formatAddress({ host, port })}` };
 }

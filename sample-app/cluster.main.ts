@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { formatHostPort, loadConfig } from './config.js';
+import { formatAddress } from 'nest-wire';
+import { loadConfig } from './config.js';
 
 /**
  * Two math services (`service.main.js` on `WIRE_HOST`, ports `WIRE_PORTS`, default
@@ -23,7 +24,7 @@ interface Part {
 }
 
 const config = loadConfig();
-const addresses = config.clusterWirePorts.map((port) => formatHostPort(config.wireHost, port));
+const addresses = config.clusterWirePorts.map((port) => formatAddress({ host: config.wireHost, port }));
 const entry = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
 
 const parts: Part[] = [

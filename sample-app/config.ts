@@ -33,11 +33,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SampleConfig {
   };
 }
 
-/** `host:port` as `WireClient`'s `servers` option takes it (an IPv6 host in brackets). */
-export function formatHostPort(host: string, port: number): string {
-  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
-}
-
 function portFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
   return raw === undefined || raw === '' ? fallback : parsePort(name, raw);

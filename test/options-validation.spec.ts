@@ -1,5 +1,6 @@
 import { WireClient, WireOptionsError, WireServer } from '../lib/index.js';
-import { formatAddress, resolveClientOptions } from '../lib/options.js';
+import { formatAddress } from '../lib/client/endpoint-address.js';
+import { resolveClientOptions } from '../lib/options.js';
 
 /**
  * What each invalid value says (house rule: the option's name and its valid range, or the

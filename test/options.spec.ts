@@ -6,6 +6,7 @@ import { firstValueFrom } from 'rxjs';
 import { WireClient, WireOptionsError, WireServer } from '../lib/index.js';
 import { closestKey } from '../lib/option-keys.js';
 import { CALL_OPTION_KEYS, CLIENT_OPTION_KEYS, SERVER_OPTION_KEYS } from '../lib/options.js';
+import { INTEGER_OPTIONS } from '../lib/option-table.js';
 
 /** The constructor's error, asserted to be a WireOptionsError. */
 function refusal(make: () => unknown): WireOptionsError {
@@ -164,5 +165,40 @@ describe('the known-key lists and the README options table', () => {
     expect(new Set(Object.keys(SERVER_OPTION_KEYS))).toEqual(documented('both', 'server'));
     expect(new Set(Object.keys(CLIENT_OPTION_KEYS))).toEqual(documented('both', 'client'));
     expect(new Set(Object.keys(CALL_OPTION_KEYS))).toEqual(documented('call'));
+  });
+});
+
+describe('the integer option rows and the README options table', () => {
+  const table = new Map(
+    [
+      ...readFileSync(new URL('../README.md', import.meta.url), 'utf8').matchAll(
+        /^\| `(\w+)` \| (?:both|server|client) \| ([^|]*) \| ([^|]*) \|/gm,
+      ),
+    ].map((r) => [r[1], { dflt: r[2].trim(), range: r[3].trim() }]),
+  );
+  /** A README quantity as a number: `1 024`, 16 MiB, 8 KiB, 2³² − 1, `0` (off). */
+  const quantity = (text: string): number => {
+    const t = text.replace(/`|\(off\)/g, '').trim();
+    if (/^2³² − 1$/.test(t)) return 2 ** 32 - 1;
+    const m = /^([\d ]+?)\s*(KiB|MiB)?$/.exec(t);
+    if (m === null) throw new Error(`not a quantity: ${text}`);
+    return Number(m[1].replace(/ /g, '')) * (m[2] === 'KiB' ? 1024 : m[2] === 'MiB' ? 1024 * 1024 : 1);
+  };
+  const rows = Object.entries(INTEGER_OPTIONS).filter(([name]) => !name.includes('.'));
+
+  it.each(rows)('%s: the default and the range stated agree with the row', (name, row) => {
+    const doc = table.get(name);
+    expect(doc).toBeDefined();
+    expect(quantity(doc!.dflt)).toBe(row.default);
+    const between = /(2³² − 1|\d[\d ]*)\s*–\s*(2³² − 1|\d[\d ]*)/.exec(doc!.range);
+    const atLeast = /≥ (\d[\d ]*)/.exec(doc!.range);
+    if (between !== null) {
+      expect([quantity(between[1]), quantity(between[2])]).toEqual([row.min, row.max]);
+    } else if (atLeast !== null) {
+      expect(quantity(atLeast[1])).toBe(row.min);
+      expect(row.max).toBeGreaterThanOrEqual(2 ** 31 - 1); // no upper bound worth stating (Node's timer limit or more)
+    } else if (doc!.range.includes('`0` disables') || doc!.range.includes('`0` resolves once')) {
+      expect(row.min).toBe(0);
+    }
   });
 });

@@ -5,7 +5,8 @@ import { backoffDelay } from '../connection/backoff.js';
 import type { HeartbeatMonitor } from '../connection/heartbeat.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { WireAuthError, WireConnectionError, type WireError } from '../errors.js';
-import { formatAddress, type EndpointAddress, type ResolvedClientOptions } from '../options.js';
+import type { ResolvedClientOptions } from '../options.js';
+import { formatAddress, type EndpointAddress } from './endpoint-address.js';
 import { ClientConnection, type ClientConnectionEvents } from './client-connection.js';
 import type { PendingCall } from './pending-call.js';
 

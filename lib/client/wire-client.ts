@@ -9,12 +9,12 @@ import { CallStats, TransportCounters, type CallStatsSnapshot } from '../connect
 import { WireCancelledError, WireConnectionError, WireError, WireOptionsError, WireTimeoutError } from '../errors.js';
 import {
   checkCallOptionKeys,
-  checkTimeout,
   resolveClientOptions,
   type ResolvedClientOptions,
   type WireCallOptions,
   type WireClientOptions,
 } from '../options.js';
+import { checkTimeout } from '../option-checks.js';
 import type { ClientConnection } from './client-connection.js';
 import { Balancer, type BalancerListener } from './balancer.js';
 import { OutageLog } from '../connection/outage-log.js';

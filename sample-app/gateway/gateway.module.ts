@@ -2,9 +2,8 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ClientsModule } from '@nestjs/microservices';
 import { TerminusModule } from '@nestjs/terminus';
-import { WireClient, type WireClientOptions } from 'nest-wire';
+import { formatAddress, WireClient, type WireClientOptions } from 'nest-wire';
 import { WireHealthIndicator } from 'nest-wire/terminus';
-import { formatHostPort } from '../config.js';
 import { DiagnosticsController } from './diagnostics.controller.js';
 import { HealthController } from './health.controller.js';
 import { DEFAULT_CALL_TIMEOUT_MS, MATH_SERVICE, MATH_SERVICE_ADDRESSES } from './math-service.client.js';
@@ -24,7 +23,8 @@ export class GatewayModule {
       'servers' in target
         ? { servers: target.servers, timeout: DEFAULT_CALL_TIMEOUT_MS }
         : { host: target.wireHost, port: target.wirePort, timeout: DEFAULT_CALL_TIMEOUT_MS };
-    const addresses = 'servers' in target ? target.servers : [formatHostPort(target.wireHost, target.wirePort)];
+    const addresses =
+      'servers' in target ? target.servers : [formatAddress({ host: target.wireHost, port: target.wirePort })];
     return {
       module: GatewayModule,
       imports: [ClientsModule.register([{ name: MATH_SERVICE, customClass: WireClient, options }]), TerminusModule],

@@ -1,5 +1,4 @@
-import type { WireServer, WireServerStats } from 'nest-wire';
-import { formatHostPort } from '../config.js';
+import { formatAddress, type WireServer, type WireServerStats } from 'nest-wire';
 
 /** Injection token of the `ServerHandle` of the `WireServer` serving this module. */
 export const SERVER_HANDLE = 'SERVER_HANDLE';
@@ -13,7 +12,7 @@ export interface ServerHandle {
 
 export function serverHandle(server: WireServer, host: string): ServerHandle {
   return {
-    address: () => formatHostPort(host, server.port),
+    address: () => formatAddress({ host, port: server.port }),
     stats: () => server.stats(),
   };
 }
