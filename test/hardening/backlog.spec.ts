@@ -1,12 +1,9 @@
 import 'reflect-metadata';
-import type { Socket } from 'node:net';
-import { firstValueFrom } from 'rxjs';
-import { WireClient } from '../../lib/index.js';
 import { FrameType, REQUEST_HAS_CREDIT } from '../../lib/protocol/frame.js';
 import { decodeTransportError } from '../../lib/protocol/transport-error.js';
 import { codec, rawFrame, RawPeer } from '../helpers/raw-peer.js';
 import { requestFrame } from './frames.js';
-import { figure, rawConnection, runFor, Target } from './target.js';
+import { closedOf, figure, flood, rawConnection, runFor, sumWorks, Target } from './target.js';
 
 /**
  * Issue 11 items 2-5: a peer that asks for answers and never reads them. The server runs
@@ -28,25 +25,6 @@ const streamRequest = (id: number, pattern: string, credit: number) => {
   p.copy(body, 6);
   return rawFrame(FrameType.REQUEST, REQUEST_HAS_CREDIT, id, Buffer.concat([body, codec.encode(null)]));
 };
-
-const closedOf = (socket: Socket) => new Promise<void>((r) => socket.once('close', () => r()));
-
-/** Writes `batch` `times` times as fast as the socket takes it; stops once the server closes it. */
-async function flood(socket: Socket, batch: Buffer, times: number): Promise<void> {
-  const closed = new Promise<void>((r) => socket.once('close', () => r()));
-  for (let i = 0; i < times && !socket.destroyed; i++) {
-    if (!socket.write(batch)) await Promise.race([new Promise<void>((r) => socket.once('drain', () => r())), closed]);
-  }
-}
-
-async function sumWorks(port: number): Promise<void> {
-  const client = new WireClient({ host: '127.0.0.1', port, timeout: 15_000 });
-  try {
-    expect(await firstValueFrom(client.send('sum', [20, 22]))).toBe(42);
-  } finally {
-    client.close();
-  }
-}
 
 describe('hardening: peers that do not read (server in a child process)', () => {
   let target: Target;

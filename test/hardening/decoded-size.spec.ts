@@ -9,7 +9,7 @@ import { FrameType, MAGIC, PAYLOAD_COMPRESSED, RESPONSE_END } from '../../lib/pr
 import { decodeTransportError } from '../../lib/protocol/transport-error.js';
 import { helloFrame, rawFrame, RawPeer } from '../helpers/raw-peer.js';
 import { brotliBomb, compressedRequest, emptyArrays, requestFrame } from './frames.js';
-import { figure, Target } from './target.js';
+import { figure, sumWorks, Target } from './target.js';
 
 /**
  * Issue 11 item 1: a payload whose decoded form is far larger than its bytes. Before the
@@ -21,15 +21,6 @@ import { figure, Target } from './target.js';
 const RSS_BOUND_MIB = 100;
 
 const errorCode = (body: Buffer) => decodeTransportError(body).code;
-
-async function sumWorks(port: number): Promise<void> {
-  const client = new WireClient({ host: '127.0.0.1', port, timeout: 10_000 });
-  try {
-    expect(await firstValueFrom(client.send('sum', [20, 22]))).toBe(42);
-  } finally {
-    client.close();
-  }
-}
 
 /** What the server answered to requests 1..n: an ERROR's code, 'RESPONSE', or null (no answer in time). */
 async function answers(peer: RawPeer, n: number, ms: number): Promise<(string | null)[]> {
@@ -65,7 +56,7 @@ describe('hardening: decoded-size bombs (server in a child process)', () => {
     expect(codes).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((i) => (i % 2 ? 'WIRE_CODEC' : 'WIRE_NO_HANDLER')));
     expect(target.alive).toBe(true);
     expect(after!.peakRss - before.rss).toBeLessThan(RSS_BOUND_MIB);
-    await sumWorks(target.port);
+    await sumWorks(target.port, 10_000);
     peer.destroy();
   }, 90_000);
 
@@ -87,7 +78,7 @@ describe('hardening: decoded-size bombs (server in a child process)', () => {
     expect(decodeTransportError(peer.received.find((f) => f.id === 1)!.body).message).toMatch(/maxDecompressedBytes/);
     expect(target.alive).toBe(true);
     expect(after!.peakRss - before.rss).toBeLessThan(RSS_BOUND_MIB);
-    await sumWorks(target.port);
+    await sumWorks(target.port, 10_000);
     peer.destroy();
   }, 90_000);
 
@@ -110,7 +101,7 @@ describe('hardening: decoded-size bombs (server in a child process)', () => {
     expect(codes).toEqual(Array(8).fill('WIRE_LIMIT'));
     expect(target.alive).toBe(true);
     expect(after!.peakRss - before.rss).toBeLessThan(RSS_BOUND_MIB);
-    await sumWorks(target.port);
+    await sumWorks(target.port, 10_000);
     peer.destroy();
   }, 120_000);
 
@@ -144,7 +135,7 @@ describe('hardening: decoded-size bombs (server in a child process)', () => {
     // Each of the 32 requests is answered (RESPONSE after the hold, or NACK): at most 9 ran.
     expect(32 - nacked).toBeLessThanOrEqual(9);
     expect(during.peakRss - before.rss).toBeLessThan(96 * 1.5 + 50);
-    await sumWorks(target.port);
+    await sumWorks(target.port, 10_000);
     for (const p of peers) p.destroy();
   }, 120_000);
 });

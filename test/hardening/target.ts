@@ -3,7 +3,8 @@ import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { WireServerOptions } from '../../lib/index.js';
+import { firstValueFrom } from 'rxjs';
+import { WireClient, type WireServerOptions } from '../../lib/index.js';
 import { MAGIC } from '../../lib/protocol/frame.js';
 import { helloFrame } from '../helpers/raw-peer.js';
 import type { Hello } from '../../lib/protocol/hello.js';
@@ -144,4 +145,25 @@ export const runFor = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Prints a measured figure so the report can quote it (grep FIGURE). */
 export function figure(item: string, values: Record<string, unknown>): void {
   process.stderr.write(`FIGURE ${item} ${JSON.stringify(values)}\n`);
+}
+
+/** Resolves when `socket` closes. */
+export const closedOf = (socket: Socket) => new Promise<void>((r) => socket.once('close', () => r()));
+
+/** Writes `batch` `times` times as fast as the socket takes it; stops once the server closes it. */
+export async function flood(socket: Socket, batch: Buffer, times: number): Promise<void> {
+  const closed = closedOf(socket);
+  for (let i = 0; i < times && !socket.destroyed; i++) {
+    if (!socket.write(batch)) await Promise.race([new Promise<void>((r) => socket.once('drain', () => r())), closed]);
+  }
+}
+
+/** The target still serves an ordinary client: `sum` answers over a fresh connection. */
+export async function sumWorks(port: number, timeoutMs = 15_000): Promise<void> {
+  const client = new WireClient({ host: '127.0.0.1', port, timeout: timeoutMs });
+  try {
+    expect(await firstValueFrom(client.send('sum', [20, 22]))).toBe(42);
+  } finally {
+    client.close();
+  }
 }

@@ -1,10 +1,7 @@
 import 'reflect-metadata';
-import type { Socket } from 'node:net';
-import { firstValueFrom } from 'rxjs';
-import { WireClient } from '../../lib/index.js';
 import { FrameType } from '../../lib/protocol/frame.js';
 import { rawFrame } from '../helpers/raw-peer.js';
-import { figure, rawConnection, runFor, Target } from '../hardening/target.js';
+import { closedOf, figure, flood, rawConnection, runFor, sumWorks, Target } from '../hardening/target.js';
 
 /**
  * Issue 11 item 5 (a flood, so under test/soak): a peer sends 1.5 M refused requests and
@@ -22,25 +19,6 @@ const MiB = 1024 * 1024;
 const FULL = process.env.SOAK_CALLS !== undefined;
 const REQUESTS = FULL ? 1_500_000 : 500_000;
 const MAX_QUEUED_MIB = FULL ? 64 : 4;
-
-const closedOf = (socket: Socket) => new Promise<void>((r) => socket.once('close', () => r()));
-
-/** Writes `batch` `times` times as fast as the socket takes it; stops once the server closes it. */
-async function flood(socket: Socket, batch: Buffer, times: number): Promise<void> {
-  const closed = new Promise<void>((r) => socket.once('close', () => r()));
-  for (let i = 0; i < times && !socket.destroyed; i++) {
-    if (!socket.write(batch)) await Promise.race([new Promise<void>((r) => socket.once('drain', () => r())), closed]);
-  }
-}
-
-async function sumWorks(port: number): Promise<void> {
-  const client = new WireClient({ host: '127.0.0.1', port, timeout: 15_000 });
-  try {
-    expect(await firstValueFrom(client.send('sum', [20, 22]))).toBe(42);
-  } finally {
-    client.close();
-  }
-}
 
 describe('hardening flood: refusals to a peer that does not read (server in a child process)', () => {
   let target: Target;
