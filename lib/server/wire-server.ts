@@ -160,7 +160,7 @@ export class WireServer
     server.once('error', onListenError);
     const onListening = () => {
       server.off('error', onListenError);
-      server.on('error', (err: Error) => this.emitOrLog('error', err));
+      server.on('error', (err: Error) => this.emitOrLogServerError(err));
       this._status$.next('listening');
       callback();
     };
@@ -459,9 +459,10 @@ export class WireServer
     });
   }
 
-  private emitOrLog(event: keyof WireServerEvents, err: Error): void {
-    if (this.emitter.listenerCount(event) > 0) this.emitter.emit(event, err);
-    else this.logger.warn(`${event === 'error' ? 'server' : 'connection'} error: ${err.message}`);
+  /** A listening-socket error: to the `error` listeners if there are any, else one warning. */
+  private emitOrLogServerError(err: Error): void {
+    if (this.emitter.listenerCount('error') > 0) this.emitter.emit('error', err);
+    else this.logger.warn(`server error: ${err.message}`);
   }
 }
 
