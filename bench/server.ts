@@ -125,12 +125,12 @@ async function main(): Promise<void> {
 
 /**
  * Socket writes of the nest-wire server, from its public `counters()`; for a version
- * without it, from the coalescers of its sessions; null if neither is there.
+ * without it, from its sessions' connections; null if neither is there.
  */
 function wireServerWrites(server: WireServer): number | null {
   const anyServer = server as unknown as {
     counters?: () => { writes?: number };
-    sessions?: Set<{ wire?: { coalescer?: { writes?: number } } }>;
+    sessions?: Set<{ wire?: { writes?: number } }>;
   };
   try {
     if (typeof anyServer.counters === 'function') {
@@ -140,7 +140,7 @@ function wireServerWrites(server: WireServer): number | null {
     if (anyServer.sessions instanceof Set) {
       let total = 0;
       for (const s of anyServer.sessions) {
-        const w = s.wire?.coalescer?.writes;
+        const w = s.wire?.writes;
         if (typeof w !== 'number') return null;
         total += w;
       }

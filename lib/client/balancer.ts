@@ -70,7 +70,6 @@ export class Balancer implements EndpointEvents, EjectionHost {
   ) {
     this.heartbeats = new HeartbeatMonitor(options.heartbeatIntervalMs);
     this.connectionOptions = {
-      role: 'client',
       codec: options.codec,
       maxFrameSize: options.maxFrameSize,
       handshakeTimeoutMs: options.handshakeTimeoutMs,
@@ -157,7 +156,7 @@ export class Balancer implements EndpointEvents, EjectionHost {
   }
 
   get sockets(): Socket[] {
-    return this.connections.map((c) => c.wire.socket);
+    return this.connections.map((c) => c.wire.underlyingSocket);
   }
 
   /** Per endpoint: state, open connections, calls in flight, and (with `outlierDetection`) its ejection state. */

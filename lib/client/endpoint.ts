@@ -165,7 +165,6 @@ export class Endpoint implements ClientConnectionEvents {
     const conn = new ClientConnection(
       socket,
       extension === null ? this.connectionOptions : { ...this.connectionOptions, extension },
-      this.options.codec,
       this.wheel,
       this,
       this.options.streamCredit,

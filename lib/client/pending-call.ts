@@ -74,9 +74,6 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   hedgeTimer: NodeJS.Timeout | null = null;
   /** When the call started (`performance.now()`), for latency statistics. */
   startedAt = 0;
-  /** Fragments of a large value being received, and their total size. */
-  fragments: Buffer[] | null = null;
-  fragmentBytes = 0;
   /** The instrumentation following this call (a span), if one is enabled; ended with the call. */
   trace: ClientCallTrace | null = null;
 

@@ -213,8 +213,8 @@ export class WireClient extends ClientProxy<WireClientEvents> {
     let frames = 0;
     let inFlight = 0;
     for (const c of this.balancer.connections) {
-      writes += c.wire.coalescer.writes;
-      frames += c.wire.encoder.frames;
+      writes += c.wire.writes;
+      frames += c.wire.framesWritten;
       inFlight += c.inFlight;
     }
     return {
@@ -285,7 +285,7 @@ export class WireClient extends ClientProxy<WireClientEvents> {
     const trace = hooks === null ? null : hooks.startClientCall('event', pattern, packet.metadata);
     try {
       const conn = await this.openConnection();
-      trace?.written(conn.endpointKey, conn.wire.socket);
+      trace?.written(conn.endpointKey, conn.wire.peerSocket);
       await conn.writeEvent(pattern, packet.data, trace === null ? packet.metadata : trace.metadata);
     } catch (err) {
       trace?.end({ error: err });

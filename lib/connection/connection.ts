@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import {
   errorFromRemote,
@@ -6,59 +7,53 @@ import {
   WireConnectionError,
   WireError,
   WireErrorCode,
-  WireFrameTooLargeError,
   WireHandshakeError,
   WireProtocolError,
 } from '../errors.js';
 import type { WireCodec } from '../protocol/codec.js';
-import {
-  COMPRESSION_IDS,
-  decodesFeature,
-  decompress,
-  FEATURES_SENDS_SHIFT,
-  type PayloadCompressor,
-} from '../protocol/compression.js';
-import { DecodeBudget } from '../protocol/msgpack-validator.js';
-import {
-  ERROR_TRANSPORT,
-  FEATURE_FRAGMENTS,
-  FrameType,
-  HEADER_SIZE,
-  LENGTH_SIZE,
-  MAGIC,
-  MAX_PING_BODY_BYTES,
-  MIN_MAX_FRAME_SIZE,
-  PAYLOAD_COMPRESSED,
-  PROTOCOL_VERSION,
-} from '../protocol/frame.js';
+import type { PayloadCompressor } from '../protocol/compression.js';
+import { ERROR_TRANSPORT, FrameType, MAGIC, MAX_PING_BODY_BYTES } from '../protocol/frame.js';
 import { FrameDecoder } from '../protocol/frame-decoder.js';
 import { FrameEncoder } from '../protocol/frame-encoder.js';
 import { decodeHelloBody, encodeHelloBody, HANDSHAKE_MAX_FRAME_BYTES, type Hello } from '../protocol/hello.js';
 import { decodeTransportError, encodeTransportError } from '../protocol/transport-error.js';
+import { localHello, negotiate, type LocalSettings } from './handshake.js';
+import { judgeLiveness, Liveness } from './heartbeat.js';
+import { PayloadCodec } from './payload-codec.js';
+import type { FragmentQueue } from './fragment-queue.js';
+import { destroyLater, LINGER_MS } from './refuse-socket.js';
 import { TransportCounters } from './transport-stats.js';
 import { WriteCoalescer } from './write-coalescer.js';
 
+/**
+ * A connection's lifecycle. Moves only forward, through `transition()`:
+ * HANDSHAKING → OPEN → DRAINING → CLOSING → CLOSED, any live state straight to CLOSING
+ * (orderly close) or CLOSED (socket gone or destroyed).
+ */
 export enum ConnectionState {
   /** Preface and HELLO not yet exchanged; only HELLO (or a connection ERROR) is accepted. */
   HANDSHAKING = 'handshaking',
   OPEN = 'open',
+  /** GOAWAY said (either way): no new calls; closes once the calls running have ended. */
+  DRAINING = 'draining',
+  /** Orderly close: nothing is read or sent any more; what was queued is still being written. */
+  CLOSING = 'closing',
   CLOSED = 'closed',
 }
 
-/** What a connection reports to its owner (a client pool or a server session). */
+/** What a connection reports to its owner (a client connection or a server session). */
 export interface ConnectionHandler {
-  /** The handshake completed; `conn.peer` holds the peer's HELLO. */
-  onOpen(conn: WireConnection): void;
-  /** A frame other than HELLO / PING / PONG arrived on an open connection. */
-  onFrame(conn: WireConnection, type: number, flags: number, id: number, body: Buffer): void;
+  /** The handshake completed; `peer` holds the peer's HELLO. */
+  onOpen(): void;
   /** The socket took what was waiting (a write completed): held values may go out now. */
-  onWritable?(conn: WireConnection): void;
-  /** Called once. `err` is null for an orderly close. */
-  onClose(conn: WireConnection, err: WireError | null): void;
+  onWritable?(): void;
+  /** Called once, on leaving the live states (CLOSING or CLOSED). `err` is null for an orderly close. */
+  onClose(err: WireError | null): void;
+  /** Calls of this connection that have not ended: a draining connection closes once none is left. */
+  readonly activeCalls: number;
 }
 
 export interface ConnectionOptions {
-  role: 'client' | 'server';
   codec: WireCodec;
   maxFrameSize: number;
   handshakeTimeoutMs: number;
@@ -118,90 +113,167 @@ export const CALL_WORK_BYTES = 8 * 1024;
 export const READ_WORK_MS = 10;
 
 const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
-const EMPTY_BUFFER = Buffer.alloc(0);
 const DEFAULT_MAX_DECODED_BYTES = 16 * 1024 * 1024;
 const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024;
+const EMPTY_BUFFER = Buffer.alloc(0);
 
-/** Time given to a refused peer to read our ERROR frame before the socket is destroyed. */
-const LINGER_MS = 1000;
 /** Longest an orderly close waits for a slow reader to take what was still queued. */
 const END_TIMEOUT_MS = 10_000;
 
 /**
  * One socket's life, shared by client and server: preface and HELLO exchange, frame
- * decoding, coalesced writes, PING answers, and a single close path. It knows frames,
- * not patterns or Nest: what the frames mean is the owner's business.
+ * decoding within a work budget, coalesced writes, PING answers, liveness, the GOAWAY
+ * drain, and a single close path. It knows frames, not patterns or Nest. Its owner talks
+ * to it through verbs (`ClientWireConnection`, `ServerWireConnection` add the ones of each
+ * role); the encoder, the coalescer and the payload codec stay inside connection/.
  *
  * Handshake: both sides write the 4-byte preface. The client sends HELLO at once; the
  * server answers with its own HELLO once it has accepted the client's, or with an
  * ERROR (id 0) and closes. Either side is OPEN once it holds the peer's HELLO.
  */
-export class WireConnection {
-  state = ConnectionState.HANDSHAKING;
-  /** The peer's HELLO, once received. */
-  peer: Hello | null = null;
-  readonly encoder = new FrameEncoder();
-  readonly coalescer: WriteCoalescer;
-  readonly remoteAddress: string;
-  bytesRead = 0;
-  framesRead = 0;
+export abstract class WireConnection<H extends ConnectionHandler = ConnectionHandler> {
+  /** Changed only by `transition()`. */
+  private current = ConnectionState.HANDSHAKING;
+  /** The peer's HELLO; set once, on leaving HANDSHAKING for OPEN. */
+  private peerHello: Hello | null = null;
+  /** The peer sent GOAWAY: it will start no new call here. */
+  private peerSaidGoAway = false;
+  /** First error that explains the close, reported to the handler. */
+  private closeError: WireError | null = null;
+  private handshakeTimer: NodeJS.Timeout | null = null;
+  private cachedRemoteAddress: string | null = null;
+
+  // Reading. Invariant: the decoder and the socket are paused exactly while `pausedFor` is not 0.
+  private bytesReadTotal = 0;
   /** When bytes were last read (`performance.now()`), for heartbeats. */
-  lastReadAt = performance.now();
-  private pingSentAt = 0;
+  private lastReadAt = performance.now();
   /** Why reading is stopped (PAUSE_* bits); 0 while reading. */
   private pausedFor = 0;
-  /** Work done by the current socket read (see READ_WORK_BYTES). */
+  /** Work done by the current socket read besides decoding (see READ_WORK_BYTES). */
   private readWork = 0;
   /** Frames of the current socket read, and when it started (`performance.now()`). */
   private readFrames = 0;
   private readStartedAt = 0;
-  /** When the backlog last made progress while reading is stopped for it (`performance.now()`). */
-  private backlogSince = 0;
-  /**
-   * Bounds what one decode may allocate. Owned by this connection; its owner (the
-   * session) may lower `maxBytes` before a decode to charge a per-connection total.
-   */
-  readonly decodeBudget: DecodeBudget;
-  private readonly maxQueuedBytes: number;
-  private readonly maxDecompressedBytes: number;
-  /** Compressor usable toward this peer (configured, and the peer decodes it), else null. */
-  private compressor: PayloadCompressor | null = null;
-  /** Algorithm id the peer compresses with (0: none). */
-  private peerCompression = 0;
-  /** Whether the last `compressOutgoing` compressed. */
-  lastCompressed = false;
-  private pingSeq = 0;
-  private readonly pings = new Map<number, { sentAt: number; resolve(ms: number): void; reject(err: Error): void }>();
+  /** When the backlog last moved while reading is stopped for it (`performance.now()`); -1 if it is not. */
+  private backlogSince = -1;
 
+  // Liveness. Invariant: `keepalive` runs only while reading is stopped on purpose and the connection is open.
+  private pingSentAt = 0;
+  private keepalive: NodeJS.Timeout | null = null;
+  /** An `onWritable` notification is awaited (at most one at a time). */
+  private writableWaiting = false;
+
+  protected readonly encoder = new FrameEncoder();
+  protected readonly coalescer: WriteCoalescer;
+  protected readonly payloads: PayloadCodec;
   private readonly decoder: FrameDecoder;
   private readonly counters: TransportCounters;
-  private handshakeTimer: NodeJS.Timeout | null = null;
-  private closeError: WireError | null = null;
+  private readonly maxQueuedBytes: number;
+  private readonly local: LocalSettings;
 
-  constructor(
-    readonly socket: Socket,
+  protected constructor(
+    protected readonly socket: Socket,
     private readonly options: ConnectionOptions,
-    private readonly handler: ConnectionHandler,
+    protected readonly handler: H,
+    /** The side that starts calls (it sends its HELLO first) or runs them (it answers the peer's). */
+    private readonly role: 'client' | 'server',
+    /** The server's queue of large values leaving in fragments (a client sends none). */
+    fragments: FragmentQueue | null = null,
   ) {
-    this.remoteAddress = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
     this.decoder = new FrameDecoder(this, { maxFrameSize: HANDSHAKE_MAX_FRAME_BYTES });
     this.counters = options.counters ?? new TransportCounters();
-    this.coalescer = new WriteCoalescer(socket, this.encoder, this.counters);
-    this.decodeBudget = new DecodeBudget(options.maxDecodedBytes ?? DEFAULT_MAX_DECODED_BYTES);
+    this.coalescer = new WriteCoalescer(socket, this.encoder, this.counters, fragments);
+    this.payloads = new PayloadCodec(
+      options.codec,
+      options.compression ?? null,
+      options.maxDecodedBytes ?? DEFAULT_MAX_DECODED_BYTES,
+      options.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES,
+    );
     this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
-    this.maxDecompressedBytes = options.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES;
+    this.local = {
+      codec: options.codec,
+      maxFrameSize: options.maxFrameSize,
+      maxInFlight: options.maxInFlight ?? 0,
+      heartbeatMs: options.heartbeatMs ?? 0,
+      extension: options.extension ?? null,
+      compression: options.compression ?? null,
+    };
     socket.setNoDelay(true);
     socket.on('data', this.onData);
     socket.on('error', this.onSocketError);
     socket.on('close', this.onSocketClose);
     this.handshakeTimer = setTimeout(this.onHandshakeTimeout, options.handshakeTimeoutMs).unref();
     this.encoder.writeRaw(MAGIC);
-    if (options.role === 'client') this.sendHello();
+    if (role === 'client') this.sendHello();
     this.coalescer.schedule();
   }
 
+  get state(): ConnectionState {
+    return this.current;
+  }
+
+  /** Handshake done and not closing: frames are read and sent (draining included). */
   get isOpen(): boolean {
-    return this.state === ConnectionState.OPEN;
+    return this.current === ConnectionState.OPEN || this.current === ConnectionState.DRAINING;
+  }
+
+  /** Open and not draining: new calls may start here. */
+  get acceptsCalls(): boolean {
+    return this.current === ConnectionState.OPEN;
+  }
+
+  get isDraining(): boolean {
+    return this.current === ConnectionState.DRAINING;
+  }
+
+  /** Not closing or closed: frames may still be queued (a refusal during the handshake too). */
+  protected get isLive(): boolean {
+    return this.current !== ConnectionState.CLOSING && this.current !== ConnectionState.CLOSED;
+  }
+
+  /** The socket itself, for `unwrap()` (Nest's escape hatch); nothing outside connection/ writes to it. */
+  get underlyingSocket(): Socket {
+    return this.socket;
+  }
+
+  /** The peer's HELLO, once the handshake is done. */
+  get peer(): Hello | null {
+    return this.peerHello;
+  }
+
+  /** `host:port` of the peer (known once the socket is connected). */
+  get remoteAddress(): string {
+    if (this.cachedRemoteAddress !== null) return this.cachedRemoteAddress;
+    const { remoteAddress, remotePort } = this.socket;
+    if (remoteAddress === undefined) return 'unknown:0';
+    return (this.cachedRemoteAddress = `${remoteAddress}:${remotePort ?? 0}`);
+  }
+
+  /** The client certificate of a TLS peer that presented one, else undefined. */
+  get peerCertificate(): PeerCertificate | undefined {
+    const socket = this.socket as TLSSocket;
+    if (typeof socket.getPeerCertificate !== 'function') return undefined;
+    const certificate = socket.getPeerCertificate();
+    return certificate !== undefined && Object.keys(certificate).length > 0 ? certificate : undefined;
+  }
+
+  get bytesRead(): number {
+    return this.bytesReadTotal;
+  }
+
+  /** When bytes were last read (`performance.now()`). */
+  get lastRead(): number {
+    return this.lastReadAt;
+  }
+
+  /** Socket writes issued on this connection. */
+  get writes(): number {
+    return this.coalescer.writes;
+  }
+
+  /** Frames encoded on this connection. */
+  get framesWritten(): number {
+    return this.encoder.frames;
   }
 
   /** Largest frame (and largest value assembled from fragments) this side accepts. */
@@ -211,55 +283,7 @@ export class WireConnection {
 
   /** Largest frame the peer accepts (its HELLO), or the handshake limit before that. */
   get peerMaxFrameSize(): number {
-    return this.peer === null ? HANDSHAKE_MAX_FRAME_BYTES : this.peer.maxFrameSize;
-  }
-
-  /**
-   * The payload to put on the wire: compressed when worth it (then `lastCompressed` is
-   * true and the frame must carry PAYLOAD_COMPRESSED).
-   */
-  compressOutgoing(payload: Uint8Array): Uint8Array {
-    const compressor = this.compressor;
-    if (compressor !== null) {
-      const out = compressor.compress(payload);
-      if (out !== null) {
-        this.lastCompressed = true;
-        return out;
-      }
-    }
-    this.lastCompressed = false;
-    return payload;
-  }
-
-  /**
-   * Decodes a frame's payload, decompressing it first if the frame says so (only with the
-   * algorithm this side enabled, to at most `maxDecompressedBytes`), within
-   * `decodeBudget`. What it inflates and decodes counts toward this read's work budget.
-   */
-  decodePayload(flags: number, bytes: Buffer): unknown {
-    if ((flags & PAYLOAD_COMPRESSED) !== 0) {
-      // Counted even when refused: a bomb stopped at the limit cost the work of the limit.
-      this.readWork += this.maxDecompressedBytes;
-      bytes = decompress(
-        this.peerCompression,
-        this.options.compression?.algorithm ?? null,
-        bytes,
-        this.maxDecompressedBytes,
-      );
-    }
-    return this.decode(bytes);
-  }
-
-  /** Decodes codec bytes (a payload, metadata) within `decodeBudget`, counting the work. */
-  decode(bytes: Uint8Array): unknown {
-    const budget = this.decodeBudget;
-    // A custom codec may ignore the budget: its bytes are then the only measure.
-    budget.lastBytes = bytes.length;
-    try {
-      return this.options.codec.decode(bytes, budget);
-    } finally {
-      this.readWork += budget.lastBytes;
-    }
+    return this.peerHello === null ? HANDSHAKE_MAX_FRAME_BYTES : this.peerHello.maxFrameSize;
   }
 
   /** Bytes read and not yet decoded: a partial frame, or input held while reading is paused. */
@@ -269,7 +293,7 @@ export class WireConnection {
 
   /** Bytes written or encoded but not yet accepted by the OS (a slow reader's backlog). */
   get queuedBytes(): number {
-    return this.encoder.pendingBytes + this.socket.writableLength + this.coalescer.fragments.pendingBytes;
+    return this.writeBacklog;
   }
 
   /**
@@ -280,17 +304,72 @@ export class WireConnection {
     return this.queuedBytes < this.maxQueuedBytes;
   }
 
-  /** The peer takes large values in fragments (and grants the fragment window). */
-  get peerAcceptsFragments(): boolean {
-    return this.peer !== null && (this.peer.features & FEATURE_FRAGMENTS) !== 0;
+  /** Unsent bytes that leave without the peer's help (fragments wait for its CREDIT). */
+  private get writeBacklog(): number {
+    return this.encoder.pendingBytes + this.socket.writableLength;
   }
+
+  // ---- GOAWAY drain, the same on both sides ----
+
+  /**
+   * Starts no new call here any more and says so (GOAWAY); the connection closes once the
+   * calls running have ended — on the side that runs calls, only once the peer has said
+   * GOAWAY too, because until then a REQUEST may be on its way (TCP order guarantees none
+   * follows the peer's GOAWAY). Before the handshake is done there is nothing to drain.
+   */
+  drain(): void {
+    if (this.current === ConnectionState.HANDSHAKING) return this.end();
+    if (this.current !== ConnectionState.OPEN) return;
+    this.transition(ConnectionState.DRAINING);
+    this.sendGoAway();
+    this.closeIfDrained();
+  }
+
+  /** The owner calls this when a call has left its table: a draining connection may close now. */
+  callEnded(): void {
+    // Deferred: the call's last frames are encoded after it leaves the table, in this turn.
+    if (this.current === ConnectionState.DRAINING && this.handler.activeCalls === 0) {
+      queueMicrotask(this.closeIfDrained);
+    }
+  }
+
+  /** The peer said GOAWAY: answer with ours (once), and tell the owner (it takes the connection out of rotation). */
+  protected onPeerGoAway(): void {
+    this.peerSaidGoAway = true;
+    if (this.current === ConnectionState.OPEN) {
+      this.transition(ConnectionState.DRAINING);
+      this.sendGoAway();
+      this.onDrainedByPeer();
+    }
+    this.closeIfDrained();
+  }
+
+  /** What the GOAWAY of this side says (code and message are for logs, docs/PROTOCOL.md §2.7). */
+  protected abstract goAwayReason(): { code: WireErrorCode; message: string };
+
+  /** The peer's GOAWAY put this connection in DRAINING. */
+  protected onDrainedByPeer(): void {}
+
+  private sendGoAway(): void {
+    const { code, message } = this.goAwayReason();
+    this.encoder.encodeSimple(FrameType.GOAWAY, 0, 0, encodeTransportError(code, message, this.peerMaxFrameSize));
+    this.coalescer.schedule();
+  }
+
+  private readonly closeIfDrained = (): void => {
+    if (this.current !== ConnectionState.DRAINING || this.handler.activeCalls > 0) return;
+    // end(), not close(): the last responses may still be waiting for their flush.
+    if (this.peerSaidGoAway || this.role === 'client') this.end();
+  };
+
+  // ---- reading ----
 
   /**
    * Stops reading at the current frame boundary, for `reason` (a PAUSE_* bit). The socket
    * is paused too, so the kernel's buffers fill and TCP slows the sender: nothing queues
    * without bound here. Reading resumes once every reason is cleared.
    */
-  pauseReading(reason = PAUSE_CALLS): void {
+  protected pauseReading(reason: number): void {
     const was = this.pausedFor;
     this.pausedFor |= reason;
     if (was === 0) {
@@ -300,26 +379,13 @@ export class WireConnection {
     if (reason === PAUSE_YIELD) return;
     // The peer's PINGs go unread now, so it would soon think this side is dead: tell it
     // otherwise with PINGs of our own at its heartbeat pace, until reading resumes.
-    const peerHeartbeatMs = this.peer?.heartbeatMs ?? 0;
-    if (peerHeartbeatMs > 0 && this.keepalive === null && this.state === ConnectionState.OPEN) {
+    const peerHeartbeatMs = this.peerHello?.heartbeatMs ?? 0;
+    if (peerHeartbeatMs > 0 && this.keepalive === null && this.isOpen) {
       this.keepalive = setInterval(this.sendKeepalive, Math.max(1, peerHeartbeatMs >> 1)).unref();
     }
   }
 
-  private keepalive: NodeJS.Timeout | null = null;
-
-  private readonly sendKeepalive = (): void => {
-    if (this.state !== ConnectionState.OPEN) return this.stopKeepalive();
-    this.encoder.encodeU32(FrameType.PING, 0, 0, 0);
-    this.coalescer.schedule();
-  };
-
-  private stopKeepalive(): void {
-    if (this.keepalive !== null) clearInterval(this.keepalive);
-    this.keepalive = null;
-  }
-
-  resumeReading(reason = PAUSE_CALLS): void {
+  protected resumeReading(reason: number): void {
     if ((this.pausedFor & reason) === 0) return;
     this.pausedFor &= ~reason;
     if ((this.pausedFor & ~PAUSE_YIELD) === 0 && reason !== PAUSE_YIELD) {
@@ -327,7 +393,7 @@ export class WireConnection {
       // We were not listening: the peer's silence meanwhile says nothing about it.
       this.lastReadAt = performance.now();
     }
-    if (this.state === ConnectionState.CLOSED || this.pausedFor !== 0) return;
+    if (!this.isLive || this.pausedFor !== 0) return;
     this.startRead();
     try {
       this.decoder.resume();
@@ -339,22 +405,29 @@ export class WireConnection {
     if (!this.decoder.isPaused) this.socket.resume();
   }
 
+  private readonly sendKeepalive = (): void => {
+    if (!this.isOpen) return this.stopKeepalive();
+    this.encoder.encodeU32(FrameType.PING, 0, 0, 0);
+    this.coalescer.schedule();
+  };
+
+  private stopKeepalive(): void {
+    if (this.keepalive !== null) clearInterval(this.keepalive);
+    this.keepalive = null;
+  }
+
   private readonly resumeAfterYield = (): void => this.resumeReading(PAUSE_YIELD);
 
   private startRead(): void {
     this.readWork = 0;
+    this.payloads.work = 0;
     this.readFrames = 0;
     this.readStartedAt = performance.now();
   }
 
-  /** Unsent bytes that leave without the peer's help (fragments wait for its CREDIT). */
-  private get writeBacklog(): number {
-    return this.encoder.pendingBytes + this.socket.writableLength;
-  }
-
   /** After a frame: yields if this read used its budget, stops reading if the peer does not read. */
   private checkReadBudget(): void {
-    if (this.state !== ConnectionState.OPEN) return;
+    if (!this.isOpen) return;
     if (this.writeBacklog >= this.maxQueuedBytes && (this.pausedFor & PAUSE_BACKLOG) === 0) {
       this.backlogSince = performance.now();
       this.pauseReading(PAUSE_BACKLOG);
@@ -362,7 +435,7 @@ export class WireConnection {
     }
     if ((++this.readFrames & 15) === 0 && performance.now() - this.readStartedAt >= READ_WORK_MS)
       this.readWork = READ_WORK_BYTES;
-    if (this.readWork >= READ_WORK_BYTES && (this.pausedFor & PAUSE_YIELD) === 0) {
+    if (this.readWork + this.payloads.work >= READ_WORK_BYTES && (this.pausedFor & PAUSE_YIELD) === 0) {
       this.pauseReading(PAUSE_YIELD);
       setImmediate(this.resumeAfterYield);
     }
@@ -370,15 +443,18 @@ export class WireConnection {
 
   /** A write completed while reading is stopped for the backlog: read again once it is small. */
   private readonly onBacklogWritten = (err?: Error | null): void => {
-    if (err || this.state !== ConnectionState.OPEN) return;
+    if (err || !this.isOpen) return;
     this.backlogSince = performance.now();
     if (this.writeBacklog >= this.maxQueuedBytes) {
       this.afterWrites(this.onBacklogWritten);
       return;
     }
+    this.backlogSince = -1;
     this.resumeReading(PAUSE_BACKLOG);
-    this.handler.onWritable?.(this);
+    this.handler.onWritable?.();
   };
+
+  // ---- writing ----
 
   /**
    * Calls the handler's `onWritable` once what is queued now has been written, or at once
@@ -402,116 +478,15 @@ export class WireConnection {
     else process.nextTick(cb, null);
   }
 
-  private writableWaiting = false;
-
   private readonly onWrittenForHandler = (err?: Error | null): void => {
     this.writableWaiting = false;
-    if (err || this.state !== ConnectionState.OPEN) return;
-    this.handler.onWritable?.(this);
+    if (err || !this.isOpen) return;
+    this.handler.onWritable?.();
   };
 
-  /**
-   * Heartbeat check, called periodically by a `HeartbeatMonitor`: pings a connection
-   * that has been quiet for `intervalMs`, closes one that has been silent for twice that.
-   */
-  checkLiveness(now: number, intervalMs: number): void {
-    if (this.state !== ConnectionState.OPEN) return;
-    if ((this.pausedFor & PAUSE_BACKLOG) !== 0 && now - this.backlogSince >= 2 * intervalMs) {
-      // Nothing we queued has moved for two intervals: the peer does not read; let it go.
-      this.close(
-        new WireConnectionError(
-          `peer read nothing for ${Math.round(now - this.backlogSince)} ms with ${this.writeBacklog} bytes waiting`,
-        ),
-      );
-      return;
-    }
-    if ((this.pausedFor & ~PAUSE_YIELD) !== 0) {
-      // Reading is stopped on purpose (call limit, backlog): a PONG could not be seen, so do not judge.
-      this.lastReadAt = now;
-      return;
-    }
-    const silentMs = now - this.lastReadAt;
-    if (silentMs >= 2 * intervalMs) {
-      this.close(new WireConnectionError(`peer silent for ${Math.round(silentMs)} ms: no answer to heartbeat PING`));
-      return;
-    }
-    if (silentMs >= intervalMs && this.pingSentAt <= this.lastReadAt) {
-      this.pingSentAt = now;
-      this.encoder.encodeU32(FrameType.PING, 0, 0, 0);
-      this.coalescer.schedule();
-    }
-  }
-
-  /**
-   * Round trip to the peer: a PING whose id is not 0 (0 is the heartbeat's) answered by a
-   * PONG with the same id. Resolves with the time it took in ms; rejects if the
-   * connection closes first.
-   */
-  ping(): Promise<number> {
-    if (this.state !== ConnectionState.OPEN) return Promise.reject(new WireConnectionError('connection is not open'));
-    const id = (this.pingSeq = this.pingSeq >= 0x7fffffff ? 1 : this.pingSeq + 1);
-    const sentAt = performance.now();
-    return new Promise((resolve, reject) => {
-      this.pings.set(id, { sentAt, resolve, reject });
-      this.encoder.encodeU32(FrameType.PING, 0, id, 0);
-      this.coalescer.schedule();
-    });
-  }
-
-  private onPong(id: number): void {
-    const waiter = this.pings.get(id);
-    if (waiter === undefined) return;
-    this.pings.delete(id);
-    waiter.resolve(performance.now() - waiter.sentAt);
-  }
-
-  /** GOAWAY: this side will take no new requests (server) or send none (client) on this connection. */
-  sendGoAway(code: WireErrorCode, message: string): void {
-    if (this.state === ConnectionState.CLOSED) return;
-    this.encoder.encodeSimple(FrameType.GOAWAY, 0, 0, encodeTransportError(code, message, this.peerMaxFrameSize));
-    this.coalescer.schedule();
-  }
-
-  /** Throws if a frame of `bodyBytes` would exceed what the peer accepts. */
-  checkFrameFits(bodyBytes: number): void {
-    const length = HEADER_SIZE - LENGTH_SIZE + bodyBytes;
-    if (length > this.peerMaxFrameSize) throw new WireFrameTooLargeError(length, this.peerMaxFrameSize);
-  }
-
-  /**
-   * Ends call `id` with an ERROR: a `WireError` as a transport error, anything else as
-   * the application's error value (a transport error if it cannot be encoded or is too
-   * large). If a value of that call is still leaving in fragments, the ERROR queues behind
-   * its last fragment instead of overtaking it.
-   */
-  sendCallError(id: number, err: unknown): void {
-    if (this.state === ConnectionState.CLOSED) return;
-    let flags = ERROR_TRANSPORT;
-    let body: Uint8Array;
-    if (err instanceof WireError) {
-      body = encodeTransportError(err.code, err.message, this.peerMaxFrameSize);
-    } else {
-      try {
-        body = this.options.codec.encode(err);
-        this.checkFrameFits(body.length);
-        flags = 0;
-      } catch (e) {
-        body = encodeTransportError(
-          e instanceof WireError ? e.code : WireErrorCode.CODEC,
-          `error value could not be sent: ${(e as Error).message}`,
-          this.peerMaxFrameSize,
-        );
-      }
-    }
-    const fragments = this.coalescer.fragments;
-    if (fragments.has(id)) fragments.push(id, FrameType.ERROR, flags, body);
-    else this.encoder.encodeSimple(FrameType.ERROR, flags, id, body);
-    this.coalescer.schedule();
-  }
-
-  /** ERROR frame carrying `err` as a transport error (its `code` and `message`). */
-  sendTransportError(id: number, err: WireError): void {
-    if (this.state === ConnectionState.CLOSED) return;
+  /** An ERROR frame carrying `err` as a transport error (its `code` and `message`). */
+  protected sendTransportError(id: number, err: WireError): void {
+    if (!this.isLive) return;
     this.encoder.encodeSimple(
       FrameType.ERROR,
       ERROR_TRANSPORT,
@@ -521,19 +496,57 @@ export class WireConnection {
     this.coalescer.schedule();
   }
 
-  /** A frame without body (CANCEL). */
-  sendEmpty(type: FrameType, id: number): void {
-    if (this.state === ConnectionState.CLOSED) return;
-    this.encoder.encodeSimple(type, 0, id, null);
+  private sendHello(): void {
+    this.encoder.encodeSimple(FrameType.HELLO, 0, 0, encodeHelloBody(localHello(this.local)));
     this.coalescer.schedule();
   }
 
+  // ---- liveness ----
+
+  /**
+   * Heartbeat check, called periodically by a `HeartbeatMonitor`: pings a connection
+   * that has been quiet for `intervalMs`, closes one that has been silent for twice that.
+   */
+  checkLiveness(now: number, intervalMs: number): void {
+    if (!this.isOpen) return;
+    const readingStopped = (this.pausedFor & ~PAUSE_YIELD) !== 0;
+    const backlogSince = (this.pausedFor & PAUSE_BACKLOG) !== 0 ? this.backlogSince : -1;
+    switch (judgeLiveness({ lastReadAt: this.lastReadAt, pingSentAt: this.pingSentAt, readingStopped, backlogSince }, now, intervalMs)) {
+      case Liveness.NOT_READING:
+        return this.close(
+          new WireConnectionError(
+            `peer read nothing for ${Math.round(now - this.backlogSince)} ms with ${this.writeBacklog} bytes waiting`,
+          ),
+        );
+      case Liveness.SILENT:
+        return this.close(
+          new WireConnectionError(
+            `peer silent for ${Math.round(now - this.lastReadAt)} ms: no answer to heartbeat PING`,
+          ),
+        );
+      case Liveness.PING:
+        this.pingSentAt = now;
+        this.encoder.encodeU32(FrameType.PING, 0, 0, 0);
+        this.coalescer.schedule();
+        return;
+      case Liveness.ALIVE:
+        // Reading is stopped on purpose (call limit, backlog): the silence is ours, not the peer's.
+        if (readingStopped) this.lastReadAt = now;
+        return;
+    }
+  }
+
+  /** A PONG with a non-zero id (a round-trip probe's) arrived. */
+  protected onPong(_id: number): void {}
+
+  // ---- closing ----
+
   /** Closes at once. Pending writes are dropped. `err` null means an orderly close. */
   close(err: WireError | null = null): void {
-    if (this.state === ConnectionState.CLOSED) return;
+    if (!this.isLive) return;
     if (err !== null && this.closeError === null) this.closeError = err;
     this.socket.destroy();
-    this.finish();
+    this.transition(ConnectionState.CLOSED);
   }
 
   /**
@@ -541,7 +554,7 @@ export class WireConnection {
    * frame has been written (or after a short linger).
    */
   refuse(err: WireError): void {
-    if (this.state === ConnectionState.CLOSED) return;
+    if (!this.isLive) return;
     this.sendTransportError(0, err);
     this.closeError = err;
     this.end();
@@ -553,21 +566,44 @@ export class WireConnection {
    * close its side within a short linger.
    */
   end(): void {
-    if (this.state === ConnectionState.CLOSED) return;
+    if (!this.isLive) return;
     this.coalescer.closeAfterFlush(() => {
       this.socket.end();
       destroyLater(this.socket, LINGER_MS);
     });
     // A peer that never reads again must not hold the socket open forever.
     destroyLater(this.socket, END_TIMEOUT_MS);
-    this.finish(false);
+    this.transition(ConnectionState.CLOSING);
   }
+
+  /** Leaving the live states: what the subclass must release (waiters of its own). */
+  protected onClosing(_err: WireError | null): void {}
+
+  /**
+   * The one place the state changes. Leaving HANDSHAKING clears the handshake timer;
+   * leaving the live states (for CLOSING or CLOSED) stops the keepalive, lets the subclass
+   * release what it holds, and notifies the handler — exactly once; entering CLOSED drops
+   * whatever was still unwritten.
+   */
+  private transition(to: ConnectionState): void {
+    const from = this.current;
+    if (from === to || from === ConnectionState.CLOSED) return;
+    this.current = to;
+    if (from === ConnectionState.HANDSHAKING) this.clearHandshakeTimer();
+    if (to === ConnectionState.CLOSED) this.coalescer.close();
+    if ((to === ConnectionState.CLOSING || to === ConnectionState.CLOSED) && from !== ConnectionState.CLOSING) {
+      this.stopKeepalive();
+      this.onClosing(this.closeError);
+      this.handler.onClose(this.closeError);
+    }
+  }
+
+  // ---- frames in ----
 
   /** FrameSink: called by the decoder for each frame. */
   onFrame(type: number, flags: number, id: number, body: Buffer): void {
-    this.framesRead++;
     this.counters.framesIn++;
-    if (this.state === ConnectionState.OPEN) {
+    if (this.isOpen) {
       this.readWork +=
         body.length + (type === FrameType.REQUEST || type === FrameType.EVENT ? CALL_WORK_BYTES : FRAME_WORK_BYTES);
       switch (type) {
@@ -580,8 +616,7 @@ export class WireConnection {
           // The body is a view of the read buffer: copied (inline, it is small), never queued by reference.
           this.encoder.encodeSimple(FrameType.PONG, 0, id, body);
           this.coalescer.schedule();
-          this.checkReadBudget();
-          return;
+          break;
         case FrameType.PONG:
           if (id !== 0) this.onPong(id);
           return;
@@ -589,13 +624,18 @@ export class WireConnection {
           throw new WireProtocolError('HELLO received twice');
         case FrameType.ERROR:
           if (id === 0) return this.onConnectionError(flags, body);
+          this.onCallFrame(type, flags, id, body);
           break;
+        case FrameType.GOAWAY:
+          this.onPeerGoAway();
+          break;
+        default:
+          this.onCallFrame(type, flags, id, body);
       }
-      this.handler.onFrame(this, type, flags, id, body);
       this.checkReadBudget();
       return;
     }
-    if (this.state !== ConnectionState.HANDSHAKING) return;
+    if (this.current !== ConnectionState.HANDSHAKING) return;
     if (type === FrameType.HELLO) {
       if (id !== 0) throw new WireHandshakeError(`HELLO with id ${id}: a HELLO's id must be 0`);
       return this.onHello(body);
@@ -604,30 +644,14 @@ export class WireConnection {
     throw new WireHandshakeError(`expected HELLO as the first frame, got frame type ${type}`);
   }
 
+  /** A frame of a call (anything but HELLO, PING, PONG, GOAWAY and ERROR id 0) on an open connection. */
+  protected abstract onCallFrame(type: number, flags: number, id: number, body: Buffer): void;
+
   private onHello(body: Buffer): void {
     const hello = decodeHelloBody(body);
-    if (hello.version !== PROTOCOL_VERSION) {
-      throw new WireHandshakeError(
-        `peer speaks protocol version ${hello.version}, this side speaks ${PROTOCOL_VERSION}`,
-      );
-    }
-    if (hello.codec !== this.options.codec.id) {
-      throw new WireHandshakeError(
-        `peer uses codec ${hello.codec}, this side uses ${this.options.codec.id} (${this.options.codec.name}); configure the same codec on both sides`,
-      );
-    }
-    if (hello.maxFrameSize < MIN_MAX_FRAME_SIZE) {
-      throw new WireHandshakeError(
-        `peer announced maxFrameSize ${hello.maxFrameSize}, below the protocol minimum of ${MIN_MAX_FRAME_SIZE}`,
-      );
-    }
-    this.peerCompression = (hello.features >> FEATURES_SENDS_SHIFT) & 0b11;
-    if (this.peerCompression === 3) throw new WireHandshakeError('peer announced an unknown compression algorithm (3)');
-    const mine = this.options.compression ?? null;
-    // Compress toward the peer only with an algorithm it says it can decode (bit id-1 of features).
-    this.compressor =
-      mine !== null && (hello.features & (1 << (COMPRESSION_IDS[mine.algorithm] - 1))) !== 0 ? mine : null;
-    this.peer = hello;
+    const agreed = negotiate(this.local, hello);
+    this.payloads.negotiated(agreed);
+    this.peerHello = hello;
     const authenticate = this.options.authenticate;
     if (authenticate === undefined) return this.open();
     // Nothing the peer sent after its HELLO is looked at, or even read, until it is authenticated.
@@ -647,72 +671,41 @@ export class WireConnection {
   }
 
   private resumeAfterAuth(): void {
-    if (this.state !== ConnectionState.HANDSHAKING) return;
+    if (this.current !== ConnectionState.HANDSHAKING) return;
     this.open();
     this.resumeReading(PAUSE_AUTH);
   }
 
   private refuseAuth(cause: unknown): void {
-    if (this.state !== ConnectionState.HANDSHAKING) return;
+    if (this.current !== ConnectionState.HANDSHAKING) return;
     const err = new WireAuthError();
     if (cause !== null) err.cause = cause;
     this.refuse(err);
   }
 
   private open(): void {
-    if (this.options.role === 'server') this.sendHello();
+    if (this.role === 'server') this.sendHello();
     this.decoder.maxFrameSize = this.options.maxFrameSize;
-    this.clearHandshakeTimer();
-    this.state = ConnectionState.OPEN;
-    this.handler.onOpen(this);
+    this.transition(ConnectionState.OPEN);
+    this.handler.onOpen();
   }
 
   private onConnectionError(flags: number, body: Buffer): void {
-    const err = this.decodeRemoteError(flags, body);
+    const err = remoteTransportError(flags, body);
     // An authentication refusal is reported as itself: the caller must see WireAuthError.
     const reported =
       err instanceof WireAuthError
         ? err
-        : this.state === ConnectionState.HANDSHAKING
+        : this.current === ConnectionState.HANDSHAKING
           ? new WireHandshakeError(`peer refused the connection: ${err.message}`, { cause: err })
           : new WireConnectionError(`peer reported a connection error: ${err.message}`, { cause: err });
     this.close(reported);
   }
 
-  /** Rebuilds the error carried by an ERROR frame with the transport flag. */
-  decodeRemoteError(flags: number, body: Buffer): WireError {
-    if ((flags & ERROR_TRANSPORT) === 0) {
-      return new WireProtocolError('connection-level ERROR without the TRANSPORT flag');
-    }
-    try {
-      const { code, message } = decodeTransportError(body);
-      return errorFromRemote(code, message);
-    } catch (err) {
-      return err as WireError;
-    }
-  }
-
-  private sendHello(): void {
-    const body = encodeHelloBody({
-      version: PROTOCOL_VERSION,
-      codec: this.options.codec.id,
-      features:
-        FEATURE_FRAGMENTS |
-        decodesFeature(this.options.compression?.algorithm ?? null) |
-        (this.options.compression ? COMPRESSION_IDS[this.options.compression.algorithm] << FEATURES_SENDS_SHIFT : 0),
-      maxFrameSize: this.options.maxFrameSize,
-      maxInFlight: this.options.maxInFlight ?? 0,
-      heartbeatMs: this.options.heartbeatMs ?? 0,
-      extension: this.options.extension ?? null,
-    });
-    this.encoder.encodeSimple(FrameType.HELLO, 0, 0, body);
-    this.coalescer.schedule();
-  }
-
   private readonly onData = (chunk: Buffer): void => {
     // A new socket read gets a fresh work budget (a yield resets it too).
     if ((this.pausedFor & PAUSE_YIELD) === 0) this.startRead();
-    this.bytesRead += chunk.length;
+    this.bytesReadTotal += chunk.length;
     this.counters.bytesIn += chunk.length;
     this.lastReadAt = performance.now();
     try {
@@ -729,20 +722,20 @@ export class WireConnection {
   };
 
   private readonly onSocketClose = (): void => {
-    if (this.closeError === null && this.state === ConnectionState.HANDSHAKING) {
+    if (this.closeError === null && this.current === ConnectionState.HANDSHAKING) {
       this.closeError = new WireHandshakeError(
-        this.bytesRead === 0
+        this.bytesReadTotal === 0
           ? 'connection closed before the peer sent anything: is it a nest-wire peer, with the same TLS setting?'
           : 'connection closed during the handshake',
       );
     }
     this.coalescer.close();
-    this.finish();
+    this.transition(ConnectionState.CLOSED);
   };
 
   private readonly onHandshakeTimeout = (): void => {
     this.handshakeTimer = null;
-    if (this.state !== ConnectionState.HANDSHAKING) return;
+    if (this.current !== ConnectionState.HANDSHAKING) return;
     this.close(new WireHandshakeError(`no handshake within ${this.options.handshakeTimeoutMs} ms`));
   };
 
@@ -752,22 +745,18 @@ export class WireConnection {
       this.handshakeTimer = null;
     }
   }
+}
 
-  /** The one place the connection becomes CLOSED. `dropWrites` false: `end()` is still flushing. */
-  private finish(dropWrites = true): void {
-    if (this.state === ConnectionState.CLOSED) return;
-    this.state = ConnectionState.CLOSED;
-    if (this.pings.size > 0) {
-      const err = new WireConnectionError('connection closed before the PONG arrived', {
-        cause: this.closeError ?? undefined,
-      });
-      for (const waiter of this.pings.values()) waiter.reject(err);
-      this.pings.clear();
-    }
-    this.clearHandshakeTimer();
-    this.stopKeepalive();
-    if (dropWrites) this.coalescer.close();
-    this.handler.onClose(this, this.closeError);
+/** Rebuilds the error carried by an ERROR (with the TRANSPORT flag), NACK or GOAWAY body. */
+export function remoteTransportError(flags: number, body: Buffer): WireError {
+  if ((flags & ERROR_TRANSPORT) === 0) {
+    return new WireProtocolError('connection-level ERROR without the TRANSPORT flag');
+  }
+  try {
+    const { code, message } = decodeTransportError(body);
+    return errorFromRemote(code, message);
+  } catch (err) {
+    return err as WireError;
   }
 }
 
@@ -775,27 +764,4 @@ function toWireError(err: unknown): WireError {
   return err instanceof WireError
     ? err
     : new WireProtocolError(`unexpected failure reading a frame: ${String(err)}`, { cause: err });
-}
-
-/**
- * Turns a socket away before any session exists for it (server at maxConnections):
- * writes the preface and a connection-level ERROR, then closes.
- */
-export function refuseSocket(socket: Socket, err: WireError): void {
-  const encoder = new FrameEncoder();
-  encoder.writeRaw(MAGIC);
-  encoder.encodeSimple(FrameType.ERROR, ERROR_TRANSPORT, 0, encodeTransportError(err.code, err.message));
-  // The socket is being turned away and no session will ever own it: a reset or EPIPE while
-  // the refusal is written changes nothing (the peer is refused either way) and has no one to
-  // tell, but an 'error' without a listener would crash the process.
-  socket.on('error', () => {});
-  socket.end(Buffer.concat(encoder.take()!));
-  destroyLater(socket, LINGER_MS);
-}
-
-/** Destroys `socket` after `ms` unless it closes first (then the timer is cleared, not left behind). */
-function destroyLater(socket: Socket, ms: number): void {
-  if (socket.destroyed) return;
-  const timer = setTimeout(() => socket.destroy(), ms).unref();
-  socket.once('close', () => clearTimeout(timer));
 }

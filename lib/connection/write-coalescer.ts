@@ -21,7 +21,7 @@ const FLUSH_EARLY_MAX_BYTES = 256 * 1024;
  * the loop waits for I/O again. No timer is involved and a lone frame waits for nothing.
  * A batch that reaches 8 KiB and 16 frames (or 256 KiB) is written early, so the peer
  * works while this side produces the rest (measured in BENCHMARKS.md: otherwise both
- * processes take turns). Large values leave in fragments through `fragments`.
+ * processes take turns). Large values leave in fragments through `fragments`, if given.
  *
  * While the socket reports it is full (`write()` returned false), frames keep
  * accumulating in the encoder and leave together on `drain`.
@@ -48,13 +48,13 @@ export class WriteCoalescer {
 
   /** Frames of the encoder already counted into `counters`. */
   private framesCounted = 0;
-  /** Large values leaving in fragments, interleaved with everything else. */
-  readonly fragments = new FragmentQueue();
 
   constructor(
     private readonly socket: Socket,
     private readonly encoder: FrameEncoder,
     private readonly counters: TransportCounters = new TransportCounters(),
+    /** Large values leaving in fragments, interleaved with everything else (the side that sends them). */
+    private readonly fragments: FragmentQueue | null = null,
   ) {
     socket.on('drain', this.onDrainBound);
   }
@@ -105,7 +105,8 @@ export class WriteCoalescer {
   flush(): void {
     if (this.blocked || this.closed) return;
     // The next slice of any large value goes after the small frames of this turn.
-    const moreFragments = !this.fragments.isEmpty && this.fragments.encodeInto(this.encoder);
+    const fragments = this.fragments;
+    const moreFragments = fragments !== null && !fragments.isEmpty && fragments.encodeInto(this.encoder);
     const chunks = this.encoder.take();
     if (chunks === null) {
       this.releaseWaiters(null);
@@ -167,9 +168,10 @@ export class WriteCoalescer {
 
   private checkFlushed(): void {
     if (this.onFlushed === null) return;
-    if (!this.fragments.isEmpty && !this.blocked) this.flush();
+    const fragmentsLeft = this.fragments !== null && !this.fragments.isEmpty;
+    if (fragmentsLeft && !this.blocked) this.flush();
     // Still writing: `drain` or the next scheduled flush comes back here.
-    if (this.blocked || this.encoder.pendingBytes > 0 || !this.fragments.isEmpty) return;
+    if (this.blocked || this.encoder.pendingBytes > 0 || (this.fragments !== null && !this.fragments.isEmpty)) return;
     const done = this.onFlushed;
     this.onFlushed = null;
     this.close();

@@ -1,9 +1,9 @@
 import type { MessageHandler } from '@nestjs/microservices';
 import type { Socket } from 'node:net';
-import { WireConnection, type ConnectionHandler, type ConnectionOptions } from '../connection/connection.js';
 import { performance } from 'node:perf_hooks';
+import type { ConnectionOptions } from '../connection/connection.js';
+import { ServerWireConnection, type ServerWireHandler } from '../connection/server-wire-connection.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
-import { FRAGMENT_THRESHOLD_BYTES } from '../connection/fragment-queue.js';
 import { CALL_CANCELLED, type CallStats, type Outcome } from '../connection/transport-stats.js';
 import {
   WireCancelledError,
@@ -11,23 +11,14 @@ import {
   WireConnectionError,
   WireDrainingError,
   WireError,
-  WireErrorCode,
   WireLimitError,
   WireNoHandlerError,
   WireOverloadedError,
   WireProtocolError,
   WireTimeoutError,
 } from '../errors.js';
-import { CallBody, readCallBody } from '../protocol/call-body.js';
-import type { WireCodec } from '../protocol/codec.js';
-import {
-  FrameType,
-  MAX_STREAM_CREDIT,
-  PAYLOAD_COMPRESSED,
-  RESPONSE_END,
-  RESPONSE_NO_VALUE,
-} from '../protocol/frame.js';
-import { encodeTransportError } from '../protocol/transport-error.js';
+import { CallBody } from '../protocol/call-body.js';
+import { MAX_STREAM_CREDIT } from '../protocol/frame.js';
 import { ServerCall, type CallSink } from './server-call.js';
 import { WireContext } from './wire-context.js';
 import { instrumentation } from '../diagnostics/instrumentation-hooks.js';
@@ -72,19 +63,15 @@ export interface SessionLimits {
   maxDecodedBytesPerServer: number;
 }
 
-const EMPTY = new Uint8Array(0);
-
-export class ServerSession implements ConnectionHandler, CallSink {
-  readonly wire: WireConnection;
+export class ServerSession implements ServerWireHandler, CallSink {
+  readonly wire: ServerWireConnection;
+  /**
+   * Calls running for this connection, by id. Invariant: each one is counted in
+   * `host.runningCalls`, and reading is stopped while there are `maxInFlight` of them.
+   */
   private readonly calls = new Map<number, ServerCall>();
   /** Reused for every call frame read on this connection. */
   private readonly body = new CallBody();
-  /** True while reading is stopped because `maxInFlight` calls are running. */
-  private readingPaused = false;
-  /** GOAWAY sent: new requests are refused with NACK; closes once idle and acknowledged. */
-  private draining = false;
-  /** The client sent GOAWAY: it will send no more requests on this connection. */
-  private peerDone = false;
   /** Estimated heap of the metadata and payload `decodeCall` decoded last. */
   private decodedBytes = 0;
   /** Estimated heap of the decoded inputs of calls (and events) running on this connection. */
@@ -96,21 +83,25 @@ export class ServerSession implements ConnectionHandler, CallSink {
   /** Calls holding values until the socket takes what is queued. */
   private readonly waitingToWrite = new Set<ServerCall>();
 
+  /** When the last request or event arrived (`performance.now()`), for the idle timeout. */
+  lastCallAt = performance.now();
+
   constructor(
     socket: Socket,
     options: ConnectionOptions,
-    private readonly codec: WireCodec,
     private readonly host: SessionHost,
   ) {
-    this.wire = new WireConnection(socket, options, this);
+    this.wire = new ServerWireConnection(socket, options, this);
   }
 
   get inFlight(): number {
     return this.calls.size;
   }
 
-  /** When the last request or event arrived (`performance.now()`), for the idle timeout. */
-  lastCallAt = performance.now();
+  /** ConnectionHandler: a draining connection closes once this is 0. */
+  get activeCalls(): number {
+    return this.calls.size;
+  }
 
   close(err: WireError | null = null): void {
     this.wire.close(err);
@@ -120,56 +111,27 @@ export class ServerSession implements ConnectionHandler, CallSink {
    * Graceful shutdown of this connection: GOAWAY tells the client to send new calls
    * elsewhere; the calls running finish; the connection closes once the client has
    * acknowledged (its GOAWAY, after which TCP order guarantees no request follows) and
-   * nothing is running.
+   * nothing is running. The mechanism is the connection's (`WireConnection.drain`), the
+   * same on both sides; a GOAWAY the client sends unasked starts it too.
    */
   beginDrain(): void {
-    if (this.draining) return;
-    this.draining = true;
-    this.wire.sendGoAway(WireErrorCode.DRAINING, 'server is shutting down; send new calls elsewhere');
-    this.closeIfDone();
+    this.wire.drain();
   }
 
   onOpen(): void {
     this.host.onSessionOpen(this);
   }
 
-  onFrame(_wire: WireConnection, type: number, flags: number, id: number, body: Buffer): void {
-    switch (type) {
-      case FrameType.REQUEST:
-        return this.onRequest(flags, id, body);
-      case FrameType.EVENT:
-        return this.onEvent(flags, id, body);
-      case FrameType.CANCEL: {
-        const call = this.calls.get(id);
-        if (call !== undefined) call.cancel(new WireCancelledError('call cancelled by the client'));
-        return;
-      }
-      case FrameType.CREDIT: {
-        if (body.length < 4) throw new WireProtocolError('CREDIT frame without its 32-bit count');
-        const n = body.readUInt32BE(0);
-        if (id === 0) {
-          // Connection-level: fragment bytes the client has consumed.
-          this.wire.coalescer.fragments.grant(n);
-          this.wire.coalescer.schedule();
-          if (this.waitingToWrite.size > 0) this.onWritable();
-        } else {
-          this.calls.get(id)?.addCredit(n);
-        }
-        return;
-      }
-      case FrameType.GOAWAY:
-        // The client will send no more requests. Unasked (we were not draining), it is
-        // answered like a drain: our GOAWAY, then close as soon as no call is running.
-        this.peerDone = true;
-        this.beginDrain();
-        this.closeIfDone();
-        return;
-      default:
-        throw new WireProtocolError(`a client does not send frame type ${type} to a server`);
-    }
+  onCancel(id: number): void {
+    const call = this.calls.get(id);
+    if (call !== undefined) call.cancel(new WireCancelledError('call cancelled by the client'));
   }
 
-  onClose(_wire: WireConnection, err: WireError | null): void {
+  onCredit(id: number, n: number): void {
+    this.calls.get(id)?.addCredit(n);
+  }
+
+  onClose(err: WireError | null): void {
     if (this.calls.size > 0) {
       const reason = new WireConnectionError('client connection closed');
       for (const call of [...this.calls.values()]) call.cancel(reason);
@@ -220,49 +182,19 @@ export class ServerSession implements ConnectionHandler, CallSink {
   }
 
   encodeValue(value: unknown): Uint8Array | null {
-    if (value === undefined) return null;
-    const payload = this.codec.encode(value);
-    this.wire.checkFrameFits(payload.length);
-    return payload;
+    return this.wire.encodeValue(value);
   }
 
   writeValue(call: ServerCall, bytes: Uint8Array | null): void {
-    const wire = this.wire;
-    const payload = bytes === null ? null : wire.compressOutgoing(bytes);
-    const flags = payload === null ? RESPONSE_NO_VALUE : wire.lastCompressed ? PAYLOAD_COMPRESSED : 0;
-    const fragments = wire.coalescer.fragments;
-    const cut = payload !== null && payload.length > FRAGMENT_THRESHOLD_BYTES && wire.peerAcceptsFragments;
-    if (payload !== null && (cut || fragments.has(call.id))) {
-      // Large (or behind a large one of the same call): leaves in fragments between other frames.
-      fragments.push(call.id, FrameType.RESPONSE, flags, payload);
-    } else if (fragments.has(call.id)) {
-      fragments.push(call.id, FrameType.RESPONSE, flags, EMPTY);
-    } else {
-      wire.encoder.encodeResponse(call.id, flags, payload);
-    }
-    wire.coalescer.schedule(false);
+    this.wire.sendValue(call.id, bytes);
   }
 
   writeEnd(call: ServerCall): void {
-    const wire = this.wire;
-    // `of(value)` completes right after its value: flag that frame instead of sending another.
-    if (wire.coalescer.fragments.markLast(call.id, RESPONSE_END) || wire.encoder.tryMarkLastResponseEnd(call.id)) {
-      wire.coalescer.schedule();
-      return;
-    }
-    if (wire.coalescer.fragments.has(call.id)) {
-      wire.coalescer.fragments.push(call.id, FrameType.RESPONSE, RESPONSE_END | RESPONSE_NO_VALUE, EMPTY);
-    } else {
-      wire.encoder.encodeResponse(call.id, RESPONSE_END | RESPONSE_NO_VALUE, null);
-    }
-    wire.coalescer.schedule();
+    this.wire.sendEnd(call.id);
   }
 
   writeFailure(call: ServerCall, err: unknown): void {
-    // Values of this call not yet begun are dropped: the call failed. A value half sent
-    // finishes, and the ERROR follows it (sendCallError keeps that order).
-    this.wire.coalescer.fragments.drop(call.id);
-    this.wire.sendCallError(call.id, err);
+    this.wire.sendFailure(call.id, err);
   }
 
   mapUncaughtError(err: unknown): unknown {
@@ -273,15 +205,12 @@ export class ServerSession implements ConnectionHandler, CallSink {
     this.host.callStats.settled(call.startedAt, outcome);
     this.releaseDecoded(call.decodedBytes);
     this.waitingToWrite.delete(call);
-    if (outcome === CALL_CANCELLED) this.wire.coalescer.fragments.drop(call.id);
+    if (outcome === CALL_CANCELLED) this.wire.forgetCall(call.id);
     if (this.calls.delete(call.id)) this.host.runningCalls--;
     this.host.deadlines.remove(call);
-    if (this.draining && this.calls.size === 0) queueMicrotask(() => this.closeIfDone());
-    // A slot freed: read again if we had stopped at the limit.
-    if (this.readingPaused && this.calls.size < this.host.limits.maxInFlight) {
-      this.readingPaused = false;
-      this.wire.resumeReading();
-    }
+    this.wire.callEnded();
+    // A slot freed: read again if we had stopped at the limit (a no-op if we had not).
+    if (this.calls.size < this.host.limits.maxInFlight) this.wire.resumeReadingForCalls();
   }
 
   /** Called by the deadline wheel: the caller's budget is spent. */
@@ -371,45 +300,34 @@ export class ServerSession implements ConnectionHandler, CallSink {
     return value as Record<string, string>;
   }
 
-  private closeIfDone(): void {
-    // end(), not close(): the last responses may still be waiting for their flush.
-    if (this.draining && this.peerDone && this.calls.size === 0) this.wire.end();
-  }
-
   /** Refuses a request without running it: the client may safely send it elsewhere. */
   private nack(id: number, err: WireOverloadedError): void {
     this.host.callStats.fail(`NACK_${err.code}`);
-    this.wire.encoder.encodeSimple(
-      FrameType.NACK,
-      0,
-      id,
-      encodeTransportError(err.code, err.message, this.wire.peerMaxFrameSize),
-    );
-    this.wire.coalescer.schedule();
+    this.wire.sendNack(id, err);
   }
 
   /** Answers a request that will not run with a transport error, and counts it. */
   private reject(id: number, err: WireError): void {
     this.host.callStats.fail(err.code);
-    this.wire.sendTransportError(id, err);
+    this.wire.sendRefusal(id, err);
   }
 
-  private onRequest(flags: number, id: number, frameBody: Buffer): void {
+  onRequest(id: number, flags: number, frameBody: Buffer): void {
     // Id 0 names the connection, not a call: an answer could not be told apart from a connection error.
     if (id === 0) throw new WireProtocolError('REQUEST with id 0 (reserved for connection-level frames)');
     // A live id reused: the peer lost track of its calls, and two calls would end on one id.
     if (this.calls.has(id)) throw new WireProtocolError(`REQUEST id ${id} is already in use by a running call`);
-    this.lastCallAt = this.wire.lastReadAt;
+    this.lastCallAt = this.wire.lastRead;
     this.host.callStats.started++;
     const body = this.body;
     try {
-      readCallBody(frameBody, flags, body);
+      this.wire.readCallBody(frameBody, flags, body);
     } catch (err) {
       // The frame's length was right, so the stream is still in step: only this call fails.
       this.reject(id, err as WireProtocolError); // readCallBody throws only WireProtocolError
       return;
     }
-    if (this.draining) {
+    if (this.wire.isDraining) {
       this.nack(id, new WireDrainingError());
       return;
     }
@@ -484,11 +402,8 @@ export class ServerSession implements ConnectionHandler, CallSink {
     }
     this.calls.set(id, call);
     this.host.runningCalls++;
-    if (this.calls.size >= limits.maxInFlight && !this.readingPaused) {
-      // Stop at this frame boundary; TCP backpressure does the rest.
-      this.readingPaused = true;
-      this.wire.pauseReading();
-    }
+    // Stop at this frame boundary; TCP backpressure does the rest.
+    if (this.calls.size >= limits.maxInFlight) this.wire.stopReadingForCalls();
     const ctx = new WireContext([pattern, metadata, id, deadlineAt, call, this.wire.remoteAddress]);
     const hooks = instrumentation.hooks;
     if (hooks === null) {
@@ -500,12 +415,12 @@ export class ServerSession implements ConnectionHandler, CallSink {
     trace.run(() => this.host.runRequest(handler, data, ctx, call));
   }
 
-  private onEvent(flags: number, id: number, frameBody: Buffer): void {
-    this.lastCallAt = this.wire.lastReadAt;
+  onEvent(id: number, flags: number, frameBody: Buffer): void {
+    this.lastCallAt = this.wire.lastRead;
     const body = this.body;
     try {
       if (id !== 0) throw new WireProtocolError(`EVENT with id ${id}: an EVENT's id must be 0`);
-      readCallBody(frameBody, flags, body, FrameType.EVENT);
+      this.wire.readCallBody(frameBody, flags, body, true);
     } catch (err) {
       this.host.onEventDropped('(unreadable)', err);
       return;

@@ -3,7 +3,8 @@ import { Server, type CustomTransportStrategy, type MessageHandler } from '@nest
 import { AsyncResource } from 'node:async_hooks';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
-import { refuseSocket, type WireConnection } from '../connection/connection.js';
+import type { WireConnection } from '../connection/connection.js';
+import { refuseSocket } from '../connection/refuse-socket.js';
 import type { Hello } from '../protocol/hello.js';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
@@ -116,7 +117,6 @@ export class WireServer
     super();
     this.wireOptions = resolveServerOptions(options);
     this.connectionOptions = {
-      role: 'server',
       codec: this.wireOptions.codec,
       maxFrameSize: this.wireOptions.maxFrameSize,
       handshakeTimeoutMs: this.wireOptions.handshakeTimeoutMs,
@@ -248,8 +248,8 @@ export class WireServer
     let inFlight = 0;
     let bufferedBytes = 0;
     for (const s of this.sessions) {
-      writes += s.wire.coalescer.writes;
-      frames += s.wire.encoder.frames;
+      writes += s.wire.writes;
+      frames += s.wire.framesWritten;
       inFlight += s.inFlight;
       bufferedBytes += s.wire.bufferedBytes;
     }
@@ -432,7 +432,7 @@ export class WireServer
       refuseSocket(socket, new WireOverloadedError(`server is at maxConnections (${this.wireOptions.maxConnections})`));
       return;
     }
-    this.sessions.add(new ServerSession(socket, this.connectionOptions, this.wireOptions.codec, this));
+    this.sessions.add(new ServerSession(socket, this.connectionOptions, this));
   };
 
   /** Drains connections that carried no call for `idleTimeoutMs` (GOAWAY: nothing in transit is lost). */
@@ -451,12 +451,7 @@ export class WireServer
       const extension = this.wireOptions.codec.decode(hello.extension) as { credentials?: unknown } | null;
       credentials = extension !== null && typeof extension === 'object' ? extension.credentials : undefined;
     }
-    const socket = conn.socket as TLSSocket;
-    const certificate = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
-    return authenticate(credentials, {
-      remoteAddress: conn.remoteAddress,
-      tlsPeerCertificate: certificate !== undefined && Object.keys(certificate).length > 0 ? certificate : undefined,
-    });
+    return authenticate(credentials, { remoteAddress: conn.remoteAddress, tlsPeerCertificate: conn.peerCertificate });
   }
 
   /** A listening-socket error: to the `error` listeners if there are any, else one warning. */

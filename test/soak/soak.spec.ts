@@ -221,9 +221,9 @@ function listenerCounts(sockets: Socket[]): Record<string, number>[] {
 
 /** Server-side sockets, if the server's internals still look the way they did when this was written. */
 function serverSockets(running: RunningServer): Socket[] {
-  const sessions = (running.server as unknown as { sessions?: Set<{ wire?: { socket?: Socket } }> }).sessions;
+  const sessions = (running.server as unknown as { sessions?: Set<{ wire?: { underlyingSocket?: Socket } }> }).sessions;
   if (!(sessions instanceof Set)) return [];
-  return [...sessions].map((s) => s.wire?.socket).filter((s): s is Socket => s !== undefined);
+  return [...sessions].map((s) => s.wire?.underlyingSocket).filter((s): s is Socket => s !== undefined);
 }
 
 /**
