@@ -1,7 +1,7 @@
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { ConnectionOptions } from '../connection/connection.js';
-import { backoffDelay } from '../connection/backoff.js';
+import { backoffDelay } from './backoff.js';
 import type { HeartbeatMonitor } from '../connection/heartbeat.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { WireAuthError, WireConnectionError, type WireError } from '../errors.js';

@@ -17,12 +17,7 @@ import {
   RESPONSE_MORE,
   RESPONSE_NO_VALUE,
 } from '../protocol/frame.js';
-import {
-  remoteTransportError,
-  WireConnection,
-  type ConnectionHandler,
-  type ConnectionOptions,
-} from './connection.js';
+import { remoteTransportError, WireConnection, type ConnectionHandler, type ConnectionOptions } from './connection.js';
 
 /** What a client connection's frames mean to its owner: answers to the calls it started. */
 export interface ClientWireHandler extends ConnectionHandler {

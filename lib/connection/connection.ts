@@ -20,6 +20,7 @@ import { decodeTransportError, encodeTransportError } from '../protocol/transpor
 import { localHello, negotiate, type LocalSettings } from './handshake.js';
 import { judgeLiveness, Liveness } from './heartbeat.js';
 import { PayloadCodec } from './payload-codec.js';
+import { ReadBudget } from './read-budget.js';
 import type { FragmentQueue } from './fragment-queue.js';
 import { destroyLater, LINGER_MS } from './refuse-socket.js';
 import { TransportCounters } from './transport-stats.js';
@@ -92,26 +93,6 @@ export const PAUSE_BACKLOG = 4;
 /** This socket read used its work budget: other sockets get the event loop first. */
 export const PAUSE_YIELD = 8;
 
-/**
- * Work one socket read may do before the connection yields to the event loop (pauses,
- * resumes on `setImmediate`): frame bytes + bytes inflated + estimated heap decoded, and
- * `FRAME_WORK_BYTES` per frame (so 4 096 tiny frames also count as 1 MiB). The frame that
- * crosses it is finished; its own cost is bounded by `maxDecodedBytes` / `maxDecompressedBytes`.
- */
-export const READ_WORK_BYTES = 1024 * 1024;
-export const FRAME_WORK_BYTES = 256;
-/**
- * A REQUEST or EVENT starts a handler whose continuation (Nest resolves it through
- * promises, and encodes its answer) runs after this read, out of the clock's sight: each
- * counts as 8 KiB, so one read starts at most 128 calls.
- */
-export const CALL_WORK_BYTES = 8 * 1024;
-/**
- * ...and time: what the frames of one read start synchronously (handlers, encoding their
- * answers) is not counted in bytes, so the clock is read every 16 frames too.
- */
-export const READ_WORK_MS = 10;
-
 const DEFAULT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 const DEFAULT_MAX_DECODED_BYTES = 16 * 1024 * 1024;
 const DEFAULT_MAX_DECOMPRESSED_BYTES = 1024 * 1024;
@@ -149,11 +130,8 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
   private lastReadAt = performance.now();
   /** Why reading is stopped (PAUSE_* bits); 0 while reading. */
   private pausedFor = 0;
-  /** Work done by the current socket read besides decoding (see READ_WORK_BYTES). */
-  private readWork = 0;
-  /** Frames of the current socket read, and when it started (`performance.now()`). */
-  private readFrames = 0;
-  private readStartedAt = 0;
+  /** Work done by the current socket read (frames, decoding, time). */
+  private readonly readBudget = new ReadBudget();
   /** When the backlog last moved while reading is stopped for it (`performance.now()`); -1 if it is not. */
   private backlogSince = -1;
 
@@ -188,6 +166,7 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
       options.compression ?? null,
       options.maxDecodedBytes ?? DEFAULT_MAX_DECODED_BYTES,
       options.maxDecompressedBytes ?? DEFAULT_MAX_DECOMPRESSED_BYTES,
+      this.readBudget,
     );
     this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.local = {
@@ -394,7 +373,7 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
       this.lastReadAt = performance.now();
     }
     if (!this.isLive || this.pausedFor !== 0) return;
-    this.startRead();
+    this.readBudget.start();
     try {
       this.decoder.resume();
     } catch (err) {
@@ -418,13 +397,6 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
 
   private readonly resumeAfterYield = (): void => this.resumeReading(PAUSE_YIELD);
 
-  private startRead(): void {
-    this.readWork = 0;
-    this.payloads.work = 0;
-    this.readFrames = 0;
-    this.readStartedAt = performance.now();
-  }
-
   /** After a frame: yields if this read used its budget, stops reading if the peer does not read. */
   private checkReadBudget(): void {
     if (!this.isOpen) return;
@@ -433,9 +405,7 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
       this.pauseReading(PAUSE_BACKLOG);
       this.afterWrites(this.onBacklogWritten);
     }
-    if ((++this.readFrames & 15) === 0 && performance.now() - this.readStartedAt >= READ_WORK_MS)
-      this.readWork = READ_WORK_BYTES;
-    if (this.readWork + this.payloads.work >= READ_WORK_BYTES && (this.pausedFor & PAUSE_YIELD) === 0) {
+    if (this.readBudget.spent() && (this.pausedFor & PAUSE_YIELD) === 0) {
       this.pauseReading(PAUSE_YIELD);
       setImmediate(this.resumeAfterYield);
     }
@@ -511,7 +481,13 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
     if (!this.isOpen) return;
     const readingStopped = (this.pausedFor & ~PAUSE_YIELD) !== 0;
     const backlogSince = (this.pausedFor & PAUSE_BACKLOG) !== 0 ? this.backlogSince : -1;
-    switch (judgeLiveness({ lastReadAt: this.lastReadAt, pingSentAt: this.pingSentAt, readingStopped, backlogSince }, now, intervalMs)) {
+    switch (
+      judgeLiveness(
+        { lastReadAt: this.lastReadAt, pingSentAt: this.pingSentAt, readingStopped, backlogSince },
+        now,
+        intervalMs,
+      )
+    ) {
       case Liveness.NOT_READING:
         return this.close(
           new WireConnectionError(
@@ -604,8 +580,7 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
   onFrame(type: number, flags: number, id: number, body: Buffer): void {
     this.counters.framesIn++;
     if (this.isOpen) {
-      this.readWork +=
-        body.length + (type === FrameType.REQUEST || type === FrameType.EVENT ? CALL_WORK_BYTES : FRAME_WORK_BYTES);
+      this.readBudget.frame(body.length, type === FrameType.REQUEST || type === FrameType.EVENT);
       switch (type) {
         case FrameType.PING:
           if (body.length > MAX_PING_BODY_BYTES) {
@@ -704,7 +679,7 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
 
   private readonly onData = (chunk: Buffer): void => {
     // A new socket read gets a fresh work budget (a yield resets it too).
-    if ((this.pausedFor & PAUSE_YIELD) === 0) this.startRead();
+    if ((this.pausedFor & PAUSE_YIELD) === 0) this.readBudget.start();
     this.bytesReadTotal += chunk.length;
     this.counters.bytesIn += chunk.length;
     this.lastReadAt = performance.now();

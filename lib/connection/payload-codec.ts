@@ -3,11 +3,12 @@ import { decompress, type PayloadCompressor } from '../protocol/compression.js';
 import { PAYLOAD_COMPRESSED } from '../protocol/frame.js';
 import { DecodeBudget } from '../protocol/msgpack-validator.js';
 import type { Negotiated } from './handshake.js';
+import type { ReadBudget } from './read-budget.js';
 
 /**
  * A connection's payloads: the codec, compression toward the peer as negotiated, and
- * decoding within a budget (`DecodeBudget`, `maxDecompressedBytes`). It counts the work
- * decoding did (bytes inflated + estimated heap decoded) for the connection's read budget.
+ * decoding within a budget (`DecodeBudget`, `maxDecompressedBytes`). It charges the work
+ * decoding did (bytes inflated + estimated heap decoded) to the connection's `ReadBudget`.
  */
 export class PayloadCodec {
   /**
@@ -15,8 +16,6 @@ export class PayloadCodec {
    * `maxBytes` before a decode to charge a per-connection total.
    */
   readonly budget: DecodeBudget;
-  /** Work decoding did since the connection last reset it (see READ_WORK_BYTES). */
-  work = 0;
   /** Compressor usable toward this peer, once negotiated; null: payloads leave as they are. */
   private compressor: PayloadCompressor | null = null;
   /** Algorithm id the peer compresses with (0: none). */
@@ -28,6 +27,7 @@ export class PayloadCodec {
     private readonly mine: PayloadCompressor | null,
     maxDecodedBytes: number,
     private readonly maxDecompressedBytes: number,
+    private readonly readBudget: ReadBudget,
   ) {
     this.budget = new DecodeBudget(maxDecodedBytes);
   }
@@ -57,7 +57,7 @@ export class PayloadCodec {
   decodePayload(flags: number, bytes: Buffer): unknown {
     if ((flags & PAYLOAD_COMPRESSED) !== 0) {
       // Counted even when refused: a bomb stopped at the limit cost the work of the limit.
-      this.work += this.maxDecompressedBytes;
+      this.readBudget.charge(this.maxDecompressedBytes);
       bytes = decompress(this.peerCompression, this.mine?.algorithm ?? null, bytes, this.maxDecompressedBytes);
     }
     return this.decode(bytes);
@@ -71,7 +71,7 @@ export class PayloadCodec {
     try {
       return this.codec.decode(bytes, budget);
     } finally {
-      this.work += budget.lastBytes;
+      this.readBudget.charge(budget.lastBytes);
     }
   }
 }

@@ -12,12 +12,7 @@ import {
 import { readCallBody, type CallBody } from '../protocol/call-body.js';
 import type { DecodeBudget } from '../protocol/msgpack-validator.js';
 import { encodeTransportError } from '../protocol/transport-error.js';
-import {
-  PAUSE_CALLS,
-  WireConnection,
-  type ConnectionHandler,
-  type ConnectionOptions,
-} from './connection.js';
+import { PAUSE_CALLS, WireConnection, type ConnectionHandler, type ConnectionOptions } from './connection.js';
 import { FRAGMENT_THRESHOLD_BYTES, FragmentQueue } from './fragment-queue.js';
 import { acceptsFragments } from './handshake.js';
 
@@ -175,7 +170,12 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
   /** Refuses a request without running it (NACK): the client may safely send it elsewhere. */
   sendNack(id: number, err: WireError): void {
     if (!this.isLive) return;
-    this.encoder.encodeSimple(FrameType.NACK, 0, id, encodeTransportError(err.code, err.message, this.peerMaxFrameSize));
+    this.encoder.encodeSimple(
+      FrameType.NACK,
+      0,
+      id,
+      encodeTransportError(err.code, err.message, this.peerMaxFrameSize),
+    );
     this.coalescer.schedule();
   }
 

@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
 import { AsyncResource } from 'node:async_hooks';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer } from 'node:tls';
 import type { WireConnection } from '../connection/connection.js';
 import { refuseSocket } from '../connection/refuse-socket.js';
 import type { Hello } from '../protocol/hello.js';

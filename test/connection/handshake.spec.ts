@@ -38,7 +38,9 @@ describe('handshake: localHello and negotiate (pure)', () => {
       expect(() => negotiate(settings(), peer(over))).toThrow(WireHandshakeError);
       expect(() => negotiate(settings(), peer(over))).toThrow(message);
     }
-    expect(negotiate(settings(), peer({ maxFrameSize: MIN_MAX_FRAME_SIZE })).peer.maxFrameSize).toBe(MIN_MAX_FRAME_SIZE);
+    expect(negotiate(settings(), peer({ maxFrameSize: MIN_MAX_FRAME_SIZE })).peer.maxFrameSize).toBe(
+      MIN_MAX_FRAME_SIZE,
+    );
   });
 
   it('compresses toward a peer only with an algorithm it decodes; records what the peer sends with', () => {

@@ -285,7 +285,11 @@ describe('handshake fuzz', () => {
           if (expected.kind === 'refused') {
             // What the peer read: our preface, our HELLO if we are the client, then ERROR id 0 with the code.
             await within(peerClosed, 2000);
-            await waitFor(() => conn.state === ConnectionState.CLOSED, { timeoutMs: 2000, what: 'the socket to close', everyMs: 0 });
+            await waitFor(() => conn.state === ConnectionState.CLOSED, {
+              timeoutMs: 2000,
+              what: 'the socket to close',
+              everyMs: 0,
+            });
             const d = collectingDecoder({ maxFrameSize: 1 << 20, expectMagic: true });
             d.decoder.push(Buffer.concat(received));
             const types = d.frames.map((f) => f.type);

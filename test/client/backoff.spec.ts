@@ -1,4 +1,4 @@
-import { backoffDelay } from '../../lib/connection/backoff.js';
+import { backoffDelay } from '../../lib/client/backoff.js';
 
 /** `random` pinned: 0 is the low end of the jitter (−20 %), 0.5 none, just below 1 the high end (+20 %). */
 const at = (r: number) => () => r;
