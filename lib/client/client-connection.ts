@@ -1,9 +1,8 @@
 import type { Socket } from 'node:net';
-import type { ConnectionOptions } from '../connection/connection.js';
+import { MAX_REQUEST_ID, type ConnectionOptions } from '../connection/connection.js';
 import { ClientWireConnection, type ClientWireHandler } from '../connection/client-wire-connection.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { WireConnectionError, WireError, WireTimeoutError } from '../errors.js';
-import { MAX_REQUEST_ID } from '../protocol/frame.js';
 import type { CallOwner, PendingCall } from './pending-call.js';
 
 /** What a client connection tells its endpoint about its life. */

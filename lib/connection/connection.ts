@@ -84,6 +84,10 @@ export interface ConnectionOptions {
   maxDecompressedBytes?: number;
 }
 
+// What the layers above need of the protocol comes through here: they know the connection, not the format.
+export type { Hello } from '../protocol/hello.js';
+export { MAX_REQUEST_ID, MAX_STREAM_CREDIT } from '../protocol/frame.js';
+
 /** Why reading is stopped; reading resumes once no reason is left. */
 export const PAUSE_AUTH = 1;
 /** The session runs as many calls as it allows. */

@@ -28,6 +28,8 @@ export interface ServerWireHandler extends ConnectionHandler {
   onCredit(id: number, n: number): void;
 }
 
+export { CallBody } from '../protocol/call-body.js';
+
 const EMPTY = new Uint8Array(0);
 
 /**

@@ -1,8 +1,8 @@
 import type { MessageHandler } from '@nestjs/microservices';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { ConnectionOptions } from '../connection/connection.js';
-import { ServerWireConnection, type ServerWireHandler } from '../connection/server-wire-connection.js';
+import { MAX_STREAM_CREDIT, type ConnectionOptions } from '../connection/connection.js';
+import { CallBody, ServerWireConnection, type ServerWireHandler } from '../connection/server-wire-connection.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { CALL_CANCELLED, type CallStats, type Outcome } from '../connection/transport-stats.js';
 import {
@@ -17,8 +17,6 @@ import {
   WireProtocolError,
   WireTimeoutError,
 } from '../errors.js';
-import { CallBody } from '../protocol/call-body.js';
-import { MAX_STREAM_CREDIT } from '../protocol/frame.js';
 import { ServerCall, type CallSink } from './server-call.js';
 import { WireContext } from './wire-context.js';
 import { instrumentation } from '../diagnostics/instrumentation-hooks.js';

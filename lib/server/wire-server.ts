@@ -3,9 +3,8 @@ import { Server, type CustomTransportStrategy, type MessageHandler } from '@nest
 import { AsyncResource } from 'node:async_hooks';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import type { WireConnection } from '../connection/connection.js';
+import type { Hello, WireConnection } from '../connection/connection.js';
 import { refuseSocket } from '../connection/refuse-socket.js';
-import type { Hello } from '../protocol/hello.js';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { finalize, type Observable } from 'rxjs';
