@@ -119,7 +119,7 @@ const END_TIMEOUT_MS = 10_000;
 export abstract class WireConnection<H extends ConnectionHandler = ConnectionHandler> {
   /** Changed only by `transition()`. */
   private current = ConnectionState.HANDSHAKING;
-  /** The peer's HELLO; set once, on leaving HANDSHAKING for OPEN. */
+  /** The peer's HELLO; set once, when it arrives (authentication, if any, then decides on OPEN). */
   private peerHello: Hello | null = null;
   /** The peer sent GOAWAY: it will start no new call here. */
   private peerSaidGoAway = false;
