@@ -109,26 +109,37 @@ describe('the connection seam (ClientWireConnection ↔ ServerWireConnection)', 
     await pair.close();
   });
 
-  it('GOAWAY drain: the server waits for its running call, the client answers GOAWAY, both close once, orderly', async () => {
+  it('GOAWAY drain: both sides wait for their calls; the server closes once idle and answered, orderly, each side notified once', async () => {
     const { pair, client, server, c, s } = await connected();
+    (c.handler as { activeCalls: number }).activeCalls = 1;
     (s.handler as { activeCalls: number }).activeCalls = 1;
     server.drain();
     expect(server.state).toBe(ConnectionState.DRAINING);
     expect(server.acceptsCalls).toBe(false);
     await waitFor(() => named(c.events, 'goaway').length === 1, { what: 'the GOAWAY' });
+    expect(client.state).toBe(ConnectionState.DRAINING);
     expect(client.acceptsCalls).toBe(false);
-    // The client has no call: it answers GOAWAY and ends at once; the server keeps its call running.
-    await waitFor(() => client.state === ConnectionState.CLOSED || client.state === ConnectionState.CLOSING, {
-      what: 'the client to end',
-    });
-    expect(server.isOpen).toBe(true);
-    // The server's call ends: it may close now (the client's GOAWAY has arrived).
+    // Barrier: the client's answering GOAWAY was sent before this PING, so the server has read it.
+    await client.ping();
+    expect(server.isOpen && client.isOpen).toBe(true);
+    // The server's call ends: answered and idle, it ends; the client follows the FIN.
     (s.handler as { activeCalls: number }).activeCalls = 0;
     server.callEnded();
     await waitFor(() => server.state === ConnectionState.CLOSED && client.state === ConnectionState.CLOSED, {
       what: 'both sockets to close',
     });
+    expect(named(c.events, 'goaway')).toHaveLength(1);
     expect(named(c.events, 'close')).toEqual([['close', null]]);
+    expect(named(s.events, 'close')).toEqual([['close', null]]);
+    await pair.close();
+  });
+
+  it('a client that drains with no call running says GOAWAY and ends at once (it needs no answer)', async () => {
+    const { pair, client, server, s } = await connected();
+    client.drain();
+    expect(client.state).toBe(ConnectionState.CLOSING);
+    // The server drains too (the client's GOAWAY means no REQUEST follows) and closes: nothing runs.
+    await waitFor(() => server.state === ConnectionState.CLOSED, { what: 'the server to close' });
     expect(named(s.events, 'close')).toEqual([['close', null]]);
     await pair.close();
   });
