@@ -2,8 +2,8 @@ import 'reflect-metadata';
 import { FrameType, REQUEST_HAS_CREDIT } from '../../lib/protocol/frame.js';
 import { decodeTransportError } from '../../lib/protocol/transport-error.js';
 import { codec, rawFrame, RawPeer } from '../helpers/raw-peer.js';
-import { requestFrame } from './frames.js';
-import { closedOf, figure, flood, rawConnection, runFor, sumWorks, Target } from './target.js';
+import { requestFrame } from '../hardening/frames.js';
+import { closedOf, figure, flood, rawConnection, runFor, sumWorks, Target } from '../hardening/target.js';
 
 /**
  * Issue 11 items 2-5: a peer that asks for answers and never reads them. The server runs
