@@ -19,4 +19,8 @@ export default {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: '<rootDir>/tsconfig.json' }],
   },
   testTimeout: 30000,
+  // One worker per core. Jest's default is one fewer, which on a 2-core machine runs every
+  // file in a single worker; much of a file's time is spent waiting on sockets and timers,
+  // so a second worker takes about a third off `npm test` there (measured on a loaded machine).
+  maxWorkers: '100%',
 };

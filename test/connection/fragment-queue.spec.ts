@@ -9,6 +9,7 @@ import {
 } from '../../lib/protocol/frame.js';
 import { FrameEncoder } from '../../lib/protocol/frame-encoder.js';
 import { collectingDecoder, joinChunks } from '../helpers/frames.js';
+import { expectSameBytes } from '../helpers/bytes.js';
 
 /** Flushes until the queue has nothing it may send; grants the window back as a receiver would. */
 function drain(queue: FragmentQueue, encoder: FrameEncoder, grant = true) {
@@ -45,7 +46,7 @@ describe('FragmentQueue', () => {
       RESPONSE_MORE,
       RESPONSE_END | RESPONSE_LAST_FRAGMENT,
     ]);
-    expect(Buffer.concat(frames.map((f) => f.body))).toEqual(payload);
+    expectSameBytes(Buffer.concat(frames.map((f) => f.body)), payload);
     expect(queue.isEmpty).toBe(true);
     expect(queue.has(5)).toBe(false);
   });

@@ -77,12 +77,14 @@ describe('cancellation and deadlines', () => {
   const app = withRunningApp(TestAppModule);
   beforeEach(() => recorder.reset());
 
-  it('take(1) on an infinite stream ends the server subscription within a few ms', async () => {
+  it('take(1) on an infinite stream ends the server subscription before the next request is answered', async () => {
     const values = await lastValueFrom(app.client.send<number>('infinite', {}).pipe(take(3), toArray()));
     expect(values).toEqual([0, 1, 2]);
-    const unsubscribedAt = performance.now();
-    await waitFor(() => recorder.teardowns === 1, 1000);
-    expect(performance.now() - unsubscribedAt).toBeLessThan(50);
+    // The CANCEL went out when take(3) unsubscribed, before the barrier on the same connection:
+    // once the barrier is answered the server has handled it, and its teardown has run.
+    // (Was "within 50 ms" of wall time, which a loaded machine exceeded with nothing wrong.)
+    await barrier(app.client);
+    expect(recorder.teardowns).toBe(1);
     expect(app.running.server.counters().inFlight).toBe(0);
     expect(await firstValueFrom(app.client.send('sum', [1, 2]))).toBe(3); // connection healthy
   });

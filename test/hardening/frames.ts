@@ -1,6 +1,6 @@
 import { brotliCompressSync, constants } from 'node:zlib';
-import { FrameType, PAYLOAD_COMPRESSED } from '../../lib/protocol/frame.js';
-import { rawFrame } from '../helpers/raw-peer.js';
+import { FrameType, PAYLOAD_COMPRESSED, REQUEST_HAS_CREDIT } from '../../lib/protocol/frame.js';
+import { codec, rawFrame } from '../helpers/raw-peer.js';
 
 /** A REQUEST frame with a raw payload (any bytes, standard msgpack or not). */
 export function requestFrame(id: number, pattern: string, payload: Uint8Array, flags = 0): Buffer {
@@ -8,6 +8,16 @@ export function requestFrame(id: number, pattern: string, payload: Uint8Array, f
   const head = Buffer.alloc(2);
   head.writeUInt16BE(p.length);
   return rawFrame(FrameType.REQUEST, flags, id, Buffer.concat([head, p, payload]));
+}
+
+/** A REQUEST frame that opens a stream with `credit` (payload null). */
+export function streamRequest(id: number, pattern: string, credit: number): Buffer {
+  const p = Buffer.from(pattern);
+  const body = Buffer.alloc(4 + 2 + p.length);
+  body.writeUInt32BE(credit >>> 0, 0);
+  body.writeUInt16BE(p.length, 4);
+  p.copy(body, 6);
+  return rawFrame(FrameType.REQUEST, REQUEST_HAS_CREDIT, id, Buffer.concat([body, codec.encode(null)]));
 }
 
 /** msgpack: an array32 of `n` empty arrays (n + 5 bytes; decodes to n JS arrays). */

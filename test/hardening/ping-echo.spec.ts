@@ -3,7 +3,7 @@ import { FrameType, MAX_PING_BODY_BYTES } from '../../lib/protocol/frame.js';
 import { withRunningApp } from '../helpers/apps.js';
 import { rawFrame, RawPeer } from '../helpers/raw-peer.js';
 import { TestAppModule } from '../helpers/test-app.js';
-import { waitFor } from '../helpers/wait.js';
+import { pause, waitFor } from '../helpers/wait.js';
 
 /**
  * Issue 13 item 1: each PONG carries the body of its own PING, even when PINGs span
@@ -21,7 +21,7 @@ describe('hardening: PONG echoes its own PING', () => {
     peer.socket.pause(); // a slow reader: the PONGs queue up on the server meanwhile
     // Odd-sized writes: most PINGs straddle two chunks.
     for (let p = 0; p < stream.length; p += 7) peer.write(stream.subarray(p, p + 7));
-    await new Promise((r) => setTimeout(r, 200));
+    await pause(200); // kept: a reader that stays away for a while is the input
     peer.socket.resume();
     await waitFor(() => peer.received.filter((f) => f.type === FrameType.PONG).length === 2000, 10_000);
     for (const f of peer.received.filter((x) => x.type === FrameType.PONG)) {

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { firstValueFrom } from 'rxjs';
 import { WireClient, WireConnectionError, WireLimitError } from '../../lib/index.js';
 import { settledHeap } from '../helpers/gc.js';
-import { figure } from './target.js';
+import { figure } from '../hardening/target.js';
 
 /**
  * Issue 11 item 6: a malicious server feeds fragments of values that never complete.
@@ -15,7 +15,7 @@ import { figure } from './target.js';
  */
 const MiB = 1024 * 1024;
 const CALLS = 24;
-const SCRIPT = fileURLToPath(new URL('./fragment-server.mjs', import.meta.url));
+const SCRIPT = fileURLToPath(new URL('../hardening/fragment-server.mjs', import.meta.url));
 
 /** Starts test/hardening/fragment-server.mjs; resolves with its port and a promise of its DONE. */
 async function fragmentServer(

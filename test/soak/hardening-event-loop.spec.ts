@@ -3,8 +3,8 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { firstValueFrom } from 'rxjs';
 import { WireClient } from '../../lib/index.js';
-import { brotliBomb, compressedRequest, emptyArrays, requestFrame } from './frames.js';
-import { figure, percentile, rawConnection, runFor, Target } from './target.js';
+import { brotliBomb, compressedRequest, emptyArrays, requestFrame } from '../hardening/frames.js';
+import { figure, percentile, rawConnection, runFor, Target } from '../hardening/target.js';
 
 /**
  * Issue 11 item 7: one peer sends the most expensive input it can, another client's
