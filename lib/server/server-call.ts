@@ -150,7 +150,8 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
 
   complete(): void {
     if (this.state !== CallState.STREAMING) return;
-    if (this.held.length > 0) this.transition(CallState.COMPLETING); // END once the held values are out
+    if (this.held.length > 0)
+      this.transition(CallState.COMPLETING); // END once the held values are out
     else this.succeed();
   }
 
