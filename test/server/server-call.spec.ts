@@ -32,7 +32,10 @@ class FakeSink implements CallSink {
   writeFailure(_call: ServerCall, err: unknown): void {
     this.events.push(['failure', err]);
   }
+  /** What reached mapUncaughtError (the server logs it there). */
+  readonly uncaught: unknown[] = [];
   mapUncaughtError(err: unknown): unknown {
+    this.uncaught.push(err);
     return { mapped: (err as Error).message };
   }
   release(_call: ServerCall, outcome: Outcome): void {
@@ -243,6 +246,20 @@ describe('ServerCall (fake CallSink)', () => {
       ['value', 1],
       ['release', CALL_CANCELLED],
     ]);
+  });
+
+  it('a handler teardown that throws on cancel is reported, and the call still settles exactly once', () => {
+    const { sink, call: c } = call(10);
+    c.run(
+      new Observable<unknown>(() => () => {
+        throw new Error('teardown broke');
+      }),
+    );
+    c.cancel('bye');
+    expect(sink.events).toEqual([['release', CALL_CANCELLED]]);
+    expect(sink.uncaught).toHaveLength(1);
+    c.cancel('again');
+    expect(sink.kinds()).toEqual(['release']);
   });
 
   it('cancel() with an outcome counts it as given (a deadline)', () => {

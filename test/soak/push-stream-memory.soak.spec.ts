@@ -21,7 +21,6 @@ import { WireClient, type WireServerOptions } from '../../lib/index.js';
  * TCP transport give the figure to compare with.
  */
 
-const MiB = 1024 * 1024;
 const VALUES = 200_000;
 const SLOW_MS = 2000;
 const LOADER = join(process.cwd(), 'test/helpers/ts-loader.mjs');

@@ -61,7 +61,7 @@ async function main(): Promise<void> {
       logger: false,
     });
     await app.listen();
-    const address = (app.unwrap() as { address(): { port: number } }).address();
+    const address = app.unwrap<{ address(): { port: number } }>().address();
     port = () => address.port;
   }
   const lag = monitorEventLoopDelay({ resolution: 5 });
