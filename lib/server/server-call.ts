@@ -150,9 +150,8 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
 
   complete(): void {
     if (this.state !== CallState.STREAMING) return;
-    if (this.held.length > 0)
-      this.transition(CallState.COMPLETING); // END once the held values are out
-    else this.succeed();
+    if (this.held.length === 0) return this.succeed();
+    this.transition(CallState.COMPLETING); // END once the held values are out
   }
 
   error(err: unknown): void {
