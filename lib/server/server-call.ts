@@ -87,8 +87,9 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
   /**
    * Values waiting, unencoded, for credit or for the socket, in order; each one counted
    * by `sink.reserveHeld`. Not empty in COMPLETING and FAILING; empty in PULLING and DONE.
+   * Created when the first value must wait: most calls never hold one.
    */
-  private readonly held = new ValueQueue();
+  private held: ValueQueue | null = null;
   /** The error to send once the held values are out: set in FAILING only. */
   private endError: unknown = undefined;
   /** The handler's stream, subscribed: set in STREAMING only (still null while subscribe() runs). */
@@ -107,6 +108,11 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     credit: number,
   ) {
     this.credit = credit === 0 ? Infinity : Math.min(credit, MAX_STREAM_CREDIT);
+  }
+
+  /** Values held now. */
+  private get heldCount(): number {
+    return this.held === null ? 0 : this.held.length;
   }
 
   /** True once the call has settled (left the session's table); it happens exactly once. */
@@ -130,14 +136,14 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
 
   next(value: unknown): void {
     if (this.state !== CallState.STREAMING) return;
-    if (this.held.length === 0 && isAsyncIterable(value)) {
+    if (this.heldCount === 0 && isAsyncIterable(value)) {
       // A handler returned an AsyncIterable: pull it at the consumer's pace.
       this.iterator = value[Symbol.asyncIterator]();
       this.transition(CallState.PULLING);
       void this.pump(); // pump() catches everything it meets and fails the call with it
       return;
     }
-    if (this.held.length > 0 || this.credit === 0 || !this.sink.canWrite()) return this.hold(value);
+    if (this.heldCount > 0 || this.credit === 0 || !this.sink.canWrite()) return this.hold(value);
     let bytes: Uint8Array | null;
     try {
       bytes = this.sink.encodeValue(value);
@@ -150,13 +156,13 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
 
   complete(): void {
     if (this.state !== CallState.STREAMING) return;
-    if (this.held.length === 0) return this.succeed();
+    if (this.heldCount === 0) return this.succeed();
     this.transition(CallState.COMPLETING); // END once the held values are out
   }
 
   error(err: unknown): void {
     if (this.state !== CallState.STREAMING) return;
-    if (this.held.length === 0) return this.failed(err);
+    if (this.heldCount === 0) return this.failed(err);
     this.endError = err; // sent once the held values are out
     this.transition(CallState.FAILING);
   }
@@ -175,7 +181,7 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
   writeHeld(): void {
     if (this.state === CallState.DONE) return;
     const held = this.held;
-    if (held.length > 0) {
+    if (held !== null && held.length > 0) {
       let sent = 0;
       while (held.length > 0 && this.credit > 0 && this.sink.canWrite()) {
         let bytes: Uint8Array | null;
@@ -239,9 +245,9 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     }
     if (next !== CallState.DONE) return;
     this.endError = undefined;
-    if (this.held.length > 0) {
+    if (this.held !== null) {
       this.sink.releaseHeld(this.held.length);
-      this.held.clear();
+      this.held = null;
     }
     if (outcome !== null && outcome !== CALL_CANCELLED) this.failure = outcome.error;
     if (this.trace !== null) {
@@ -274,7 +280,7 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
   /** Holds `value` until credit or the socket lets it out; fails the call past the connection's bound. */
   private hold(value: unknown): void {
     if (!this.sink.reserveHeld(1)) return this.fail(heldLimitReached(this.sink.maxHeldValues));
-    this.held.push(value);
+    (this.held ??= new ValueQueue()).push(value);
     // Within credit, it waits for the socket only: ask to be told when that takes bytes again.
     if (this.credit > 0) this.sink.waitWritable(this);
   }

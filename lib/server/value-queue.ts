@@ -54,11 +54,4 @@ export class ValueQueue {
     }
     return value;
   }
-
-  /** Drops every value held. */
-  clear(): void {
-    this.head = this.tail = null;
-    this.readIndex = 0;
-    this.length = 0;
-  }
 }

@@ -193,7 +193,7 @@ describe('push streams faster than their consumer (issue 15)', () => {
       const peer = await RawPeer.connect(running.port);
       try {
         peer.handshake();
-        // One write: both requests are handled in the same read, before any CREDIT can arrive.
+        // Credit 1 each, and no CREDIT before call 2 has failed: call 1 still holds its 800 values when call 2 emits.
         peer.write(
           Buffer.concat([streamRequest(1, 'push.loop', { n: 801 }, 1), streamRequest(2, 'push.loop', { n: 801 }, 1)]),
         );
