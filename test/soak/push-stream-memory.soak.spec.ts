@@ -30,6 +30,7 @@ interface Stats {
   rss: number;
   baselineRss: number;
   peakRss: number;
+  maxRss: number;
   maxLagMs: number;
   heapGrowth: number;
   externalGrowth: number;
@@ -141,6 +142,7 @@ async function measure(
       pattern,
       ...result,
       growthMiB: s.peakRss - s.baselineRss,
+      kernelPeakGrowthMiB: s.maxRss - s.baselineRss,
       heapGrowthMiB: s.heapGrowth,
       externalGrowthMiB: s.externalGrowth,
       maxLagMs: s.maxLagMs,

@@ -4,7 +4,7 @@
 // Usage: node --expose-gc --import ./test/helpers/ts-loader.mjs push-stream-server.ts <wire|tcp> '<WireServerOptions JSON>'
 // Prints "PORT <n>" once listening. Reads commands on stdin, one per line:
 //   reset -> full GC, then "RESET": the RSS now is the baseline; peaks are forgotten
-//   stats -> "STATS <json>": rss, baselineRss, peakRss, heapGrowth, externalGrowth (MiB), maxLagMs
+//   stats -> "STATS <json>": rss, baselineRss, peakRss, maxRss, heapGrowth, externalGrowth (MiB), maxLagMs
 // With PUSH_TRACE=1 it also writes its heap, external memory and RSS to stderr every 250 ms.
 import 'reflect-metadata';
 import { Controller, Module } from '@nestjs/common';
@@ -107,6 +107,9 @@ async function main(): Promise<void> {
           rss: process.memoryUsage().rss / MiB,
           baselineRss: baselineRss / MiB,
           peakRss: peakRss / MiB,
+          // The kernel's high-water mark (also while the event loop was blocked and nothing sampled),
+          // over the process's whole life: at startup too.
+          maxRss: process.resourceUsage().maxRSS / 1024,
           heapGrowth: (peakHeap - baselineHeap) / MiB,
           externalGrowth: (peakExternal - baselineExternal) / MiB,
           maxLagMs: lag.max / 1e6,
