@@ -34,6 +34,16 @@ class PushController {
     return from(LOADED);
   }
 
+  /**
+   * A fresh answer of 1 000 KiB, after a moment: a handler that builds a large result (under the
+   * raw test peer's 1 MiB maxFrameSize, and a heap string: V8 makes larger ones external).
+   */
+  @MessagePattern('fresh.big')
+  async freshBig(): Promise<string> {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    return Buffer.alloc(1000 * 1024, 'x').toString('latin1');
+  }
+
   /** A synchronous Observable making a fresh 1 KiB value per emission. */
   @MessagePattern('range')
   range(@Payload() n: number): Observable<{ i: number; text: string }> {
@@ -48,12 +58,14 @@ async function main(): Promise<void> {
   const kind = process.argv[2];
   const options = JSON.parse(process.argv[3] ?? '{}') as WireServerOptions;
   let port: () => number;
+  let inFlight = () => 0;
   let app;
   if (kind === 'wire') {
     const server = new WireServer({ host: '127.0.0.1', port: 0, ...options });
     app = await NestFactory.createMicroservice(PushModule, { strategy: server, logger: false });
     await app.listen();
     port = () => server.port;
+    inFlight = () => server.counters().inFlight;
   } else {
     app = await NestFactory.createMicroservice(PushModule, {
       transport: Transport.TCP,
@@ -113,6 +125,7 @@ async function main(): Promise<void> {
           heapGrowth: (peakHeap - baselineHeap) / MiB,
           externalGrowth: (peakExternal - baselineExternal) / MiB,
           maxLagMs: lag.max / 1e6,
+          inFlight: inFlight(),
         })}\n`,
       );
     }
