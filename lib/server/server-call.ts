@@ -156,13 +156,13 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
 
   complete(): void {
     if (this.state !== CallState.STREAMING) return;
-    if (this.heldCount === 0) return this.succeed();
+    if (this.heldCount === 0) return this.finishWithEnd();
     this.transition(CallState.COMPLETING); // END once the held values are out
   }
 
   error(err: unknown): void {
     if (this.state !== CallState.STREAMING) return;
-    if (this.heldCount === 0) return this.failed(err);
+    if (this.heldCount === 0) return this.finishWithError(err);
     this.endError = err; // sent once the held values are out
     this.transition(CallState.FAILING);
   }
@@ -203,8 +203,8 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
         return;
       }
       // In the same turn as the last value: END folds into that value's frame.
-      if (this.state === CallState.COMPLETING) return this.succeed();
-      if (this.state === CallState.FAILING) return this.failed(this.endError);
+      if (this.state === CallState.COMPLETING) return this.finishWithEnd();
+      if (this.state === CallState.FAILING) return this.finishWithError(this.endError);
     }
     if (this.state === CallState.PULLING) this.resumePump();
   }
@@ -258,13 +258,13 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
   }
 
   /** The handler's stream ended: DONE, and END goes out (folded into the last value if it can). */
-  private succeed(): void {
+  private finishWithEnd(): void {
     this.transition(CallState.DONE, null);
     this.sink.writeEnd(this);
   }
 
   /** The handler's stream failed with `err`: DONE, and its error goes out. */
-  private failed(err: unknown): void {
+  private finishWithError(err: unknown): void {
     this.transition(CallState.DONE, { error: err });
     this.sink.writeFailure(this, err);
   }
@@ -330,7 +330,7 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
         if (this.state !== CallState.PULLING) return;
         if (result.done) {
           this.iterator = null; // it finished by itself: nothing to end
-          return this.succeed();
+          return this.finishWithEnd();
         }
         let bytes: Uint8Array | null;
         try {
