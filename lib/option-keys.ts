@@ -53,6 +53,13 @@ const MIGRATION_HINTS: Readonly<Record<string, { use?: string; why: string }>> =
     why: 'customClass belongs in the ClientsModule / ClientProxyFactory entry, next to options, not inside it',
   },
   name: { why: 'name belongs in the ClientsModule entry, next to customClass and options, not inside options' },
+  // Removed from nest-wire itself, not from Nest's TCP transport.
+  maxStreamBufferBytes: {
+    use: 'maxStreamBufferValues',
+    why:
+      'maxStreamBufferBytes was removed: stream values beyond the credit are now held unencoded and encoded when ' +
+      'sent, so what bounds them is a count of values per connection (maxStreamBufferValues, a server option)',
+  },
 };
 
 /**

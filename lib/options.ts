@@ -19,7 +19,7 @@ export const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION = INTEGER_OPTIONS.maxInFlightP
 export const DEFAULT_MAX_PENDING_CALLS = INTEGER_OPTIONS.maxPendingCalls.default;
 export const DEFAULT_MAX_QUEUED_BYTES = INTEGER_OPTIONS.maxQueuedBytes.default;
 export const DEFAULT_STREAM_CREDIT = INTEGER_OPTIONS.streamCredit.default;
-export const DEFAULT_MAX_STREAM_BUFFER_BYTES = INTEGER_OPTIONS.maxStreamBufferBytes.default;
+export const DEFAULT_MAX_STREAM_BUFFER_VALUES = INTEGER_OPTIONS.maxStreamBufferValues.default;
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = INTEGER_OPTIONS.heartbeatIntervalMs.default;
 export const DEFAULT_RESOLVE_INTERVAL_MS = INTEGER_OPTIONS.resolveIntervalMs.default;
 export const DEFAULT_RECONNECT_INITIAL_DELAY_MS = INTEGER_OPTIONS['reconnect.initialDelayMs'].default;
@@ -128,10 +128,11 @@ export interface WireServerOptions extends WireCommonOptions {
    */
   maxInFlightPerConnection?: number;
   /**
-   * Bytes of stream values a call may hold while the client has granted no credit; past it
-   * the stream fails with `WIRE_OVERLOADED`. Default 4 MiB.
+   * Stream values the calls of one connection may hold, unencoded, beyond their client's
+   * credit or while its socket is backed up (they are encoded when sent); past it the call
+   * that would hold one more fails with `WIRE_OVERLOADED`. Default 1 048 576.
    */
-  maxStreamBufferBytes?: number;
+  maxStreamBufferValues?: number;
   /**
    * Bytes of responses waiting for a socket that does not drain; past it new requests on
    * that connection are refused with `WIRE_OVERLOADED`. Default 64 MiB.
@@ -271,7 +272,7 @@ export const SERVER_OPTION_KEYS = {
   idleTimeoutMs: true,
   drainTimeoutMs: true,
   maxInFlightPerConnection: true,
-  maxStreamBufferBytes: true,
+  maxStreamBufferValues: true,
   maxQueuedBytes: true,
   maxConcurrentCalls: true,
   maxDecodedBytesPerConnection: true,
@@ -369,7 +370,7 @@ export interface ResolvedServerOptions extends ResolvedCommonOptions {
   idleTimeoutMs: number;
   drainTimeoutMs: number;
   maxInFlightPerConnection: number;
-  maxStreamBufferBytes: number;
+  maxStreamBufferValues: number;
   maxQueuedBytes: number;
   maxConcurrentCalls: number;
   maxDecodedBytesPerConnection: number;
@@ -422,7 +423,7 @@ export function resolveServerOptions(options: WireServerOptions = {}): ResolvedS
     maxConnections: resolveInteger('maxConnections', options.maxConnections, where),
     idleTimeoutMs: resolveInteger('idleTimeoutMs', options.idleTimeoutMs, where),
     maxInFlightPerConnection: resolveInteger('maxInFlightPerConnection', options.maxInFlightPerConnection, where),
-    maxStreamBufferBytes: resolveInteger('maxStreamBufferBytes', options.maxStreamBufferBytes, where),
+    maxStreamBufferValues: resolveInteger('maxStreamBufferValues', options.maxStreamBufferValues, where),
     maxQueuedBytes: resolveInteger('maxQueuedBytes', options.maxQueuedBytes, where),
     maxConcurrentCalls: resolveInteger('maxConcurrentCalls', options.maxConcurrentCalls, where),
     maxDecodedBytesPerConnection: resolveInteger(

@@ -40,7 +40,7 @@ const SERVER_INTEGERS: [string, number, number][] = [
   ['maxConnections', 1, MAX_SAFE],
   ['idleTimeoutMs', 0, T],
   ['maxInFlightPerConnection', 1, 0xffffffff],
-  ['maxStreamBufferBytes', 0, MAX_SAFE],
+  ['maxStreamBufferValues', 1, MAX_SAFE],
   ['maxQueuedBytes', 1024, MAX_SAFE],
 ];
 const CLIENT_INTEGERS: [string, number, number][] = [

@@ -4,9 +4,10 @@ import type { WheelEntry } from '../connection/timeout-wheel.js';
 import { performance } from 'node:perf_hooks';
 import { CALL_CANCELLED, type Outcome } from '../connection/transport-stats.js';
 import { WireOverloadedError } from '../errors.js';
-import { MAX_STREAM_CREDIT } from '../protocol/frame.js';
+import { MAX_STREAM_CREDIT } from '../connection/connection.js';
 import type { SignalSource } from './wire-context.js';
 import type { ServerCallTrace } from '../diagnostics/instrumentation-hooks.js';
+import { ValueQueue } from './value-queue.js';
 
 /** How a running call reaches its connection. */
 export interface CallSink {
@@ -26,32 +27,43 @@ export interface CallSink {
   canWrite(): boolean;
   /** Call `call.writeHeld()` once the connection can take values again. */
   waitWritable(call: ServerCall): void;
-  /** Counts `bytes` of held values against the connection's total; false if it would pass it. */
-  reserveHeld(bytes: number): boolean;
-  /** True when the connection can neither write nor hold another value: it would only be encoded to be dropped. */
-  readonly saturated: boolean;
-  releaseHeld(bytes: number): void;
+  /** Counts `values` more held values against the connection's total; false if it would pass `maxHeldValues`. */
+  reserveHeld(values: number): boolean;
+  releaseHeld(values: number): void;
+  /** How many values the calls of the connection may hold in total (`maxStreamBufferValues`). */
+  readonly maxHeldValues: number;
 }
 
-type Terminal = { err: unknown } | null;
+/** Where a call is in its life. Every change goes through `ServerCall.transition()`. */
+export enum CallState {
+  /** The handler's stream is subscribed: its values are sent within credit, and held beyond it. */
+  STREAMING = 'streaming',
+  /** The handler returned an AsyncIterable: it is pulled while credit lasts; its Observable is unsubscribed. */
+  PULLING = 'pulling',
+  /** The handler's stream completed while values were held: END follows the last of them. */
+  COMPLETING = 'completing',
+  /** The handler's stream failed while values were held: its error follows the last of them. */
+  FAILING = 'failing',
+  /** Settled and out of the session's table: nothing more is sent, and events are ignored. Final. */
+  DONE = 'done',
+}
 
 /**
  * One request being handled. It is the observer of the handler's stream (no closure
  * per call), owns the abort signal handed to `ctx.getSignal()` (created only when
  * asked for), and is what CANCEL, the deadline and connection loss act on.
  *
- * Stream flow control: the client grants `credit` values; past it, encoded values wait
- * in `buffer` (at most `maxBufferBytes`, else the stream fails with `WIRE_OVERLOADED`)
- * until a CREDIT frame arrives. Values within credit are held the same way while the
- * connection's unsent bytes are at `maxQueuedBytes` (credit never bypasses that bound),
- * and the connection's held total is bounded by `maxQueuedBytes` too. A handler that
- * returns an AsyncIterable is pulled only while credit lasts and the connection can take
- * values, so it is paced by the consumer without any buffer.
- *
- * Invariant: `done` becomes true exactly once, when the call leaves the session's table.
+ * Stream flow control: the client grants `credit` values. Values beyond it wait in
+ * `held`, UNENCODED, until a CREDIT frame arrives; they are encoded when they are sent.
+ * Values within credit are held the same way while the connection's unsent bytes are at
+ * `maxQueuedBytes` (credit never bypasses that bound). So a producer faster than its
+ * consumer costs the server a reference per value it emitted, never an encoded copy:
+ * the memory is what the producer itself made. The calls of one connection hold at most
+ * `maxStreamBufferValues` values together; past it the call that would hold one more
+ * fails with `WIRE_OVERLOADED`. A handler that returns an AsyncIterable is pulled only
+ * while credit lasts and the connection can take values, so it holds nothing.
  */
 export class ServerCall implements Observer<unknown>, SignalSource, InboundCall, WheelEntry {
-  done = false;
   /** When the request arrived (`performance.now()`), for latency statistics. */
   readonly startedAt = performance.now();
   /** Deadline on the `performance.now()` clock (0: none); the timeout wheel reads it. */
@@ -61,31 +73,51 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
   wheelPrev: WheelEntry | null = null;
   wheelNext: WheelEntry | null = null;
   wheelSlot = -1;
-  /** The instrumentation following this call (a span), if one is enabled; ended with the call. */
+  /** The instrumentation following this call (a span), if one is enabled; ended (and null) once DONE. */
   trace: ServerCallTrace | null = null;
-  /** The error the call ended with, once it has (for `WireContext#getError`); undefined otherwise. */
+  /** The error the call ended with, once DONE with one (for `WireContext#getError`); undefined otherwise. */
   failure: unknown = undefined;
   /** Estimated heap of this call's decoded input, charged to the connection until it settles. */
   decodedBytes = 0;
 
+  /** Changed only by transition(). */
+  private state = CallState.STREAMING;
+  /** Values the client still lets us send; Infinity when it asked for no flow control. */
   private credit: number;
-  private buffer: (Uint8Array | null)[] | null = null;
-  private bufferedBytes = 0;
-  /** How the stream ended while values were still buffered. */
-  private terminal: Terminal | undefined = undefined;
+  /**
+   * Values waiting, unencoded, for credit or for the socket, in order; each one counted
+   * by `sink.reserveHeld`. Not empty in COMPLETING and FAILING; empty in PULLING and DONE.
+   * Created when the first value must wait: most calls never hold one.
+   */
+  private held: ValueQueue | null = null;
+  /** The error to send once the held values are out: set in FAILING only. */
+  private endError: unknown = undefined;
+  /** The handler's stream, subscribed: set in STREAMING only (still null while subscribe() runs). */
   private subscription: Subscription | null = null;
-  private controller: AbortController | null = null;
+  /** The handler's iterator: set in PULLING only (cleared first when it finished by itself). */
   private iterator: AsyncIterator<unknown> | null = null;
+  /** A pump() loop is running: a second one would pull the iterator concurrently. */
   private pumping = false;
+  /** Behind `signal`; created when first asked for, aborted when the call is cancelled or fails. */
+  private controller: AbortController | null = null;
 
   constructor(
     readonly id: number,
     private readonly sink: CallSink,
     /** Initial credit; 0 means the client asked for no flow control. */
     credit: number,
-    private readonly maxBufferBytes: number,
   ) {
     this.credit = credit === 0 ? Infinity : Math.min(credit, MAX_STREAM_CREDIT);
+  }
+
+  /** Values held now. */
+  private get heldCount(): number {
+    return this.held === null ? 0 : this.held.length;
+  }
+
+  /** True once the call has settled (left the session's table); it happens exactly once. */
+  get done(): boolean {
+    return this.state === CallState.DONE;
   }
 
   get signal(): AbortSignal {
@@ -95,85 +127,91 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
 
   /** Subscribes to the handler's result stream; values flow to the connection. */
   run(stream$: Observable<unknown>): void {
-    if (this.done) return;
+    if (this.state !== CallState.STREAMING) return;
     const subscription = stream$.subscribe(this);
-    // A synchronous stream may have finished, or been cancelled, during subscribe().
-    if (this.done || this.terminal !== undefined || this.iterator !== null) subscription.unsubscribe();
-    else this.subscription = subscription;
+    // A synchronous stream may have ended, switched to pulling, or been cancelled during subscribe().
+    if (this.state === CallState.STREAMING) this.subscription = subscription;
+    else subscription.unsubscribe();
   }
 
   next(value: unknown): void {
-    if (this.done || this.terminal !== undefined || this.iterator !== null) return;
-    if (this.buffer === null && isAsyncIterable(value)) {
+    if (this.state !== CallState.STREAMING) return;
+    if (this.heldCount === 0 && isAsyncIterable(value)) {
       // A handler returned an AsyncIterable: pull it at the consumer's pace.
       this.iterator = value[Symbol.asyncIterator]();
-      this.subscription?.unsubscribe();
+      this.transition(CallState.PULLING);
       void this.pump(); // pump() catches everything it meets and fails the call with it
       return;
     }
-    // Not worth encoding a value that could neither be written nor held.
-    if (this.sink.saturated && value !== undefined) return this.fail(backlogFull());
+    if (this.heldCount > 0 || this.credit === 0 || !this.sink.canWrite()) return this.hold(value);
     let bytes: Uint8Array | null;
     try {
       bytes = this.sink.encodeValue(value);
     } catch (err) {
       return this.fail(err);
     }
-    if (this.credit > 0 && this.buffer === null && this.sink.canWrite()) {
-      this.credit--;
-      this.sink.writeValue(this, bytes);
-      return;
-    }
-    this.hold(bytes);
-    if (this.credit > 0 && !this.done) this.sink.waitWritable(this);
+    this.credit--;
+    this.sink.writeValue(this, bytes);
   }
 
   complete(): void {
-    if (this.done || this.terminal !== undefined || this.iterator !== null) return;
-    this.end(null);
+    if (this.state !== CallState.STREAMING) return;
+    if (this.heldCount === 0) return this.finishWithEnd();
+    this.transition(CallState.COMPLETING); // END once the held values are out
   }
 
   error(err: unknown): void {
-    if (this.done || this.terminal !== undefined || this.iterator !== null) return;
-    this.end({ err });
+    if (this.state !== CallState.STREAMING) return;
+    if (this.heldCount === 0) return this.finishWithError(err);
+    this.endError = err; // sent once the held values are out
+    this.transition(CallState.FAILING);
   }
 
   /** The client granted `n` more values (clamped: at most MAX_STREAM_CREDIT outstanding). */
   addCredit(n: number): void {
-    if (this.done) return;
+    if (this.state === CallState.DONE) return;
     this.credit = Math.min(this.credit + n, MAX_STREAM_CREDIT);
     this.writeHeld();
   }
 
-  /** Writes held values while credit lasts and the connection takes them; then resumes the producer. */
+  /**
+   * Encodes and writes held values while credit lasts and the connection takes them; then
+   * sends the end they were holding back, or resumes the producer.
+   */
   writeHeld(): void {
-    if (this.done) return;
-    const buffer = this.buffer;
-    if (buffer !== null) {
-      let i = 0;
-      let freed = 0;
-      while (i < buffer.length && this.credit > 0 && this.sink.canWrite()) {
-        const bytes = buffer[i++];
-        freed += bytes === null ? 0 : bytes.length;
+    if (this.state === CallState.DONE) return;
+    const held = this.held;
+    if (held !== null && held.length > 0) {
+      let sent = 0;
+      while (held.length > 0 && this.credit > 0 && this.sink.canWrite()) {
+        let bytes: Uint8Array | null;
+        try {
+          // Taken only once encoded: a value emitted meanwhile (by encoding code) queues behind it.
+          bytes = this.sink.encodeValue(held.peek());
+        } catch (err) {
+          this.sink.releaseHeld(sent);
+          return this.fail(err);
+        }
+        held.shift();
+        sent++;
         this.credit--;
         this.sink.writeValue(this, bytes);
       }
-      buffer.splice(0, i);
-      this.bufferedBytes -= freed;
-      this.sink.releaseHeld(freed);
-      if (buffer.length > 0) {
+      this.sink.releaseHeld(sent);
+      if (held.length > 0) {
         if (this.credit > 0) this.sink.waitWritable(this);
         return;
       }
-      this.buffer = null;
-      if (this.terminal !== undefined) return this.finish(this.terminal);
+      // In the same turn as the last value: END folds into that value's frame.
+      if (this.state === CallState.COMPLETING) return this.finishWithEnd();
+      if (this.state === CallState.FAILING) return this.finishWithError(this.endError);
     }
-    if (this.iterator !== null) this.resumePump();
+    if (this.state === CallState.PULLING) this.resumePump();
   }
 
   /** Called by the deadline wheel. */
   expire(): void {
-    if (!this.done) this.sink.expire(this);
+    if (this.state !== CallState.DONE) this.sink.expire(this);
   }
 
   /**
@@ -181,58 +219,90 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
    * Sends nothing. Counted as cancelled unless `outcome` says otherwise (a deadline).
    */
   cancel(reason: unknown, outcome: Outcome = CALL_CANCELLED): void {
-    if (this.done) return;
-    this.settle(outcome);
-    this.subscription?.unsubscribe();
-    this.stopIterator();
+    if (this.state === CallState.DONE) return;
+    this.transition(CallState.DONE, outcome);
     this.controller?.abort(reason);
   }
 
-  private end(terminal: Terminal): void {
-    if (this.buffer !== null) {
-      this.terminal = terminal; // sent once the buffered values have gone out
-      return;
+  /**
+   * The one place the state changes. Leaving a state releases what it owned (STREAMING:
+   * the subscription; PULLING: the iterator). Entering DONE, which is final, also drops
+   * the held values and the trace, then tells the sink how the call ended: exactly once.
+   */
+  private transition(next: CallState, outcome: Outcome = null): void {
+    const prev = this.state;
+    if (prev === CallState.DONE || prev === next) return;
+    this.state = next;
+    if (prev === CallState.STREAMING && this.subscription !== null) {
+      const subscription = this.subscription;
+      this.subscription = null;
+      this.unsubscribe(subscription);
     }
-    this.finish(terminal);
-  }
-
-  private finish(terminal: Terminal): void {
-    this.settle(terminal === null ? null : { error: terminal.err });
-    if (terminal === null) this.sink.writeEnd(this);
-    else this.sink.writeFailure(this, terminal.err);
-  }
-
-  private hold(bytes: Uint8Array | null): void {
-    const n = bytes === null ? 0 : bytes.length;
-    if (this.bufferedBytes + n > this.maxBufferBytes) {
-      return this.fail(
-        new WireOverloadedError(
-          `stream produced more than ${this.maxBufferBytes} bytes beyond the consumer's credit or the connection's maxQueuedBytes; ` +
-            'the consumer is too slow for this producer (return an AsyncIterable to be paced by the consumer, or raise maxStreamBufferBytes)',
-        ),
-      );
+    if (prev === CallState.PULLING && next === CallState.DONE && this.iterator !== null) {
+      const iterator = this.iterator;
+      this.iterator = null;
+      this.stopIterator(iterator);
     }
-    if (!this.sink.reserveHeld(n)) return this.fail(backlogFull());
-    this.bufferedBytes += n;
-    (this.buffer ??= []).push(bytes);
+    if (next !== CallState.DONE) return;
+    this.endError = undefined;
+    if (this.held !== null) {
+      this.sink.releaseHeld(this.held.length);
+      this.held = null;
+    }
+    if (outcome !== null && outcome !== CALL_CANCELLED) this.failure = outcome.error;
+    if (this.trace !== null) {
+      this.trace.end(outcome);
+      this.trace = null;
+    }
+    this.sink.release(this, outcome);
   }
 
-  /** Fails the call at once (buffered values are dropped) and stops the handler. */
+  /** The handler's stream ended: DONE, and END goes out (folded into the last value if it can). */
+  private finishWithEnd(): void {
+    this.transition(CallState.DONE, null);
+    this.sink.writeEnd(this);
+  }
+
+  /** The handler's stream failed with `err`: DONE, and its error goes out. */
+  private finishWithError(err: unknown): void {
+    this.transition(CallState.DONE, { error: err });
+    this.sink.writeFailure(this, err);
+  }
+
+  /** Fails the call at once (held values are dropped), stops the handler and aborts its signal. */
   private fail(err: unknown): void {
-    if (this.done) return;
-    this.dropBuffer();
-    this.subscription?.unsubscribe();
-    this.stopIterator();
+    if (this.state === CallState.DONE) return;
+    this.transition(CallState.DONE, { error: err });
     this.controller?.abort(err);
-    this.finish({ err });
+    this.sink.writeFailure(this, err);
+  }
+
+  /** Holds `value` until credit or the socket lets it out; fails the call past the connection's bound. */
+  private hold(value: unknown): void {
+    if (!this.sink.reserveHeld(1)) return this.fail(heldLimitReached(this.sink.maxHeldValues));
+    (this.held ??= new ValueQueue()).push(value);
+    // Within credit, it waits for the socket only: ask to be told when that takes bytes again.
+    if (this.credit > 0) this.sink.waitWritable(this);
+  }
+
+  /**
+   * Runs the handler's teardown. The call has already ended, so what that throws cannot
+   * reach the caller: it is logged (`mapUncaughtError`), and the other calls go on ending.
+   */
+  private unsubscribe(subscription: Subscription): void {
+    try {
+      subscription.unsubscribe();
+    } catch (err) {
+      this.sink.mapUncaughtError(err);
+    }
   }
 
   /**
    * Ends the handler's async iterator (its `finally` blocks run). The call has already ended, so
    * what that cleanup throws cannot reach the caller: it is logged (`mapUncaughtError`), not lost.
    */
-  private stopIterator(): void {
-    this.iterator?.return?.().catch((err: unknown) => this.sink.mapUncaughtError(err));
+  private stopIterator(iterator: AsyncIterator<unknown>): void {
+    iterator.return?.().catch((err: unknown) => this.sink.mapUncaughtError(err));
   }
 
   /**
@@ -250,15 +320,18 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     this.pumping = true;
     const iterator = this.iterator!;
     try {
-      while (!this.done && this.credit > 0) {
+      while (this.state === CallState.PULLING && this.credit > 0) {
         if (!this.sink.canWrite()) {
           // Paced by the socket as well as by credit: resumed by writeHeld().
           this.sink.waitWritable(this);
           return;
         }
         const result = await iterator.next();
-        if (this.done) return;
-        if (result.done) return this.finish(null);
+        if (this.state !== CallState.PULLING) return;
+        if (result.done) {
+          this.iterator = null; // it finished by itself: nothing to end
+          return this.finishWithEnd();
+        }
         let bytes: Uint8Array | null;
         try {
           bytes = this.sink.encodeValue(result.value);
@@ -269,28 +342,10 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
         this.sink.writeValue(this, bytes);
       }
     } catch (err) {
-      if (!this.done) this.fail(this.sink.mapUncaughtError(err));
+      if (this.state === CallState.PULLING) this.fail(this.sink.mapUncaughtError(err));
     } finally {
       this.pumping = false;
     }
-  }
-
-  private settle(outcome: Outcome): void {
-    this.done = true;
-    if (outcome !== null && outcome !== CALL_CANCELLED) this.failure = outcome.error;
-    if (this.trace !== null) {
-      this.trace.end(outcome);
-      this.trace = null;
-    }
-    this.dropBuffer();
-    this.sink.release(this, outcome);
-  }
-
-  private dropBuffer(): void {
-    if (this.buffer === null) return;
-    this.buffer = null;
-    this.sink.releaseHeld(this.bufferedBytes);
-    this.bufferedBytes = 0;
   }
 }
 
@@ -302,8 +357,10 @@ function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
   );
 }
 
-function backlogFull(): WireOverloadedError {
+function heldLimitReached(limit: number): WireOverloadedError {
   return new WireOverloadedError(
-    'the connection holds maxQueuedBytes of values its client has not read; the consumer is too slow for this producer',
+    `the streams of this connection hold maxStreamBufferValues (${limit}) values their client has not taken ` +
+      '(beyond its credit, or waiting for the socket); the consumer is far slower than this producer ' +
+      '(return an AsyncIterable to be paced by the consumer, or raise maxStreamBufferValues)',
   );
 }

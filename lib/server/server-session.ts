@@ -52,7 +52,8 @@ export interface SessionLimits {
   maxMetadataEntries: number;
   maxMetadataBytes: number;
   maxInFlight: number;
-  maxStreamBufferBytes: number;
+  /** Stream values the calls of one connection may hold, unencoded, in total (`maxStreamBufferValues`). */
+  maxStreamBufferValues: number;
   maxQueuedBytes: number;
   /** Calls running at once across the server; past it requests get NACK `WIRE_OVERLOADED`. 0: no limit. */
   maxConcurrentCalls: number;
@@ -74,10 +75,8 @@ export class ServerSession implements ServerWireHandler, CallSink {
   private decodedBytes = 0;
   /** Estimated heap of the decoded inputs of calls (and events) running on this connection. */
   private decodedInUse = 0;
-  /** Bytes of stream values held by this connection's calls (bounded by maxQueuedBytes). */
-  private heldBytes = 0;
-  /** A value was refused for the held total, and nothing held was released since. */
-  private heldRefused = false;
+  /** Stream values held, unencoded, by this connection's calls: at most `maxStreamBufferValues`. */
+  private heldValues = 0;
   /** Calls holding values until the socket takes what is queued. */
   private readonly waitingToWrite = new Set<ServerCall>();
 
@@ -161,22 +160,18 @@ export class ServerSession implements ServerWireHandler, CallSink {
     this.wire.notifyWhenWritable();
   }
 
-  get saturated(): boolean {
-    return this.heldRefused && !this.wire.canQueue;
+  get maxHeldValues(): number {
+    return this.host.limits.maxStreamBufferValues;
   }
 
-  reserveHeld(bytes: number): boolean {
-    if (bytes > 0 && this.heldBytes + bytes > this.host.limits.maxQueuedBytes) {
-      this.heldRefused = true;
-      return false;
-    }
-    this.heldBytes += bytes;
+  reserveHeld(values: number): boolean {
+    if (this.heldValues + values > this.host.limits.maxStreamBufferValues) return false;
+    this.heldValues += values;
     return true;
   }
 
-  releaseHeld(bytes: number): void {
-    this.heldBytes -= bytes;
-    if (bytes > 0) this.heldRefused = false;
+  releaseHeld(values: number): void {
+    this.heldValues -= values;
   }
 
   encodeValue(value: unknown): Uint8Array | null {
@@ -389,7 +384,7 @@ export class ServerSession implements ServerWireHandler, CallSink {
       return;
     }
     const metadata = body.decodedMetadata;
-    const call = new ServerCall(id, this, body.credit, limits.maxStreamBufferBytes);
+    const call = new ServerCall(id, this, body.credit);
     call.decodedBytes = this.decodedBytes;
     this.chargeDecoded(this.decodedBytes);
     let deadlineAt = 0;

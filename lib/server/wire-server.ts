@@ -135,7 +135,7 @@ export class WireServer
       maxMetadataEntries: this.wireOptions.maxMetadataEntries,
       maxMetadataBytes: this.wireOptions.maxMetadataBytes,
       maxInFlight: this.wireOptions.maxInFlightPerConnection,
-      maxStreamBufferBytes: this.wireOptions.maxStreamBufferBytes,
+      maxStreamBufferValues: this.wireOptions.maxStreamBufferValues,
       maxQueuedBytes: this.wireOptions.maxQueuedBytes,
       maxConcurrentCalls: this.wireOptions.maxConcurrentCalls,
       maxDecodedBytes: this.wireOptions.maxDecodedBytes,

@@ -11,9 +11,16 @@ class FakeSink implements CallSink {
   readonly events: Event[] = [];
   /** Set to make the next encodeValue() throw it. */
   encodeError: Error | null = null;
+  /** Values encoded so far: a held value is encoded when it is sent, not when it is emitted. */
+  encoded = 0;
+  /** Values the calls on this sink hold now (reserveHeld minus releaseHeld). */
+  heldValues = 0;
+
+  constructor(readonly maxHeldValues = 1 << 20) {}
 
   encodeValue(value: unknown): Uint8Array | null {
     if (this.encodeError !== null) throw this.encodeError;
+    this.encoded++;
     return value === undefined ? null : Buffer.from(JSON.stringify(value));
   }
   writeValue(_call: ServerCall, bytes: Uint8Array | null): void {
@@ -25,7 +32,10 @@ class FakeSink implements CallSink {
   writeFailure(_call: ServerCall, err: unknown): void {
     this.events.push(['failure', err]);
   }
+  /** What reached mapUncaughtError (the server logs it there). */
+  readonly uncaught: unknown[] = [];
   mapUncaughtError(err: unknown): unknown {
+    this.uncaught.push(err);
     return { mapped: (err as Error).message };
   }
   release(_call: ServerCall, outcome: Outcome): void {
@@ -39,11 +49,14 @@ class FakeSink implements CallSink {
     return true;
   }
   waitWritable(): void {}
-  reserveHeld(): boolean {
+  reserveHeld(values: number): boolean {
+    if (this.heldValues + values > this.maxHeldValues) return false;
+    this.heldValues += values;
     return true;
   }
-  readonly saturated = false;
-  releaseHeld(): void {}
+  releaseHeld(values: number): void {
+    this.heldValues -= values;
+  }
 
   values(): unknown[] {
     return this.events.filter((e) => e[0] === 'value').map((e) => e[1]);
@@ -67,9 +80,9 @@ function handlerStream() {
   return { subject, stream$, state };
 }
 
-function call(credit: number, maxBufferBytes = 1 << 20) {
-  const sink = new FakeSink();
-  return { sink, call: new ServerCall(7, sink, credit, maxBufferBytes) };
+function call(credit: number, maxHeldValues = 1 << 20) {
+  const sink = new FakeSink(maxHeldValues);
+  return { sink, call: new ServerCall(7, sink, credit) };
 }
 
 describe('ServerCall (fake CallSink)', () => {
@@ -135,27 +148,79 @@ describe('ServerCall (fake CallSink)', () => {
     ]);
   });
 
-  it('fails with WIRE_OVERLOADED past maxBufferBytes, drops what it held and stops the handler', () => {
-    const { sink, call: c } = call(1, 100);
+  it('fails with WIRE_OVERLOADED past maxHeldValues, drops what it held and stops the handler', () => {
+    const { sink, call: c } = call(1, 3);
     const { subject, stream$, state } = handlerStream();
     c.run(stream$);
     subject.next('first'); // within credit
-    const big = 'x'.repeat(40); // 42 bytes encoded
-    subject.next(big);
-    subject.next(big);
-    expect(sink.kinds()).toEqual(['value']); // 84 bytes held: still under the bound
+    subject.next('a');
+    subject.next('b');
+    subject.next('c');
+    expect(sink.kinds()).toEqual(['value']); // 3 values held: at the bound, not past it
+    expect(sink.heldValues).toBe(3);
     const signal = c.signal;
-    subject.next(big); // 126 bytes: over
+    subject.next('d'); // a fourth: past it
     expect(sink.kinds()).toEqual(['value', 'release', 'failure']);
     const err = sink.events[2][1];
     expect(err).toBeInstanceOf(WireOverloadedError);
     expect((err as WireOverloadedError).code).toBe('WIRE_OVERLOADED');
-    expect((err as Error).message).toMatch(/more than 100 bytes beyond the consumer's credit/);
+    expect((err as Error).message).toMatch(/hold maxStreamBufferValues \(3\) values/);
+    expect(sink.heldValues).toBe(0); // what it held is released
     expect(state.tornDown).toBe(true);
     expect(signal.aborted).toBe(true);
     c.addCredit(10); // nothing held any more: nothing more is sent
     subject.next('late');
     expect(sink.kinds()).toEqual(['value', 'release', 'failure']);
+  });
+
+  it('holds values unencoded: each is encoded when it is sent', () => {
+    const { sink, call: c } = call(2);
+    c.run(of(...Array.from({ length: 1000 }, (_, i) => i)));
+    expect(sink.encoded).toBe(2); // the 998 beyond the credit wait as they are
+    expect(sink.heldValues).toBe(998);
+    c.addCredit(100);
+    expect(sink.encoded).toBe(102);
+    expect(sink.heldValues).toBe(898);
+    c.addCredit(2000);
+    expect(sink.encoded).toBe(1000);
+    expect(sink.values()).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(sink.heldValues).toBe(0);
+    expect(sink.kinds().slice(-2)).toEqual(['release', 'end']); // the end right after the last value
+  });
+
+  it('a held value that cannot be encoded fails the call when it is sent, after the values before it', () => {
+    const { sink, call: c } = call(1);
+    const { subject, stream$, state } = handlerStream();
+    c.run(stream$);
+    subject.next(1);
+    subject.next(2);
+    subject.next(3);
+    subject.complete();
+    expect(sink.values()).toEqual([1]);
+    c.addCredit(1);
+    expect(sink.values()).toEqual([1, 2]);
+    sink.encodeError = new Error('cannot encode');
+    c.addCredit(1); // 3 is encoded now, and fails
+    expect(sink.events.slice(-2)).toEqual([
+      ['release', { error: sink.encodeError }],
+      ['failure', sink.encodeError],
+    ]);
+    expect(sink.heldValues).toBe(0);
+    expect(state.tornDown).toBe(true);
+    expect(c.done).toBe(true);
+  });
+
+  it('counts the values it holds until they are sent, and releases them when cancelled', () => {
+    const { sink, call: c } = call(1);
+    const { subject, stream$ } = handlerStream();
+    c.run(stream$);
+    for (let i = 0; i < 10; i++) subject.next(i);
+    expect(sink.heldValues).toBe(9);
+    c.addCredit(4);
+    expect(sink.heldValues).toBe(5);
+    c.cancel('bye');
+    expect(sink.heldValues).toBe(0);
+    expect(sink.kinds().filter((k) => k === 'release')).toHaveLength(1);
   });
 
   it('cancel() stops the handler, sends nothing, releases once as cancelled, and ignores what comes later', () => {
@@ -181,6 +246,20 @@ describe('ServerCall (fake CallSink)', () => {
       ['value', 1],
       ['release', CALL_CANCELLED],
     ]);
+  });
+
+  it('a handler teardown that throws on cancel is reported, and the call still settles exactly once', () => {
+    const { sink, call: c } = call(10);
+    c.run(
+      new Observable<unknown>(() => () => {
+        throw new Error('teardown broke');
+      }),
+    );
+    c.cancel('bye');
+    expect(sink.events).toEqual([['release', CALL_CANCELLED]]);
+    expect(sink.uncaught).toHaveLength(1);
+    c.cancel('again');
+    expect(sink.kinds()).toEqual(['release']);
   });
 
   it('cancel() with an outcome counts it as given (a deadline)', () => {

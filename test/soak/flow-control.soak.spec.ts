@@ -71,7 +71,7 @@ describe('flow control (soak)', () => {
     let running: RunningServer;
     let client: WireClient;
     beforeAll(async () => {
-      running = await startWireApp(TestAppModule, { maxStreamBufferBytes: MiB });
+      running = await startWireApp(TestAppModule);
       client = clientFor(running, { timeout: 60_000 });
     });
     afterAll(async () => {
