@@ -271,9 +271,8 @@ export async function runUserCalls(
   transports: TransportName[],
   timing: Timing,
   budget: RetryBudget,
-  quick: boolean,
+  cells: UserCellSpec[],
 ): Promise<UserCallsSection> {
-  const cells = quick ? USER_CELLS_QUICK : USER_CELLS;
   const rows: UserCallsResult[] = [];
   for (const spec of cells) {
     for (const t of transports) {
