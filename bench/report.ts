@@ -135,6 +135,9 @@ export interface UserCallsResult {
   /** CPU time over wall time in the window: how busy each process's core was (0..1). */
   clientCores: number;
   serverCores: number;
+  /** Calls completed per socket write of each process (how many frames a write batches). */
+  clientCallsPerWrite: number;
+  serverCallsPerWrite: number;
   otherLoad: number;
   errors: number;
 }
@@ -417,7 +420,8 @@ function renderUserCalls(u: UserCallsSection, disturbedLoad: number): string[] {
   L.push(
     "Each caller awaits `lastValueFrom(client.send('echo', { id, body }))` (`body` a string of the size shown) and checks that the answer has the same `id` and `body`; " +
       'clients have their default options (nest-wire: `new WireClient({ host, port })`, so the 30 s timeout is on). The raw-socket ceiling echoes `body` as bytes. ' +
-      '"busy" is CPU time over wall time of each process (1.00 = its core saturated); "other load" is what other processes ' +
+      '"busy" is CPU time over wall time of each process (1.00 = its core saturated); "calls/write" is calls completed per ' +
+      'socket write of each process (how many requests, or answers, one write carries); "other load" is what other processes ' +
       `kept busy meanwhile (above ${disturbedLoad} core a cell is less reliable).`,
   );
   L.push('');
@@ -432,10 +436,11 @@ function renderUserCalls(u: UserCallsSection, disturbedLoad: number): string[] {
       'p50 raw · TCP · wire',
       'CPU µs/call client + server: TCP · wire',
       'busy client / server: TCP · wire',
+      'calls/write client / server: TCP · wire',
       'other load (cores) raw · TCP · wire',
     ]),
   );
-  L.push(row(Array<string>(10).fill('---')));
+  L.push(row(Array<string>(11).fill('---')));
   const key = (r: UserCallsResult) => `${r.size}|${r.inFlight}|${r.connections}`;
   const cells = [...new Map(u.rows.map((r) => [key(r), r])).values()];
   const find = (c: UserCallsResult, t: TransportName) => u.rows.find((r) => r.transport === t && key(r) === key(c));
@@ -464,6 +469,13 @@ function renderUserCalls(u: UserCallsSection, disturbedLoad: number): string[] {
           .map((r) => (ok(r) ? `${fmtNum(r.clientCpuUsPerCall)} + ${fmtNum(r.serverCpuUsPerCall)}` : '–'))
           .join(' · '),
         [tcp, wire].map((r) => (ok(r) ? `${fmtNum(r.clientCores, 2)} / ${fmtNum(r.serverCores, 2)}` : '–')).join(' · '),
+        [tcp, wire]
+          .map((r) =>
+            ok(r) && r.clientCallsPerWrite !== undefined
+              ? `${fmtNum(r.clientCallsPerWrite, 1)} / ${fmtNum(r.serverCallsPerWrite, 1)}`
+              : '–',
+          )
+          .join(' · '),
         [raw, tcp, wire].map((r) => (ok(r) ? fmtNum(r.otherLoad, 2) : '–')).join(' · '),
       ]),
     );
