@@ -190,7 +190,8 @@ function extraMs(opts: Options): number {
   const has = (t: TransportName) => opts.transports.includes(t);
   let ms = 0;
   if (opts.sections.includes('user'))
-    ms += (opts.userCells ?? (opts.quick ? USER_CELLS_QUICK : USER_CELLS)).length * opts.transports.length * (cell + 500);
+    ms +=
+      (opts.userCells ?? (opts.quick ? USER_CELLS_QUICK : USER_CELLS)).length * opts.transports.length * (cell + 500);
   if (opts.sections.includes('compression') && has('nest-wire')) ms += 3 * (cell + 1500);
   const hol = (['nest-wire', 'nest-tcp'] as TransportName[]).filter(has).length;
   if (opts.sections.includes('hol')) ms += hol * (opts.warmupMs * 2 + opts.durationMs * 2 + 1000);
@@ -257,7 +258,8 @@ async function main(): Promise<void> {
     }
     const ctx: SectionContext = { timing: opts, transports: opts.transports, taskset, budget, servers };
     const has = (x: Section) => opts.sections.includes(x);
-    if (has('user')) extras.user = await runUserCalls(
+    if (has('user'))
+      extras.user = await runUserCalls(
         servers,
         opts.transports,
         opts,
