@@ -153,7 +153,7 @@ function readMap(n: number): unknown {
   for (let i = 0; i < n; i++) {
     const b = src[pos++];
     let key: string;
-    if (b >= 0xa0 && b <= 0xbf) key = readString(b & 0x1f);
+    if (b >= 0xa0 && b <= 0xbf) key = readKey(b & 0x1f);
     else if (b === 0xd9) key = readString(src[pos++]);
     else return NOT_COMMON; // a long or non-string key: msgpackr's conversion
     // msgpackr renames it (an own property named __proto__ cannot be assigned plainly).
@@ -163,6 +163,43 @@ function readMap(n: number): unknown {
     object[key] = v;
   }
   return object;
+}
+
+/** Map keys up to this many bytes are looked up in (and added to) the key cache. */
+const CACHED_KEY_BYTES = 16;
+const KEY_CACHE_SLOTS = 4096;
+
+/** A key string and a copy of its bytes. */
+interface CachedKey {
+  readonly bytes: Buffer;
+  readonly key: string;
+}
+
+/**
+ * Recently read short map keys by a hash of their bytes (one entry per slot, the last one
+ * read wins): the same keys come back in every payload, and handing V8 the same string
+ * instance each time spares building it and looking it up when it becomes a property name.
+ */
+const keyCache = new Array<CachedKey | undefined>(KEY_CACHE_SLOTS);
+
+function readKey(n: number): string {
+  if (n > CACHED_KEY_BYTES) return readString(n);
+  const s = src;
+  const start = pos;
+  const slot = ((n << 7) ^ (n > 0 ? (s[start] << 4) ^ s[start + n - 1] : 0) ^ (n > 1 ? s[start + 1] << 9 : 0)) & 0xfff;
+  const cached = keyCache[slot];
+  if (cached !== undefined && cached.bytes.length === n) {
+    const bytes = cached.bytes;
+    let i = 0;
+    while (i < n && bytes[i] === s[start + i]) i++;
+    if (i === n) {
+      pos = start + n;
+      return cached.key;
+    }
+  }
+  const key = readString(n);
+  keyCache[slot] = { bytes: Buffer.from(s.subarray(start, start + n)), key };
+  return key;
 }
 
 function readString(n: number): string {

@@ -73,6 +73,14 @@ describe('decodeCommonMsgpack', () => {
     }
   });
 
+  it('reads map keys that share a key-cache slot (same length, first, second and last byte) each as itself', () => {
+    for (let round = 0; round < 3; round++) {
+      for (const key of ['abXc', 'abYc', 'abXc', 'ab\u00e9c', 'abXc']) {
+        expect(agree(codec.encode({ [key]: key }))).toStrictEqual({ [key]: key });
+      }
+    }
+  });
+
   it('reads every integer width up to 32 bits', () => {
     for (const n of [
       0,
