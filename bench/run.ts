@@ -315,7 +315,13 @@ async function main(): Promise<void> {
   );
 }
 
-/** The "Tail latency" section (written by bench/tail-latency.ts, not by this run) of the file being replaced, kept. */
+/**
+ * Sections this run does not write, kept from the file being replaced: the hand-written
+ * performance notes and "Tail latency" (written by bench/tail-latency.ts). They stay at the
+ * end of the file; everything from the first of them on is kept.
+ */
+const KEPT_SECTIONS = ['\n## Performance notes\n', '\n## Tail latency\n'];
+
 function sectionsOfOtherScripts(path: string): string {
   let previous: string;
   try {
@@ -323,8 +329,8 @@ function sectionsOfOtherScripts(path: string): string {
   } catch {
     return '';
   }
-  const at = previous.indexOf('\n## Tail latency\n');
-  return at < 0 ? '' : previous.slice(at);
+  const found = KEPT_SECTIONS.map((heading) => previous.indexOf(heading)).filter((at) => at >= 0);
+  return found.length === 0 ? '' : previous.slice(Math.min(...found));
 }
 
 export function sizeLabel(size: number): string {
