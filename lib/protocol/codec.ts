@@ -93,9 +93,11 @@ export class MsgpackCodec implements WireCodec {
     const estimate = validateMsgpack(bytes, budget === undefined ? DEFAULT_DECODE_LIMIT_BYTES : budget.maxBytes);
     if (budget !== undefined) budget.lastBytes = estimate;
     // The usual payload (maps, strings, small numbers) in one walk; what holds anything else,
-    // timestamps included, goes to msgpackr as a whole.
-    const common = decodeCommonMsgpack(bytes, lastValidated.allStringsAscii);
-    if (common !== NOT_COMMON) return common;
+    // timestamps included, goes to msgpackr as a whole (the validator has said which it is).
+    if (lastValidated.commonTypesOnly) {
+      const common = decodeCommonMsgpack(bytes, lastValidated.allStringsAscii);
+      if (common !== NOT_COMMON) return common; // else a non-string or __proto__ key
+    }
     try {
       const value: unknown = this.unpackr.unpack(bytes);
       return this.jsonDates && mayHoldTimestamp(bytes) ? datesToJson(value) : value;

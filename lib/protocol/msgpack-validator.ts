@@ -45,11 +45,12 @@ const DATE_BYTES = 48;
 const STACK = new Uint32Array(MAX_DECODE_DEPTH + 1);
 
 /**
- * Whether every string of the value `validateMsgpack` last accepted was ASCII (then its bytes
- * read as latin1 are its characters). Read by the decoder right after validation, in the same
- * synchronous call.
+ * What `validateMsgpack` saw in the value it last accepted, read by the codec right after it
+ * (same synchronous call): whether every string was ASCII (then its bytes read as latin1 are its
+ * characters), and whether it held only the types msgpack-decoder.ts reads (no binary, float32,
+ * 64-bit integer or extension).
  */
-export const lastValidated = { allStringsAscii: true };
+export const lastValidated = { allStringsAscii: true, commonTypesOnly: true };
 
 /** Timestamp extension type (-1). */
 const TIMESTAMP_TYPE = 0xff;
@@ -75,6 +76,7 @@ export function validateMsgpack(bytes: Uint8Array, maxBytes: number): number {
   let p = 0;
   let heap = SLOT_BYTES;
   lastValidated.allStringsAscii = true;
+  lastValidated.commonTypesOnly = true;
   while (depth >= 0) {
     if (remaining[depth] === 0) {
       depth--;
@@ -116,11 +118,13 @@ export function validateMsgpack(bytes: Uint8Array, maxBytes: number): number {
         case 0xc4: // bin 8/16/32
         case 0xc5:
         case 0xc6:
+          lastValidated.commonTypesOnly = false;
           skip = lengthAt(bytes, p, 1 << (b - 0xc4), end);
           p += 1 << (b - 0xc4);
           heap += BINARY_BYTES + skip;
           break;
         case 0xca: // float32/64
+          lastValidated.commonTypesOnly = false;
           p += 4;
           heap += NUMBER_BYTES;
           break;
@@ -143,6 +147,7 @@ export function validateMsgpack(bytes: Uint8Array, maxBytes: number): number {
           break;
         case 0xcf:
         case 0xd3:
+          lastValidated.commonTypesOnly = false;
           p += 8;
           heap += NUMBER_BYTES;
           break;
@@ -169,14 +174,17 @@ export function validateMsgpack(bytes: Uint8Array, maxBytes: number): number {
           break;
         }
         case 0xd6: // fixext 4: timestamp 32
+          lastValidated.commonTypesOnly = false;
           p = checkTimestamp(bytes, p, 4, end);
           heap += DATE_BYTES;
           break;
         case 0xd7: // fixext 8: timestamp 64
+          lastValidated.commonTypesOnly = false;
           p = checkTimestamp(bytes, p, 8, end);
           heap += DATE_BYTES;
           break;
         case 0xc7: // ext 8: only timestamp 96 (12 bytes)
+          lastValidated.commonTypesOnly = false;
           if (p >= end) throw truncated();
           p = checkTimestamp(bytes, p + 1, bytes[p], end);
           heap += DATE_BYTES;

@@ -115,5 +115,12 @@ describe('decodeCommonMsgpack', () => {
       Buffer.from([0x91, 0x81, 0xa9, ...Buffer.from('__proto__'), 0xc3]), // [{ __proto__: true }]
     ];
     for (const bytes of cases) expect(agree(bytes)).toBe(NOT_COMMON);
+    // The validator tells the codec beforehand for all but the keys, which only decoding meets.
+    expect(
+      cases.map((bytes) => {
+        validateMsgpack(bytes, 1 << 30);
+        return lastValidated.commonTypesOnly;
+      }),
+    ).toEqual([false, false, false, false, false, true, true]);
   });
 });
