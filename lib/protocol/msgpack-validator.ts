@@ -223,14 +223,26 @@ function lengthAt(bytes: Uint8Array, p: number, size: number, end: number): numb
 /** Strings longer than this are checked by Node's native (SIMD) UTF-8 validator. */
 const NATIVE_UTF8_BYTES = 32;
 
+/** Strings up to this many bytes are checked for ASCII in JS (128 bytes: 56 ns against 110 for Node's). */
+const JS_ASCII_BYTES = 192;
+
+/** True when no byte of `bytes[p, end)` has its high bit set (four at a time, no early exit). */
+function isAsciiRange(bytes: Uint8Array, p: number, end: number): boolean {
+  let bits = 0;
+  let i = p;
+  for (; i + 4 <= end; i += 4) bits |= bytes[i] | bytes[i + 1] | bytes[i + 2] | bytes[i + 3];
+  for (; i < end; i++) bits |= bytes[i];
+  return bits < 0x80;
+}
+
 function checkString(bytes: Uint8Array, p: number, n: number, end: number): void {
   if (p + n > end) throw truncated();
   if (n > NATIVE_UTF8_BYTES) {
-    // ASCII is valid UTF-8, and the usual case: checked as fast, and it tells the decoder more.
-    const s = bytes.subarray(p, p + n);
-    if (isAscii(s)) return;
+    // ASCII is valid UTF-8, and the usual case: checked first (it tells the decoder more), in
+    // JS while that is cheaper than a view and a call into C++.
+    if (n <= JS_ASCII_BYTES ? isAsciiRange(bytes, p, p + n) : isAscii(bytes.subarray(p, p + n))) return;
     lastValidated.allStringsAscii = false;
-    if (!isUtf8(s)) throw new WireCodecError(`msgpack string at offset ${p} is not valid UTF-8`);
+    if (!isUtf8(bytes.subarray(p, p + n))) throw new WireCodecError(`msgpack string at offset ${p} is not valid UTF-8`);
     return;
   }
   for (let i = p, last = p + n; i < last; i++) {

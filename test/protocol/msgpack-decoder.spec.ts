@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { Unpackr, type Options } from 'msgpackr';
+import { WireCodecError } from '../../lib/errors.js';
 import { MsgpackCodec } from '../../lib/protocol/codec.js';
 import { decodeCommonMsgpack, NOT_COMMON } from '../../lib/protocol/msgpack-decoder.js';
 import { lastValidated, validateMsgpack } from '../../lib/protocol/msgpack-validator.js';
@@ -78,6 +79,17 @@ describe('decodeCommonMsgpack', () => {
       for (const key of ['abXc', 'abYc', 'abXc', 'ab\u00e9c', 'abXc']) {
         expect(agree(codec.encode({ [key]: key }))).toStrictEqual({ [key]: key });
       }
+    }
+  });
+
+  it('still refuses invalid UTF-8 in strings of every length the ASCII checks handle', () => {
+    for (const n of [5, 33, 100, 192, 193, 300]) {
+      const body = Buffer.alloc(n, 0x61);
+      body[n - 1] = 0xff; // never valid in UTF-8
+      const bytes = Buffer.concat([Buffer.from([0xda, n >> 8, n & 0xff]), body]);
+      expect(() => codec.decode(bytes)).toThrow(WireCodecError);
+      body[n - 1] = 0x61;
+      expect(agree(Buffer.concat([Buffer.from([0xda, n >> 8, n & 0xff]), body]))).toBe('a'.repeat(n));
     }
   });
 
