@@ -135,6 +135,9 @@ export interface UserCallsResult {
   /** CPU time over wall time in the window: how busy each process's core was (0..1). */
   clientCores: number;
   serverCores: number;
+  /** Calls completed per socket write of each process (how many frames a write batches). */
+  clientCallsPerWrite: number;
+  serverCallsPerWrite: number;
   otherLoad: number;
   errors: number;
 }
@@ -417,7 +420,8 @@ function renderUserCalls(u: UserCallsSection, disturbedLoad: number): string[] {
   L.push(
     "Each caller awaits `lastValueFrom(client.send('echo', { id, body }))` (`body` a string of the size shown) and checks that the answer has the same `id` and `body`; " +
       'clients have their default options (nest-wire: `new WireClient({ host, port })`, so the 30 s timeout is on). The raw-socket ceiling echoes `body` as bytes. ' +
-      '"busy" is CPU time over wall time of each process (1.00 = its core saturated); "other load" is what other processes ' +
+      '"busy" is CPU time over wall time of each process (1.00 = its core saturated); "calls/write" is calls completed per ' +
+      'socket write of each process (how many requests, or answers, one write carries); "other load" is what other processes ' +
       `kept busy meanwhile (above ${disturbedLoad} core a cell is less reliable).`,
   );
   L.push('');
@@ -432,10 +436,11 @@ function renderUserCalls(u: UserCallsSection, disturbedLoad: number): string[] {
       'p50 raw · TCP · wire',
       'CPU µs/call client + server: TCP · wire',
       'busy client / server: TCP · wire',
+      'calls/write client / server: TCP · wire',
       'other load (cores) raw · TCP · wire',
     ]),
   );
-  L.push(row(Array<string>(10).fill('---')));
+  L.push(row(Array<string>(11).fill('---')));
   const key = (r: UserCallsResult) => `${r.size}|${r.inFlight}|${r.connections}`;
   const cells = [...new Map(u.rows.map((r) => [key(r), r])).values()];
   const find = (c: UserCallsResult, t: TransportName) => u.rows.find((r) => r.transport === t && key(r) === key(c));
@@ -464,6 +469,13 @@ function renderUserCalls(u: UserCallsSection, disturbedLoad: number): string[] {
           .map((r) => (ok(r) ? `${fmtNum(r.clientCpuUsPerCall)} + ${fmtNum(r.serverCpuUsPerCall)}` : '–'))
           .join(' · '),
         [tcp, wire].map((r) => (ok(r) ? `${fmtNum(r.clientCores, 2)} / ${fmtNum(r.serverCores, 2)}` : '–')).join(' · '),
+        [tcp, wire]
+          .map((r) =>
+            ok(r) && r.clientCallsPerWrite !== undefined
+              ? `${fmtNum(r.clientCallsPerWrite, 1)} / ${fmtNum(r.serverCallsPerWrite, 1)}`
+              : '–',
+          )
+          .join(' · '),
         [raw, tcp, wire].map((r) => (ok(r) ? fmtNum(r.otherLoad, 2) : '–')).join(' · '),
       ]),
     );
@@ -983,7 +995,7 @@ const METHOD_TEXT = (info: RunInfo) => `## How it is measured
 - **Latency.** Each call's time from \`send()\` to its checked response goes into a log-linear histogram (1 µs buckets below 128 µs, then 64 buckets per power of two: values are within 1.6 %, memory is fixed, nothing is sorted). p50 and p99 are read from it. With a closed loop, latency ≈ N / throughput: it includes the time a call waits behind the others in flight.
 - **CPU.** \`process.cpuUsage()\` deltas (user + system) over the measured window divided by the calls of the window: in the bench process for the client, and in the server child, which reports its own over IPC at the start and end of the window. A core that is 100 % busy shows as 10^6 / req/s µs per call: where a side's CPU per call × req/s ≈ 1 s/s, that side is the bottleneck.
 - **Socket writes.** Both processes count the write requests their \`net.Socket\`s hand to libuv (one per \`_write\`, one per \`_writev\`: a corked batch is one writev), the same counter for every transport; divided by the calls of the window. For nest-wire the library's own \`counters().writes\` of the client and of the \`WireServer\` are shown next to it in parentheses (they should agree).
-- **Reading the numbers.** nest-wire and the raw ceiling write at most once per event-loop turn on each side. In a closed loop this settles into lock-step batches (writes/call = 1/N: all N calls leave in one write and come back in one write), so the client and the server take turns instead of working at the same time, and req/s ≈ 10^6 / (client + server CPU µs per call). Nest TCP writes every message at once, so its two sides overlap, but each call costs more CPU.
+- **Reading the numbers.** The raw ceiling writes once per event-loop turn on each side. In a closed loop this settles into lock-step batches (writes/call = 1/N: all N calls leave in one write and come back in one write), so the client and the server take turns instead of working at the same time, and req/s ≈ 10^6 / (client + server CPU µs per call). nest-wire writes the first frame of a turn at once (on the first of the process's connections to write in that turn), a batch early once 8 KiB and 16 frames are pending, and the rest at the end of the turn, so its two sides overlap (calls per write in the user-shaped section); where one side's busy reaches 1.00, that side is the bottleneck. Nest TCP writes every message at once, so its two sides overlap, but each call costs more CPU.
 - **Other load.** The machine's busy time (user + system, from \`/proc/stat\`) minus the CPU time of the client and the server over the window gives the load of other processes, in cores (column "other load"). If it exceeds ${info.disturbedLoad} core, the cell is measured again (at most twice, and only a limited number of times per run) and the run with the least other load is kept. With two cores and the two bench processes pinned one per core, any other process steals time from one of them.
 - **Caveats.** Loopback on one machine: no network latency, no NIC. Two cores, one per process: a 100 %-busy side caps throughput. Numbers from different machines or runs are not comparable; ratios within one run are the useful part. Quick mode (\`npm run bench:quick\`) uses fewer, shorter cells and writes \`bench/results/BENCHMARKS.quick.md\` instead of this file; raw results of every run are written to \`bench/results/*.json\`.
 `;

@@ -38,7 +38,7 @@ import {
   type SectionContext,
 } from './sections.js';
 import { killAllChildren, SERVER_CORE, ServerProc } from './server-proc.js';
-import { runUserCalls, USER_CELLS, USER_CELLS_QUICK } from './user-calls.js';
+import { runUserCalls, USER_CELLS, USER_CELLS_QUICK, type UserCellSpec } from './user-calls.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = resolve(HERE, '..', '..');
@@ -69,12 +69,15 @@ interface Options {
   json: string;
   /** Directory for V8 CPU profiles of the server children (--profile), or null. */
   profileDir: string | null;
+  /** Cells of the user section (--user-cells), or null for its default list. */
+  userCells: UserCellSpec[] | null;
 }
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--duration=ms] [--warmup=ms] [--stall=ms]
   [--transports=nest-wire,nest-tcp,raw] [--sizes=128,4096,65536] [--inflight=1,16,256] [--sweep=1,4,16,...]
   [--sections=matrix,user,compression,hol,stats,memory] [--mem-calls=10000]
   [--out=BENCHMARKS.md] [--chart=bench/chart.svg] [--json=bench/results/full.json] [--profile]
+  [--user-cells=128x256,128x4x64] (user section: SIZE x IN-FLIGHT [x CONNECTIONS])
   (with --out and no --chart / --json, those are written next to --out: <name>.svg, <name>.json)`;
 const KNOWN_FLAGS = [
   'quick',
@@ -91,6 +94,7 @@ const KNOWN_FLAGS = [
   'chart',
   'json',
   'profile',
+  'user-cells',
   'help',
 ];
 
@@ -147,7 +151,18 @@ function parseOptions(argv: string[]): Options {
       (quick ? join(resultsDir, 'chart.quick.svg') : join(ROOT, 'bench', 'chart.svg')),
     json: flags.get('json') ?? beside('.json') ?? join(resultsDir, quick ? 'quick.json' : 'full.json'),
     profileDir: flags.has('profile') ? join(resultsDir, 'profiles') : null,
+    userCells: flags.has('user-cells') ? parseUserCells(flags.get('user-cells')!) : null,
   };
+}
+
+/** `128x256,128x4x64`: size x in flight per connection [x connections]. */
+function parseUserCells(text: string): UserCellSpec[] {
+  return text.split(',').map((cell) => {
+    const parts = cell.split('x').map(Number);
+    if (parts.length < 2 || parts.length > 3 || !parts.every((n) => Number.isInteger(n) && n > 0))
+      throw new Error(`--user-cells: bad cell ${cell} (SIZExINFLIGHT or SIZExINFLIGHTxCONNECTIONS)`);
+    return { size: parts[0], inFlight: parts[1], connections: parts[2] ?? 1 };
+  });
 }
 
 // ---------------------------------------------------------------- main
@@ -175,7 +190,8 @@ function extraMs(opts: Options): number {
   const has = (t: TransportName) => opts.transports.includes(t);
   let ms = 0;
   if (opts.sections.includes('user'))
-    ms += (opts.quick ? USER_CELLS_QUICK : USER_CELLS).length * opts.transports.length * (cell + 500);
+    ms +=
+      (opts.userCells ?? (opts.quick ? USER_CELLS_QUICK : USER_CELLS)).length * opts.transports.length * (cell + 500);
   if (opts.sections.includes('compression') && has('nest-wire')) ms += 3 * (cell + 1500);
   const hol = (['nest-wire', 'nest-tcp'] as TransportName[]).filter(has).length;
   if (opts.sections.includes('hol')) ms += hol * (opts.warmupMs * 2 + opts.durationMs * 2 + 1000);
@@ -242,7 +258,14 @@ async function main(): Promise<void> {
     }
     const ctx: SectionContext = { timing: opts, transports: opts.transports, taskset, budget, servers };
     const has = (x: Section) => opts.sections.includes(x);
-    if (has('user')) extras.user = await runUserCalls(servers, opts.transports, opts, budget, opts.quick);
+    if (has('user'))
+      extras.user = await runUserCalls(
+        servers,
+        opts.transports,
+        opts,
+        budget,
+        opts.userCells ?? (opts.quick ? USER_CELLS_QUICK : USER_CELLS),
+      );
     if (has('compression') && opts.transports.includes('nest-wire')) extras.compression = await runCompression(ctx);
     if (has('hol')) extras.hol = await runHeadOfLine(ctx);
     if (has('stats')) extras.statsCost = await runStatsCost(ctx, opts.statsIterations);
@@ -292,7 +315,13 @@ async function main(): Promise<void> {
   );
 }
 
-/** The "Tail latency" section (written by bench/tail-latency.ts, not by this run) of the file being replaced, kept. */
+/**
+ * Sections this run does not write, kept from the file being replaced: the hand-written
+ * performance notes and "Tail latency" (written by bench/tail-latency.ts). They stay at the
+ * end of the file; everything from the first of them on is kept.
+ */
+const KEPT_SECTIONS = ['\n## Performance notes\n', '\n## Tail latency\n'];
+
 function sectionsOfOtherScripts(path: string): string {
   let previous: string;
   try {
@@ -300,8 +329,8 @@ function sectionsOfOtherScripts(path: string): string {
   } catch {
     return '';
   }
-  const at = previous.indexOf('\n## Tail latency\n');
-  return at < 0 ? '' : previous.slice(at);
+  const found = KEPT_SECTIONS.map((heading) => previous.indexOf(heading)).filter((at) => at >= 0);
+  return found.length === 0 ? '' : previous.slice(Math.min(...found));
 }
 
 export function sizeLabel(size: number): string {

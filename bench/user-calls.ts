@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { lastValueFrom, type Observable } from 'rxjs';
 import { WireClient } from '../lib/index.js';
 import { DISTURBED_LOAD, ensureServer, HOST, type RetryBudget, type Timing } from './cell.js';
-import { machineBusyUs, makePayloads, TRANSPORT_LABEL, type TransportName } from './common.js';
+import { machineBusyUs, makePayloads, socketWrites, TRANSPORT_LABEL, type TransportName } from './common.js';
 import { Histogram } from './histogram.js';
 import { LoadLoop, log, sleep, watch, watchDrain, withTimeout, type CallDone } from './loop.js';
 import { RawClient } from './raw.js';
@@ -192,6 +192,8 @@ export async function runUserCell(server: ServerProc, spec: UserCellSpec, timing
     serverCpuUsPerCall: NaN,
     clientCores: NaN,
     serverCores: NaN,
+    clientCallsPerWrite: NaN,
+    serverCallsPerWrite: NaN,
     otherLoad: NaN,
     errors: 0,
   };
@@ -229,12 +231,14 @@ export async function runUserCell(server: ServerProc, spec: UserCellSpec, timing
   const s0 = await server.stats(timing.stallMs);
   const c0 = process.cpuUsage();
   const m0 = machineBusyUs();
+  const w0 = socketWrites.count;
   const t0 = performance.now();
   if ((await watch(group, timing.durationMs, timing.stallMs)) === 'stall')
     return fail('hang', 'no progress during the window');
   const seconds = (performance.now() - t0) / 1000;
   const c1 = process.cpuUsage(c0);
   const m1 = machineBusyUs();
+  const w1 = socketWrites.count;
   const s1 = await server.stats(timing.stallMs);
   const calls = group.completed;
   const hist = group.histogram();
@@ -255,6 +259,8 @@ export async function runUserCell(server: ServerProc, spec: UserCellSpec, timing
     serverCpuUsPerCall: calls > 0 ? serverUs / calls : NaN,
     clientCores: clientUs / (seconds * 1e6),
     serverCores: serverUs / (seconds * 1e6),
+    clientCallsPerWrite: calls / (w1 - w0),
+    serverCallsPerWrite: calls / (s1.socketWrites - s0.socketWrites),
     otherLoad: m0 !== null && m1 !== null ? Math.max(0, m1 - m0 - clientUs - serverUs) / (seconds * 1e6) : NaN,
     errors: group.errors,
   };
@@ -271,9 +277,8 @@ export async function runUserCalls(
   transports: TransportName[],
   timing: Timing,
   budget: RetryBudget,
-  quick: boolean,
+  cells: UserCellSpec[],
 ): Promise<UserCallsSection> {
-  const cells = quick ? USER_CELLS_QUICK : USER_CELLS;
   const rows: UserCallsResult[] = [];
   for (const spec of cells) {
     for (const t of transports) {
@@ -303,6 +308,7 @@ function describeUser(r: UserCallsResult): string {
   return (
     `${Math.round(r.rps).toLocaleString('en-US').padStart(9)} req/s  p50 ${(r.p50Us / 1000).toFixed(3)} ms  ` +
     `cpu µs/call client ${r.clientCpuUsPerCall.toFixed(1)} server ${r.serverCpuUsPerCall.toFixed(1)}  ` +
-    `busy client ${r.clientCores.toFixed(2)} server ${r.serverCores.toFixed(2)}  other load ${r.otherLoad.toFixed(2)}${r.note ? `  (${r.note})` : ''}`
+    `busy client ${r.clientCores.toFixed(2)} server ${r.serverCores.toFixed(2)}  ` +
+    `calls/write client ${r.clientCallsPerWrite.toFixed(1)} server ${r.serverCallsPerWrite.toFixed(1)}  other load ${r.otherLoad.toFixed(2)}${r.note ? `  (${r.note})` : ''}`
   );
 }

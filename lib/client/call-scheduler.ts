@@ -167,7 +167,7 @@ export class CallScheduler implements CallTracker {
       }
       return;
     }
-    this.accept(call);
+    this.accept(call, now);
   }
 
   /** Fails every queued and held call (the client closed) and clears the wheel. */
@@ -391,10 +391,10 @@ export class CallScheduler implements CallTracker {
   }
 
   /** Counts the call against `maxPendingCalls` and writes it, or queues it until it can be. */
-  private accept(call: PendingCall): void {
+  private accept(call: PendingCall, now = performance.now()): void {
     call.accepted = true;
     this.pending++;
-    if (this.queue.length === 0 && this.tryWrite(call)) return;
+    if (this.queue.length === 0 && this.tryWrite(call, now)) return;
     if (this.router.readyCount === 0 && !this.router.isConnecting) {
       // Nothing open and nothing being attempted: fail now rather than at the timeout.
       this.failUnwritten(call, this.router.unreachableError());
@@ -403,8 +403,8 @@ export class CallScheduler implements CallTracker {
     this.queue.push(call);
   }
 
-  /** Writes the call if an open connection has room; false if it must wait. */
-  private tryWrite(call: PendingCall): boolean {
+  /** Writes the call if an open connection has room; false if it must wait. `now`: `performance.now()`. */
+  private tryWrite(call: PendingCall, now = performance.now()): boolean {
     const conn = this.router.pick(call.tried);
     if (conn === null || conn.isFull) return false;
     if (conn.queuedBytes > this.options.maxQueuedBytes) {
@@ -417,7 +417,7 @@ export class CallScheduler implements CallTracker {
       return true;
     }
     // The server gets the time left, not a timestamp: clocks of two hosts need not agree.
-    const budgetMs = call.timeoutMs > 0 ? Math.max(0, Math.ceil(call.deadline - performance.now())) : -1;
+    const budgetMs = call.timeoutMs > 0 ? Math.max(0, Math.ceil(call.deadline - now)) : -1;
     try {
       conn.write(call, budgetMs);
       call.lastEndpoint = conn.endpointKey;

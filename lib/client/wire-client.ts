@@ -88,6 +88,32 @@ export interface WireClientCounters {
 const NEST_CREATES_PACKETS =
   typeof (ClientProxy.prototype as unknown as { createPacket?: unknown }).createPacket === 'function';
 
+/** Nest's own `normalizePattern`: a subclass that replaces it gets it called for every pattern. */
+const NEST_NORMALIZE = (ClientProxy.prototype as unknown as { normalizePattern: unknown }).normalizePattern;
+
+/**
+ * The route Nest's `transformPatternToRoute` makes of the usual object pattern, `{ cmd: 'sum' }`
+ * — a plain object with one own key and a string or number value, neither with a `"` or `\` (which
+ * Nest escapes) — without its sort, regex replaces and joins (≈ 0.3 µs a call); null for any other
+ * pattern, which Nest's function then turns into its route.
+ */
+function singleKeyRoute(pattern: unknown): string | null {
+  if (pattern === null || typeof pattern !== 'object' || Object.getPrototypeOf(pattern) !== Object.prototype)
+    return null;
+  const keys = Object.keys(pattern);
+  if (keys.length !== 1) return null;
+  const key = keys[0];
+  if (needsEscape(key)) return null;
+  const value = (pattern as Record<string, unknown>)[key];
+  if (typeof value === 'number') return `{"${key}":${value}}`;
+  if (typeof value !== 'string' || needsEscape(value)) return null;
+  return `{"${key}":"${value}"}`;
+}
+
+function needsEscape(s: string): boolean {
+  return s.includes('"') || s.includes('\\');
+}
+
 /**
  * A Nest `ClientProxy` speaking nest-wire. Register it like any client:
  * `ClientsModule.register([{ name: 'MATH', customClass: WireClient, options }])`,
@@ -357,7 +383,12 @@ export class WireClient extends ClientProxy<WireClientEvents> {
   }
 
   private routeOf(pattern: unknown): string {
-    return typeof pattern === 'string' ? pattern : String(this.normalizePattern(pattern as never));
+    if (typeof pattern === 'string') return pattern;
+    if (this.normalizePattern === NEST_NORMALIZE) {
+      const route = singleKeyRoute(pattern);
+      if (route !== null) return route;
+    }
+    return String(this.normalizePattern(pattern as never));
   }
 
   private createBalancer(): Balancer {

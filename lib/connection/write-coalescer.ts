@@ -12,13 +12,23 @@ const FLUSH_EARLY_FRAMES = 16;
 const FLUSH_EARLY_MAX_BYTES = 256 * 1024;
 
 /**
+ * Coalescers of this process with an end-of-turn flush scheduled (`scheduled` true). Only the
+ * first of a turn writes its first frame at once: with many connections busy, the peer has
+ * the others' work to overlap with, and a lone frame per connection per turn would double the
+ * writes (64 connections x 4 calls: 1.9 calls per write instead of 3.8, see BENCHMARKS.md).
+ */
+let turnFlushesPending = 0;
+
+/**
  * Turns the frames encoded during one turn of the event loop into few socket writes.
  *
  * The first frame of a turn is written at once and schedules a flush with
  * `setImmediate` for the rest: that runs after the I/O callbacks of this loop iteration
  * *and* the promise chains they started (Nest resolves handlers through several awaits,
  * so a microtask flush would fire before most responses of a batch exist), yet before
- * the loop waits for I/O again. No timer is involved and a lone frame waits for nothing.
+ * the loop waits for I/O again. No timer is involved and a lone frame waits for nothing,
+ * unless other connections of this process write this turn too (`turnFlushesPending`):
+ * then it waits for the end of the turn with theirs, still before the loop waits for I/O.
  * A batch that reaches 8 KiB and 16 frames (or 256 KiB) is written early, so the peer
  * works while this side produces the rest (measured in BENCHMARKS.md: otherwise both
  * processes take turns). Large values leave in fragments through `fragments`, if given.
@@ -37,6 +47,7 @@ export class WriteCoalescer {
   private waiters: WriteCallback[] = [];
   private readonly flushBound = () => {
     this.scheduled = false;
+    turnFlushesPending--;
     this.flush();
     if (this.onFlushed !== null) this.checkFlushed();
   };
@@ -81,8 +92,9 @@ export class WriteCoalescer {
     this.scheduled = true;
     setImmediate(this.flushBound);
     // The first frame of a turn leaves at once: a lone call waits for nothing, and at low
-    // concurrency the peer starts on it while this side produces the rest of the batch.
-    if (early) this.flush();
+    // concurrency the peer starts on it while this side produces the rest of the batch. If
+    // other connections have frames leaving this turn too, it waits for the end of the turn.
+    if (++turnFlushesPending === 1 && early) this.flush();
   }
 
   private worthWritingEarly(): boolean {
@@ -149,6 +161,7 @@ export class WriteCoalescer {
     // More fragments: another flush next turn (or on drain), so new small frames get in between.
     else if (moreFragments && !this.scheduled) {
       this.scheduled = true;
+      turnFlushesPending++;
       setImmediate(this.flushBound);
     }
   }

@@ -20,7 +20,15 @@ export class CallBody {
   payload: Buffer = EMPTY;
   /** The metadata once decoded by the session (not by `readCallBody`). */
   decodedMetadata: Record<string, string> | undefined = undefined;
+  /**
+   * A copy of the bytes `pattern` was read from, or null: a frame with the same pattern
+   * bytes (most of them: a connection calls few patterns) reuses the string.
+   */
+  patternSource: Buffer | null = null;
 }
+
+/** Patterns up to this many bytes are remembered (as bytes) for the next frame. */
+const REMEMBERED_PATTERN_BYTES = 64;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -61,7 +69,11 @@ export function readCallBody(
   p += 2;
   if (end - p < patternLength) throw truncated('pattern');
   out.patternBytes = patternLength;
-  out.pattern = body.toString('utf8', p, p + patternLength);
+  if (!sameBytes(body, p, patternLength, out.patternSource)) {
+    out.pattern = body.toString('utf8', p, p + patternLength);
+    out.patternSource =
+      patternLength <= REMEMBERED_PATTERN_BYTES ? Buffer.from(body.subarray(p, p + patternLength)) : null;
+  }
   p += patternLength;
   if ((flags & REQUEST_HAS_METADATA) !== 0) {
     if (end - p < 4) throw truncated('metadata length');
@@ -75,6 +87,13 @@ export function readCallBody(
   }
   if (p >= end) throw truncated('payload');
   out.payload = body.subarray(p, end);
+}
+
+/** True when `body[p, p + n)` holds exactly the bytes of `source`. */
+function sameBytes(body: Buffer, p: number, n: number, source: Buffer | null): boolean {
+  if (source === null || source.length !== n) return false;
+  for (let i = 0; i < n; i++) if (body[p + i] !== source[i]) return false;
+  return true;
 }
 
 /** The field names a truncation error can name, in body order. */

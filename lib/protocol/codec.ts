@@ -2,8 +2,9 @@ import { Unpackr, type Options } from 'msgpackr';
 import { WireCodecError, WireOptionsError } from '../errors.js';
 import { MsgpackEncoder, type PayloadTypes } from './msgpack-encoder.js';
 import { datesToJson, mayHoldTimestamp } from './json-dates.js';
+import { decodeCommonMsgpack, NOT_COMMON } from './msgpack-decoder.js';
 
-import { DEFAULT_DECODE_LIMIT_BYTES, validateMsgpack, type DecodeBudget } from './msgpack-validator.js';
+import { DEFAULT_DECODE_LIMIT_BYTES, lastValidated, validateMsgpack, type DecodeBudget } from './msgpack-validator.js';
 
 export type { PayloadTypes } from './msgpack-encoder.js';
 
@@ -53,7 +54,8 @@ function unpackOptions(types: PayloadTypes): Options {
 /**
  * msgpack in its standard form, readable by any msgpack library (docs/PROTOCOL.md §5). Encoding
  * is nest-wire's own (msgpack-encoder.ts): it writes standard types only, integers as integers,
- * and maps JS values per `payloadTypes`; decoding is msgpackr's.
+ * and maps JS values per `payloadTypes`; decoding is msgpackr's, except for values made only of
+ * the common types (msgpack-decoder.ts reads those into the same values, in one walk).
  */
 export class MsgpackCodec implements WireCodec {
   readonly id = MSGPACK_CODEC_ID;
@@ -90,6 +92,12 @@ export class MsgpackCodec implements WireCodec {
     // Standard msgpack only, and no more heap than the budget: checked before msgpackr allocates.
     const estimate = validateMsgpack(bytes, budget === undefined ? DEFAULT_DECODE_LIMIT_BYTES : budget.maxBytes);
     if (budget !== undefined) budget.lastBytes = estimate;
+    // The usual payload (maps, strings, small numbers) in one walk; what holds anything else,
+    // timestamps included, goes to msgpackr as a whole (the validator has said which it is).
+    if (lastValidated.commonTypesOnly) {
+      const common = decodeCommonMsgpack(bytes, lastValidated.allStringsAscii);
+      if (common !== NOT_COMMON) return common; // else a non-string or __proto__ key
+    }
     try {
       const value: unknown = this.unpackr.unpack(bytes);
       return this.jsonDates && mayHoldTimestamp(bytes) ? datesToJson(value) : value;

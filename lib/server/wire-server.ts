@@ -7,7 +7,7 @@ import type { Hello, WireConnection } from '../connection/connection.js';
 import { refuseSocket } from '../connection/refuse-socket.js';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import { finalize, type Observable } from 'rxjs';
+import { finalize, isObservable, type Observable } from 'rxjs';
 import type { ConnectionOptions } from '../connection/connection.js';
 import { WireConnectionError, WireError, WireNoHandlerError, WireOverloadedError } from '../errors.js';
 import { RpcException } from '@nestjs/microservices';
@@ -65,6 +65,10 @@ const MAX_CACHED_ROUTES = 4096;
 
 /** Nest's answer for an exception that no exception filter turned into an RPC error. */
 const UNKNOWN_EXCEPTION = { status: 'error', message: 'Internal server error' };
+
+/** Nest's own `transformToObservable`: a subclass that replaces it gets it called for every result. */
+// eslint-disable-next-line @typescript-eslint/unbound-method
+const NEST_TRANSFORM = Server.prototype.transformToObservable;
 
 /**
  * `runWithProcessingHooks` arrived in Nest 12.0.4. Before it, the processing hooks (which
@@ -373,7 +377,19 @@ export class WireServer
 
   private runResult(call: ServerCall, result: unknown): void {
     if (call.done) return;
-    call.run(this.transformToObservable(result));
+    if (result instanceof Promise || isObservable(result) || this.transformToObservable !== NEST_TRANSFORM) {
+      call.run(this.transformToObservable(result));
+      return;
+    }
+    // A plain value (what most handlers return, once Nest's pipeline has resolved it): what
+    // `of(value)` would deliver — the value, then the end — without an Observable and a
+    // subscription per call.
+    try {
+      call.next(result);
+      call.complete();
+    } catch (err) {
+      this.failUnhandled(call, err);
+    }
   }
 
   private failUnhandled(call: ServerCall, err: unknown): void {

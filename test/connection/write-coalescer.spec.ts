@@ -25,6 +25,36 @@ describe('WriteCoalescer (real loopback sockets)', () => {
     await pair.close();
   });
 
+  it('writes the first frame at once only on the first connection of the process to write this turn', async () => {
+    const pairs = [await socketPair(), await socketPair()];
+    const encoders = [new FrameEncoder(), new FrameEncoder()];
+    const coalescers = pairs.map((p, i) => new WriteCoalescer(p.a, encoders[i]));
+    const received = [0, 0];
+    pairs.forEach((p, i) => {
+      const { decoder, frames } = collectingDecoder({ maxFrameSize: 1 << 20, expectMagic: false });
+      p.b.on('data', (c) => {
+        decoder.push(c);
+        received[i] = frames.length;
+      });
+    });
+    const send = (i: number, id: number) => {
+      encoders[i].encodeResponse(id, RESPONSE_END, Buffer.from([id]));
+      coalescers[i].schedule();
+    };
+    send(0, 1);
+    send(1, 1);
+    send(1, 2);
+    // The first connection's frame left at once; the second's wait for the end of the turn, together.
+    expect(coalescers.map((c) => c.writes)).toEqual([1, 0]);
+    await new Promise((r) => setImmediate(r));
+    expect(coalescers.map((c) => c.writes)).toEqual([1, 1]);
+    // Next turn, alone again: its first frame leaves at once.
+    send(1, 3);
+    expect(coalescers[1].writes).toBe(2);
+    await waitFor(() => received[0] === 1 && received[1] === 3, { what: 'every frame to arrive' });
+    for (const p of pairs) await p.close();
+  });
+
   it('writes a batch early once 8 KiB and 16 frames are pending', async () => {
     const pair = await socketPair();
     const encoder = new FrameEncoder();

@@ -54,4 +54,31 @@ describe('readCallBody', () => {
     expect(out.pattern).toBe('a');
     expect(out.payload).toEqual(Buffer.from([0xc3]));
   });
+
+  it('reads each pattern right when frames with the same and other patterns follow one another (one reused body)', () => {
+    const body = new CallBody();
+    const frame = (pattern: Buffer) => Buffer.concat([Buffer.from([0, pattern.length]), pattern, Buffer.from([0xc3])]);
+    const long = Buffer.from('p'.repeat(100));
+    const patterns = [
+      Buffer.from('echo'),
+      Buffer.from('echo'),
+      Buffer.from('ecHo'), // same length, other bytes
+      Buffer.from('echo'),
+      Buffer.from(''),
+      Buffer.from([0x65, 0xff]), // invalid UTF-8: replaced, as Buffer#toString does
+      Buffer.from([0x65, 0xff]),
+      long, // longer than what is remembered
+      long,
+      Buffer.from(''),
+      Buffer.from('{"cmd":"sum"}'),
+    ];
+    for (const pattern of patterns) {
+      const bytes = frame(pattern);
+      readCallBody(bytes, 0, body);
+      expect(body.pattern).toBe(pattern.toString('utf8'));
+      expect(body.patternBytes).toBe(pattern.length);
+      bytes.fill(0); // the read buffer is reused: nothing may still point into it
+      expect(body.pattern).toBe(pattern.toString('utf8'));
+    }
+  });
 });
