@@ -33,8 +33,8 @@ export interface ServerWireHandler extends ConnectionHandler {
   onCancel(id: number): void;
   /** The client granted call `id`'s stream `n` more values. */
   onCredit(id: number, n: number): void;
-  /** Whether call `id` has a request stream still taking values; STREAM frames of other ids are dropped undecoded. */
-  wantsStream?(id: number): boolean;
+  /** What to do with a STREAM or client ERROR frame of call `id` (`StreamRoute`). */
+  routeStream?(id: number): StreamRoute;
   /**
    * A value of call `id`'s request stream (`hasValue` false: the frame carried none), and
    * whether it is the last; `decodedBytes` is the decode's estimated heap (`decodeBudget.lastBytes`).
@@ -44,6 +44,16 @@ export interface ServerWireHandler extends ConnectionHandler {
   onStreamError?(id: number, err: unknown): void;
   /** This side could not take a value of call `id`'s request stream (undecodable, past a limit). */
   onStreamBroken?(id: number, err: WireError): void;
+}
+
+/** Where a request-stream frame (STREAM, a client's ERROR) of an id goes. */
+export enum StreamRoute {
+  /** The call reads its request stream: decode and deliver. */
+  READ,
+  /** No such call (it ended: the frame was on its way), or its stream is no longer read: drop it. */
+  DROP,
+  /** A running call that has no request stream: the client broke the protocol (connection-level). */
+  REFUSE,
 }
 
 /**
@@ -218,7 +228,7 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
     if (id === 0) throw new WireProtocolError('STREAM with id 0 (reserved for connection-level frames)');
     const fragment = this.joiner.counted(flags, body.length);
     // The call ended (answered, cancelled, failed): the rest of its stream is dropped.
-    if (this.handler.wantsStream?.(id) !== true) {
+    if (this.streamRoute(id, 'STREAM') === StreamRoute.DROP) {
       this.joiner.drop(id);
       return;
     }
@@ -244,7 +254,8 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
 
   private onStreamErrorFrame(flags: number, id: number, body: Buffer): void {
     this.joiner.drop(id);
-    if (this.handler.wantsStream?.(id) !== true) return;
+    if (id === 0) throw new WireProtocolError('ERROR id 0 is handled by the connection');
+    if (this.streamRoute(id, 'ERROR') === StreamRoute.DROP) return;
     let err: unknown;
     if ((flags & ERROR_TRANSPORT) !== 0) {
       err = remoteTransportError(flags, body);
@@ -256,6 +267,15 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
       }
     }
     this.handler.onStreamError?.(id, err);
+  }
+
+  /** READ or DROP; throws the connection-level `WireProtocolError` for REFUSE. */
+  private streamRoute(id: number, frame: string): StreamRoute.READ | StreamRoute.DROP {
+    const route = this.handler.routeStream?.(id) ?? StreamRoute.REFUSE;
+    if (route === StreamRoute.REFUSE) {
+      throw new WireProtocolError(`${frame} for call ${id}, which has no request stream (its REQUEST had no REQUEST_STREAM)`);
+    }
+    return route;
   }
 
   /** Fragment bytes of request streams read: given back to the client's window (CREDIT id 0). */

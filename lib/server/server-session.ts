@@ -2,7 +2,7 @@ import type { MessageHandler } from '@nestjs/microservices';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ConnectionOptions } from '../connection/connection.js';
-import { ServerWireConnection, type ServerWireHandler } from '../connection/server-wire-connection.js';
+import { ServerWireConnection, StreamRoute, type ServerWireHandler } from '../connection/server-wire-connection.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { CALL_CANCELLED, type CallStats, type Outcome } from '../connection/transport-stats.js';
 import {
@@ -237,8 +237,11 @@ export class ServerSession implements ServerWireHandler, CallSink {
 
   // ---- request streams ----
 
-  wantsStream(id: number): boolean {
-    return this.streams.get(id)?.isReading === true;
+  routeStream(id: number): StreamRoute {
+    const payload = this.streams.get(id);
+    if (payload !== undefined) return payload.isReading ? StreamRoute.READ : StreamRoute.DROP;
+    // A call that ended may still get the frames that were on their way; a running one without a stream may not.
+    return this.calls.has(id) ? StreamRoute.REFUSE : StreamRoute.DROP;
   }
 
   onStreamValue(id: number, hasValue: boolean, value: unknown, end: boolean, decodedBytes: number): void {

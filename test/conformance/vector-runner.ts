@@ -84,6 +84,7 @@ export const FRAME_TYPES: Record<string, number> = {
   GOAWAY: 9,
   NACK: 10,
   CREDIT: 11,
+  STREAM: 12,
 };
 const TYPE_NAMES = Object.fromEntries(Object.entries(FRAME_TYPES).map(([k, v]) => [v, k]));
 const PREFACE = Buffer.from('NWIR', 'latin1');
