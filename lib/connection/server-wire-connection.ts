@@ -46,6 +46,14 @@ export interface ServerWireHandler extends ConnectionHandler {
   onStreamBroken?(id: number, err: WireError): void;
 }
 
+export interface ServerWireOptions extends ConnectionOptions {
+  /**
+   * Bytes of partly received request-stream values this connection holds at most (one
+   * value per streaming call can be in fragments); past it the call fails with `WireLimitError`.
+   */
+  maxFragmentedBytes?: number;
+}
+
 /** Where a request-stream frame (STREAM, a client's ERROR) of an id goes. */
 export enum StreamRoute {
   /** The call reads its request stream: decode and deliver. */
@@ -71,14 +79,18 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
   /** Request-stream values arriving in fragments: the window granted back, values joined. */
   private readonly joiner: FragmentJoiner;
 
-  constructor(socket: Socket, options: ConnectionOptions, handler: ServerWireHandler) {
+  constructor(socket: Socket, options: ServerWireOptions, handler: ServerWireHandler) {
     const fragments = new FragmentQueue();
     super(socket, options, handler, 'server', fragments);
     this.fragments = fragments;
     this.values = new ValueSender(this.encoder, this.coalescer, this.payloads, fragments, this);
-    // One request-stream value is bounded like a REQUEST (maxFrameSize); in all, by the window
-    // per connection plus one value per streaming call (STREAM frames of a call never interleave).
-    this.joiner = new FragmentJoiner(options.maxFrameSize, Number.MAX_SAFE_INTEGER, this.grantFragmentWindow, 'client');
+    // One request-stream value is bounded like a REQUEST (maxFrameSize); all of them together by maxFragmentedBytes.
+    this.joiner = new FragmentJoiner(
+      options.maxFrameSize,
+      options.maxFragmentedBytes ?? 64 * 1024 * 1024,
+      this.grantFragmentWindow,
+      'client',
+    );
   }
 
   /** Unsent bytes, fragments waiting for the client's window included. */

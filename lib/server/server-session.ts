@@ -94,7 +94,12 @@ export class ServerSession implements ServerWireHandler, CallSink {
     options: ConnectionOptions,
     private readonly host: SessionHost,
   ) {
-    this.wire = new ServerWireConnection(socket, options, this);
+    // Partly received request-stream values count like decoded inputs: at most the connection's budget.
+    this.wire = new ServerWireConnection(
+      socket,
+      { ...options, maxFragmentedBytes: host.limits.maxDecodedBytesPerConnection },
+      this,
+    );
   }
 
   get inFlight(): number {
