@@ -10,6 +10,14 @@ import { WireError } from '../errors.js';
 export const REQUEST_STREAM_WINDOW = 16;
 const RENEWAL = REQUEST_STREAM_WINDOW >>> 1;
 
+/**
+ * What a handler's `@Payload()` is for a call whose input is a request stream: an
+ * Observable of the client's values that is also an AsyncIterable. A type, not a class,
+ * so that Nest's `ValidationPipe` sees `Object` as the parameter's type and passes the
+ * stream through untouched (see README, "Streams in both directions").
+ */
+export type WireStream<T = unknown> = Observable<T> & AsyncIterable<T>;
+
 /** How a request stream reaches its connection (the session, for one call). */
 export interface PayloadControl {
   /** Grant the client `n` more values (CREDIT). */

@@ -1,5 +1,17 @@
 import 'reflect-metadata';
-import { Controller, Module } from '@nestjs/common';
+import {
+  Controller,
+  Module,
+  UseGuards,
+  UseInterceptors,
+  UsePipes,
+  type ArgumentMetadata,
+  type CallHandler,
+  type CanActivate,
+  type ExecutionContext,
+  type NestInterceptor,
+  type PipeTransform,
+} from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -14,6 +26,7 @@ import {
   WireOverloadedError,
   WireProtocolError,
   WireTimeoutError,
+  type WireStream,
 } from '../../lib/index.js';
 import { MAGIC } from '../../lib/protocol/frame.js';
 import { REQUEST_STREAM_WINDOW } from '../../lib/server/request-payload.js';
@@ -43,6 +56,40 @@ function reset(): void {
   seen.consumed = 0;
   produced = 0;
   maxAhead = 0;
+}
+
+/** What the pipe, the guard and the interceptor saw of a stream call's payload. */
+const pipeline = { pipeMetatype: undefined as unknown, pipeSawStream: false, guardSawStream: false, intercepted: 0 };
+
+const isWireStream = (value: unknown): boolean =>
+  value instanceof Observable && typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+
+class RecordingPipe implements PipeTransform {
+  transform(value: unknown, metadata: ArgumentMetadata): unknown {
+    if (metadata.type === 'body') {
+      pipeline.pipeMetatype = metadata.metatype;
+      pipeline.pipeSawStream = isWireStream(value);
+    }
+    return value;
+  }
+}
+
+class RecordingGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    pipeline.guardSawStream = isWireStream(context.switchToRpc().getData());
+    return true;
+  }
+}
+
+class CountingInterceptor implements NestInterceptor {
+  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    return next.handle().pipe(
+      map((value) => {
+        pipeline.intercepted++;
+        return value;
+      }),
+    );
+  }
 }
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -81,6 +128,14 @@ class StreamsController {
   async first(@Payload() payload: AsyncIterable<number>): Promise<number> {
     for await (const value of payload) return value; // return() ends the payload early
     return -1;
+  }
+
+  @MessagePattern('piped')
+  @UsePipes(new RecordingPipe())
+  @UseGuards(new RecordingGuard())
+  @UseInterceptors(new CountingInterceptor())
+  piped(@Payload() payload: WireStream<number>): Observable<number> {
+    return payload.pipe(map((value) => value + 1));
   }
 
   @MessagePattern('ignore')
@@ -166,6 +221,16 @@ describe('client streaming and bidirectional calls (end to end)', () => {
       // 'record' iterates its payload; an ordinary array payload is iterable (sync) and works too.
       await expect(firstValueFrom(app.client.send<number>('record', [7, 8]))).resolves.toBe(2);
       expect(seen.received).toEqual([7, 8]);
+    });
+
+    it("the payload goes through Nest's pipeline: pipe, guard and interceptor see the stream; WireStream is Object to a pipe", async () => {
+      const values = await lastValueFrom(app.client.send<number>('piped', from([1, 2, 3])).pipe(toArray()));
+      expect(values).toEqual([2, 3, 4]);
+      expect(pipeline.pipeSawStream).toBe(true);
+      expect(pipeline.guardSawStream).toBe(true);
+      expect(pipeline.intercepted).toBe(3);
+      // A type alias: what ValidationPipe skips (it validates only class metatypes).
+      expect(pipeline.pipeMetatype).toBe(Object);
     });
 
     it('stats count a stream call like any other', async () => {
