@@ -62,7 +62,7 @@ function reset(): void {
 const pipeline = { pipeMetatype: undefined as unknown, pipeSawStream: false, guardSawStream: false, intercepted: 0 };
 
 const isWireStream = (value: unknown): boolean =>
-  value instanceof Observable && typeof (value as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+  value instanceof Observable && typeof (value as unknown as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
 
 class RecordingPipe implements PipeTransform {
   transform(value: unknown, metadata: ArgumentMetadata): unknown {
