@@ -2,7 +2,7 @@
  * Uploads: 256 MiB as 64 KiB chunks, sent as one client stream (`send('digest', source)`)
  * versus the same bytes as 4 096 separate calls (16 in flight), and a slow handler's
  * effect on the client's memory. `npm run bench:upload` (or `tsc -p bench/tsconfig.json &&
- * node dist/bench/upload.js [MiB]`).
+ * node dist/bench/upload.js [MiB] [mode]`; `UPLOAD_PROFILE=<dir>` writes CPU profiles of both children).
  *
  * Each mode runs in a fresh server child and a fresh client child (this file, with `server`
  * or `client` as its first argument), so each process's peak RSS (`resourceUsage().maxRSS`)
@@ -25,7 +25,10 @@ const CHUNK_BYTES = 64 * 1024;
 const CALLS_IN_FLIGHT = 16;
 /** The slow handler waits this long after each chunk. */
 const SLOW_MS_PER_CHUNK = 2;
-const SLOW_MIB = 32;
+/** The slow handler's upload from an async generator: larger than the Observable's, to show the bound does not grow with it. */
+const SLOW_ITERABLE_MIB = 128;
+/** From an Observable that pushes every chunk at once: 512 chunks, within the default maxStreamHeldValues (1 024). */
+const SLOW_OBSERVABLE_MIB = 32;
 
 type Mode = 'stream' | 'calls' | 'slow-iterable' | 'slow-observable';
 
@@ -125,7 +128,8 @@ async function runClient(mode: Mode, port: number, totalMiB: number): Promise<Cl
   const client = new WireClient({ host: '127.0.0.1', port, timeout: 0 });
   await client.connect();
   const base = Buffer.alloc(CHUNK_BYTES, 0x5a);
-  const n = ((mode.startsWith('slow') ? SLOW_MIB : totalMiB) * 1024 * 1024) / CHUNK_BYTES;
+  const uploadMiB = mode === 'slow-iterable' ? SLOW_ITERABLE_MIB : mode === 'slow-observable' ? SLOW_OBSERVABLE_MIB : totalMiB;
+  const n = (uploadMiB * 1024 * 1024) / CHUNK_BYTES;
   const local = createHash('sha256');
   const rssBeforeMiB = mib(process.memoryUsage().rss / 1024);
   const started = performance.now();
@@ -183,10 +187,12 @@ function message<T>(child: ChildProcess, type: string): Promise<T> {
 
 async function runMode(mode: Mode, totalMiB: number) {
   const self = fileURLToPath(import.meta.url);
-  const server = fork(self, ['server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const execArgv = process.env.UPLOAD_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.UPLOAD_PROFILE}`] : [];
+  const server = fork(self, ['server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   const ready = await message<{ port: number; rssMiB: number }>(server, 'ready');
   const client = fork(self, ['client', mode, String(ready.port), String(totalMiB)], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv,
   });
   const result = await message<{ result: ClientResult }>(client, 'result');
   server.send({ type: 'done' });
@@ -205,7 +211,9 @@ async function main(): Promise<void> {
   }
   const totalMiB = Number(role ?? 256) || 256;
   const rows = [];
+  const only = process.argv[3] as Mode | undefined;
   for (const mode of ['stream', 'calls', 'slow-iterable', 'slow-observable'] as Mode[]) {
+    if (only !== undefined && mode !== only) continue;
     const r = await runMode(mode, totalMiB);
     process.stderr.write(`upload: ${mode} done in ${r.client.ms.toFixed(0)} ms\n`);
     rows.push(r);
@@ -213,8 +221,8 @@ async function main(): Promise<void> {
   const label: Record<Mode, string> = {
     stream: `one client stream, ${totalMiB} MiB as 64 KiB chunks`,
     calls: `${(totalMiB * 16).toLocaleString('en')} separate calls of 64 KiB, ${CALLS_IN_FLIGHT} in flight`,
-    'slow-iterable': `slow handler (${SLOW_MS_PER_CHUNK} ms per chunk), ${SLOW_MIB} MiB, async generator source`,
-    'slow-observable': `slow handler (${SLOW_MS_PER_CHUNK} ms per chunk), ${SLOW_MIB} MiB, Observable pushing every chunk at once`,
+    'slow-iterable': `slow handler (${SLOW_MS_PER_CHUNK} ms per chunk), ${SLOW_ITERABLE_MIB} MiB, async generator source`,
+    'slow-observable': `slow handler (${SLOW_MS_PER_CHUNK} ms per chunk), ${SLOW_OBSERVABLE_MIB} MiB, Observable pushing every chunk at once`,
   };
   const out = [
     '| upload | time | MiB/s | client RSS before → peak (MiB) | server RSS before → peak (MiB) |',
