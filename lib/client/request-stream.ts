@@ -1,4 +1,4 @@
-import { isObservable, type Observable, type Observer, type Subscription } from 'rxjs';
+import { isObservable, takeWhile, type Observable, type Observer, type Subscription } from 'rxjs';
 import { WireError, WireOverloadedError } from '../errors.js';
 
 /** What `send(pattern, source)` streams: an rxjs Observable or any AsyncIterable (Node Readable, async generator). */
@@ -114,7 +114,9 @@ export class RequestStream {
     this.started = true;
     const source = this.source;
     if (isObservable(source)) {
-      const subscription = source.subscribe({
+      // A synchronous source runs inside subscribe(), before its subscription is returned:
+      // takeWhile ends it at its next value once the call is over.
+      const subscription = source.pipe(takeWhile(() => !this.released)).subscribe({
         next: (value) => this.onSourceValue(value),
         error: (err: unknown) => this.fail(err),
         complete: () => this.onSourceComplete(),
