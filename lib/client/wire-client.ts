@@ -355,7 +355,9 @@ export class WireClient extends ClientProxy<WireClientEvents> {
       if (idempotent === true) {
         return this.failAtOnce(
           call,
-          new WireOptionsError('send() option idempotent cannot be true for a stream source: a started source cannot be sent again'),
+          new WireOptionsError(
+            'send() option idempotent cannot be true for a stream source: a started source cannot be sent again',
+          ),
         );
       }
       call.idempotent = false;

@@ -8,12 +8,7 @@ import {
   type WireError,
 } from '../errors.js';
 import { ERROR_TRANSPORT, FrameType, REQUEST_STREAM, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
-import {
-  remoteTransportError,
-  WireConnection,
-  type ConnectionHandler,
-  type ConnectionOptions,
-} from './connection.js';
+import { remoteTransportError, WireConnection, type ConnectionHandler, type ConnectionOptions } from './connection.js';
 import { FragmentJoiner, isJoinRefused } from './fragment-joiner.js';
 import { FragmentQueue } from './fragment-queue.js';
 import { acceptsFragments, acceptsRequestStreams } from './handshake.js';

@@ -285,7 +285,9 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
   private streamRoute(id: number, frame: string): StreamRoute.READ | StreamRoute.DROP {
     const route = this.handler.routeStream?.(id) ?? StreamRoute.REFUSE;
     if (route === StreamRoute.REFUSE) {
-      throw new WireProtocolError(`${frame} for call ${id}, which has no request stream (its REQUEST had no REQUEST_STREAM)`);
+      throw new WireProtocolError(
+        `${frame} for call ${id}, which has no request stream (its REQUEST had no REQUEST_STREAM)`,
+      );
     }
     return route;
   }

@@ -52,10 +52,7 @@ export class ValueSender {
     const flags = payload === null ? RESPONSE_NO_VALUE : compressed !== null ? PAYLOAD_COMPRESSED : 0;
     const fragments = this.fragments;
     const behind = fragments.has(id);
-    if (
-      payload !== null &&
-      (behind || (payload.length > FRAGMENT_THRESHOLD_BYTES && this.peer.peerTakesFragments))
-    ) {
+    if (payload !== null && (behind || (payload.length > FRAGMENT_THRESHOLD_BYTES && this.peer.peerTakesFragments))) {
       // Large (or behind a large one of the same call): leaves in fragments between other frames.
       fragments.push(id, type, flags, payload);
     } else if (behind) {

@@ -68,7 +68,7 @@ export class RequestPayload<T = unknown> extends Observable<T> implements AsyncI
   private waiter: Waiter | null = null;
 
   constructor(private readonly control: PayloadControl) {
-    super((subscriber) => this.subscribeConsumer(subscriber as Subscriber<T>));
+    super((subscriber) => this.subscribeConsumer(subscriber));
   }
 
   /** Values queued for the handler. */
@@ -185,7 +185,8 @@ export class RequestPayload<T = unknown> extends Observable<T> implements AsyncI
       case State.CLOSED:
         return Promise.resolve({ value: undefined as T, done: true });
     }
-    if (this.waiter !== null) return Promise.reject(new WireError('next() called again before the previous one settled'));
+    if (this.waiter !== null)
+      return Promise.reject(new WireError('next() called again before the previous one settled'));
     this.start();
     return new Promise<IteratorResult<T>>((resolve, reject) => {
       this.waiter = { resolve: resolve as Waiter['resolve'], reject };

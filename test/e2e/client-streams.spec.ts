@@ -62,7 +62,8 @@ function reset(): void {
 const pipeline = { pipeMetatype: undefined as unknown, pipeSawStream: false, guardSawStream: false, intercepted: 0 };
 
 const isWireStream = (value: unknown): boolean =>
-  value instanceof Observable && typeof (value as unknown as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+  value instanceof Observable &&
+  typeof (value as unknown as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
 
 class RecordingPipe implements PipeTransform {
   transform(value: unknown, metadata: ArgumentMetadata): unknown {
@@ -248,9 +249,9 @@ describe('client streaming and bidirectional calls (end to end)', () => {
     });
 
     it('{ idempotent: true } with a stream source is refused with WireOptionsError (at most once)', async () => {
-      await expect(
-        firstValueFrom(app.client.send('sum', numbers(1), { idempotent: true })),
-      ).rejects.toBeInstanceOf(WireOptionsError);
+      await expect(firstValueFrom(app.client.send('sum', numbers(1), { idempotent: true }))).rejects.toBeInstanceOf(
+        WireOptionsError,
+      );
     });
   });
 
@@ -358,9 +359,9 @@ describe('client streaming and bidirectional calls (end to end)', () => {
       await waitFor(() => seen.payloadError !== undefined, { what: 'the payload to fail' });
       // The client's timer sends CANCEL; the server's own copy of the deadline (propagated as
       // the budget) may fire first: either way the handler's payload fails and its signal aborts.
-      expect(
-        seen.payloadError instanceof WireCancelledError || seen.payloadError instanceof WireTimeoutError,
-      ).toBe(true);
+      expect(seen.payloadError instanceof WireCancelledError || seen.payloadError instanceof WireTimeoutError).toBe(
+        true,
+      );
       expect(seen.signalAborted).toBe(true);
       // return() on a generator suspended in an await runs once that await settles; this one
       // never does, so "returned" is asserted on a source that is suspended at a yield instead:
@@ -378,7 +379,14 @@ describe('client streaming and bidirectional calls (end to end)', () => {
 
     it("the handler's answer ends before the payload is consumed → the client stops pulling and releases the source", async () => {
       let returned = false;
-      await expect(firstValueFrom(app.client.send<number>('first', numbers(1_000_000, () => (returned = true))))).resolves.toBe(1);
+      await expect(
+        firstValueFrom(
+          app.client.send<number>(
+            'first',
+            numbers(1_000_000, () => (returned = true)),
+          ),
+        ),
+      ).resolves.toBe(1);
       await waitFor(() => returned, { what: 'the generator to be return()ed' });
       // Pulled within one window of credit, not the million values.
       expect(produced).toBeLessThanOrEqual(REQUEST_STREAM_WINDOW + 1);

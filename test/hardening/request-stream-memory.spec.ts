@@ -52,13 +52,17 @@ describe('request streams: a slow handler keeps the client memory bounded', () =
     const client = new WireClient({ host: '127.0.0.1', port: target.port, timeout: 60_000 });
     try {
       await client.connect();
-      const { result, peak } = await peakBufferGrowth(() => firstValueFrom(client.send<number>('slow-count', upload())));
+      const { result, peak } = await peakBufferGrowth(() =>
+        firstValueFrom(client.send<number>('slow-count', upload())),
+      );
       expect(result).toBe(CHUNKS);
       // 16 values of 64 KiB in flight (each encoded once more for the socket), plus the
       // encoder's arenas and the chunk being produced: far below the 16 MiB uploaded.
       const bound = 2 * REQUEST_STREAM_WINDOW * CHUNK + 2 * MiB;
       expect(peak).toBeLessThan(bound);
-      process.stdout.write(`FIGURE request-stream-client-memory {"asyncIterable16MiB":"peak +${(peak / MiB).toFixed(1)} MiB (bound ${(bound / MiB).toFixed(0)} MiB)"}\n`);
+      process.stdout.write(
+        `FIGURE request-stream-client-memory {"asyncIterable16MiB":"peak +${(peak / MiB).toFixed(1)} MiB (bound ${(bound / MiB).toFixed(0)} MiB)"}\n`,
+      );
     } finally {
       client.close();
     }

@@ -44,7 +44,12 @@ const MiB = 1024 * 1024;
 function streamRequest(id: number, pattern: string): Buffer {
   const credit = Buffer.alloc(4);
   credit.writeUInt32BE(256);
-  return rawFrame(FrameType.REQUEST, REQUEST_HAS_CREDIT | REQUEST_STREAM, id, Buffer.concat([credit, requestBody(pattern, null)]));
+  return rawFrame(
+    FrameType.REQUEST,
+    REQUEST_HAS_CREDIT | REQUEST_STREAM,
+    id,
+    Buffer.concat([credit, requestBody(pattern, null)]),
+  );
 }
 
 async function transportErrorOf(peer: RawPeer, id: number): Promise<string> {
