@@ -12,7 +12,7 @@ import {
   type NestInterceptor,
   type PipeTransform,
 } from '@nestjs/common';
-import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
+import { Ctx, MessagePattern, Payload, RpcException } from '@nestjs/microservices';
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -30,7 +30,7 @@ import {
 } from '../../lib/index.js';
 import { MAGIC } from '../../lib/protocol/frame.js';
 import { REQUEST_STREAM_WINDOW } from '../../lib/server/request-payload.js';
-import { clientFor, withRunningApp } from '../helpers/apps.js';
+import { clientFor, startWireApp, withRunningApp } from '../helpers/apps.js';
 import { FakeServer } from '../helpers/fake-server.js';
 import { helloFrame } from '../helpers/raw-peer.js';
 import { waitFor } from '../helpers/wait.js';
@@ -137,6 +137,13 @@ class StreamsController {
   @UseInterceptors(new CountingInterceptor())
   piped(@Payload() payload: WireStream<number>): Observable<number> {
     return payload.pipe(map((value) => value + 1));
+  }
+
+  /** Reads one value, then fails the call while the client is still sending. */
+  @MessagePattern('fail-early')
+  async failEarly(@Payload() payload: AsyncIterable<number>): Promise<never> {
+    for await (const _ of payload) break;
+    throw new RpcException('enough');
   }
 
   @MessagePattern('ignore')
@@ -392,6 +399,19 @@ describe('client streaming and bidirectional calls (end to end)', () => {
       expect(produced).toBeLessThanOrEqual(REQUEST_STREAM_WINDOW + 1);
     });
 
+    it("the handler's answer fails before the payload is consumed → the call fails, the source is released", async () => {
+      let returned = false;
+      const err = await firstValueFrom(
+        app.client.send(
+          'fail-early',
+          numbers(1_000_000, () => (returned = true)),
+        ),
+      ).catch((e: unknown) => e);
+      expect(err).toEqual({ status: 'error', message: 'enough' });
+      await waitFor(() => returned, { what: 'the generator to be return()ed' });
+      expect(produced).toBeLessThanOrEqual(REQUEST_STREAM_WINDOW + 1);
+    });
+
     it('a handler that never reads: the source is never started, and is released when the answer ends', async () => {
       let subscribed = false;
       let released = false;
@@ -430,6 +450,55 @@ describe('client streaming and bidirectional calls (end to end)', () => {
       const err = await firstValueFrom(app.client.send('record', source, { timeout: 200 })).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(WireTimeoutError);
       expect(source.observed).toBe(false);
+    });
+  });
+
+  describe('with the server at its limits', () => {
+    it('maxInFlightPerConnection: calls waiting for their request stream do not stop the server reading it', async () => {
+      const small = await startWireApp(StreamsModule, { maxInFlightPerConnection: 2 });
+      const client = clientFor(small);
+      try {
+        // Two calls fill the connection; their STREAM frames come after both REQUESTs, and must be read.
+        const sources = [new Subject<number>(), new Subject<number>(), new Subject<number>()];
+        const answers = sources.map((source) => firstValueFrom(client.send<number>('sum', source)));
+        await waitFor(() => sources[0].observed && sources[1].observed, { what: 'two sources started' });
+        for (const [i, source] of sources.slice(0, 2).entries()) {
+          source.next(i + 1);
+          source.next(10);
+          source.complete();
+        }
+        await expect(answers[0]).resolves.toBe(11);
+        await expect(answers[1]).resolves.toBe(12);
+        // The third was queued on the client (the connection was full) and runs now.
+        await waitFor(() => sources[2].observed, { what: 'the third source started' });
+        sources[2].next(5);
+        sources[2].complete();
+        await expect(answers[2]).resolves.toBe(5);
+      } finally {
+        client.close();
+        await small.app.close();
+      }
+    });
+
+    it('a server draining (app.close()) lets a running upload finish, then closes', async () => {
+      const draining = await startWireApp(StreamsModule);
+      const client = clientFor(draining);
+      try {
+        const source = new Subject<number>();
+        const answer = firstValueFrom(client.send<number>('sum', source));
+        await waitFor(() => source.observed, { what: 'the source to start' });
+        source.next(1);
+        const closed = draining.app.close();
+        // The client has read the GOAWAY (its connection left rotation); the call still runs and reads its stream.
+        await waitFor(() => client.counters().openConnections === 0, { what: 'the GOAWAY to reach the client' });
+        source.next(2);
+        source.next(3);
+        source.complete();
+        await expect(answer).resolves.toBe(6);
+        await closed;
+      } finally {
+        client.close();
+      }
     });
   });
 
