@@ -22,6 +22,7 @@ import {
   WireClient,
   WireConnectionError,
   WireContext,
+  WireFrameTooLargeError,
   WireOptionsError,
   WireOverloadedError,
   WireProtocolError,
@@ -498,6 +499,43 @@ describe('client streaming and bidirectional calls (end to end)', () => {
         await closed;
       } finally {
         client.close();
+      }
+    });
+  });
+
+  describe('values on the wire', () => {
+    it('compressed when negotiated (deflate both ways): the server inflates each STREAM value', async () => {
+      const compressed = await startWireApp(StreamsModule, { compression: { algorithm: 'deflate' } });
+      const client = clientFor(compressed, { compression: { algorithm: 'deflate', thresholdBytes: 64 } });
+      try {
+        const text = 'abcdefgh'.repeat(4096); // 32 KiB, compresses well
+        const chunks = Array.from({ length: 20 }, (_, i) => Buffer.from(`${i}:${text}`));
+        const expected = createHash('sha256');
+        for (const c of chunks) expected.update(c);
+        const answer = await firstValueFrom(client.send('digest', from(chunks)));
+        expect(answer).toEqual({ size: chunks.reduce((n, c) => n + c.length, 0), sha256: expected.digest('hex') });
+        // Far fewer bytes went out than the 640 KiB uploaded.
+        expect(client.stats().transport.bytesOut).toBeLessThan(100 * 1024);
+      } finally {
+        client.close();
+        await compressed.app.close();
+      }
+    });
+
+    it("a value larger than the server's maxFrameSize fails the call with WireFrameTooLargeError, and the payload with it", async () => {
+      const small = await startWireApp(StreamsModule, { maxFrameSize: 1024 * 1024 });
+      const client = clientFor(small);
+      try {
+        const err = await firstValueFrom(
+          client.send('record', from([Buffer.alloc(10), Buffer.alloc(2 * 1024 * 1024)])),
+        ).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(WireFrameTooLargeError);
+        await waitFor(() => seen.payloadError !== undefined, { what: 'the payload to fail' });
+        expect(seen.payloadError).toBeInstanceOf(WireFrameTooLargeError);
+        expect(seen.received).toHaveLength(1);
+      } finally {
+        client.close();
+        await small.app.close();
       }
     });
   });
