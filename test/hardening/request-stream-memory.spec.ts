@@ -2,14 +2,14 @@ import 'reflect-metadata';
 import { firstValueFrom, Observable } from 'rxjs';
 import { WireClient, WireOverloadedError } from '../../lib/index.js';
 import { REQUEST_STREAM_WINDOW } from '../../lib/server/request-payload.js';
-import { collectGarbage } from '../helpers/gc.js';
+import { peakRetainedBuffers } from '../helpers/gc.js';
 import { Target } from './target.js';
 
 /**
  * A slow handler must keep the caller's memory bounded (issue 15): the server runs in a
  * child process (test/hardening/target-server.ts, `slow-count`: 1 ms per value), the client
- * here, and what is measured is the client's retained Buffer memory (`arrayBuffers` after a
- * full GC, sampled every 50 ms) while it uploads
+ * here, and what is measured is the client's retained Buffer memory (`arrayBuffers` after
+ * full GCs, sampled every 50 ms) while it uploads
  * 16 MiB in 64 KiB chunks. Pulled from an async generator, at most the window (16 values) is
  * in flight, whatever the upload's size; pushed by an Observable, what is held beyond the
  * credit is bounded by `maxStreamHeldValues`, and one more fails the call.
@@ -20,23 +20,6 @@ const CHUNKS = (16 * MiB) / CHUNK;
 
 async function* upload(): AsyncGenerator<Buffer> {
   for (let i = 0; i < CHUNKS; i++) yield Buffer.alloc(CHUNK, i & 0xff);
-}
-
-/** Peak growth of this process's retained Buffer memory while `run` runs (after a GC, every 50 ms). */
-async function peakBufferGrowth<T>(run: () => Promise<T>): Promise<{ result: T; peak: number }> {
-  collectGarbage();
-  const base = process.memoryUsage().arrayBuffers;
-  let peak = 0;
-  const sampler = setInterval(() => {
-    collectGarbage();
-    peak = Math.max(peak, process.memoryUsage().arrayBuffers - base);
-  }, 50);
-  try {
-    const result = await run();
-    return { result, peak };
-  } finally {
-    clearInterval(sampler);
-  }
 }
 
 describe('request streams: a slow handler keeps the client memory bounded', () => {
@@ -52,7 +35,7 @@ describe('request streams: a slow handler keeps the client memory bounded', () =
     const client = new WireClient({ host: '127.0.0.1', port: target.port, timeout: 60_000 });
     try {
       await client.connect();
-      const { result, peak } = await peakBufferGrowth(() =>
+      const { result, peak } = await peakRetainedBuffers(() =>
         firstValueFrom(client.send<number>('slow-count', upload())),
       );
       expect(result).toBe(CHUNKS);
@@ -81,7 +64,7 @@ describe('request streams: a slow handler keeps the client memory bounded', () =
         }
         subscriber.complete();
       });
-      const { result, peak } = await peakBufferGrowth(() =>
+      const { result, peak } = await peakRetainedBuffers(() =>
         firstValueFrom(client.send<number>('slow-count', source)).catch((e: unknown) => e),
       );
       expect(result).toBeInstanceOf(WireOverloadedError);
