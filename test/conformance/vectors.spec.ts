@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { MsgpackCodec } from '../../lib/protocol/codec.js';
 import { WireClient } from '../../lib/index.js';
+import { from } from 'rxjs';
 import { startWireApp, type RunningServer } from '../helpers/apps.js';
 import { ConformanceAppModule } from './conformance-app.js';
 import { runClientCase, runServerCase, type VectorFile } from './vector-runner.js';
@@ -54,6 +55,7 @@ describe('conformance vectors', () => {
         return {
           driver: {
             call: (pattern, data) => client.send(pattern, codec.decode(data)),
+            callStream: (pattern, values) => client.send(pattern, from(values.map((v) => codec.decode(v)))),
             decode: (bytes) => codec.decode(bytes),
           },
           close: () => client.close(),
