@@ -18,9 +18,9 @@ const file = JSON.parse(
 const codec = new MsgpackCodec();
 
 describe('conformance vectors', () => {
-  it('is a version 1 vector file with uniquely named cases', () => {
+  it('is a version 2 vector file with uniquely named cases', () => {
     expect(file.format).toBe('nest-wire-conformance');
-    expect(file.version).toBe(1);
+    expect(file.version).toBe(2);
     const names = file.cases.map((c) => c.name);
     expect(new Set(names).size).toBe(names.length);
   });
