@@ -15,6 +15,8 @@ export {
 } from './server/wire-server.js';
 export { wireClient, wireClientAsync, type WireClientAsyncOptions } from './client/clients-module.js';
 export { WireContext } from './server/wire-context.js';
+export type { WireStream } from './server/request-payload.js';
+export type { StreamSource } from './client/request-stream.js';
 export {
   WireErrorCode,
   WireError,

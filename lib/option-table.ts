@@ -193,6 +193,15 @@ export const INTEGER_OPTIONS = {
     note: '',
     what: 'stream values sent ahead of consumption',
   },
+  maxStreamHeldValues: {
+    side: 'client',
+    default: 1024,
+    min: 1,
+    max: 1_000_000,
+    unit: 'count',
+    note: '',
+    what: "values of an Observable source held beyond the server's credit",
+  },
   maxFragmentedBytes: {
     side: 'client',
     default: 64 * MiB,

@@ -186,6 +186,12 @@ export interface WireClientOptions extends WireCommonOptions {
   /** Stream values the server may send ahead of consumption (renewed as values are delivered). Default 256, at most 65 536. */
   streamCredit?: number;
   /**
+   * `send(pattern, source$)` with an Observable source: values it pushes beyond the
+   * server's credit are held, at most this many; one more fails the call with
+   * `WireOverloadedError`. Default 1 024 (an AsyncIterable source is pulled, never held).
+   */
+  maxStreamHeldValues?: number;
+  /**
    * Bytes of partly received fragmented values held per connection; the call whose
    * fragment would pass it fails with `WireLimitError`. Default 64 MiB.
    */
@@ -294,6 +300,7 @@ export const CLIENT_OPTION_KEYS = {
   overflow: true,
   maxQueuedBytes: true,
   streamCredit: true,
+  maxStreamHeldValues: true,
   maxFragmentedBytes: true,
   idempotent: true,
   retry: true,
@@ -393,6 +400,7 @@ export interface ResolvedClientOptions extends ResolvedCommonOptions {
   overflow: 'fail' | 'wait';
   maxQueuedBytes: number;
   streamCredit: number;
+  maxStreamHeldValues: number;
   propagate: boolean;
   /** Whether a pattern is idempotent; null when none is. */
   idempotent: ((pattern: string) => boolean) | null;
@@ -464,6 +472,7 @@ export function resolveClientOptions(options: WireClientOptions = {}): ResolvedC
     overflow: checkOneOf(options.overflow ?? 'fail', ['fail', 'wait'] as const, `${where} option overflow`),
     maxQueuedBytes: resolveInteger('maxQueuedBytes', options.maxQueuedBytes, where),
     streamCredit: resolveInteger('streamCredit', options.streamCredit, where),
+    maxStreamHeldValues: resolveInteger('maxStreamHeldValues', options.maxStreamHeldValues, where),
     propagate: checkBoolean(options.propagate ?? true, `${where} option propagate`),
     maxFragmentedBytes: resolveInteger('maxFragmentedBytes', options.maxFragmentedBytes, where),
     idempotent: resolveIdempotent(options.idempotent, where),

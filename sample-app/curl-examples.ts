@@ -11,6 +11,8 @@ export function curlExamples(baseUrl: string): string[] {
     `curl -H 'x-request-id: demo-42' '${baseUrl}/metadata'`,
     `curl '${baseUrl}/slow?ms=100'`,
     `curl -i '${baseUrl}/slow?ms=2000'`,
+    `head -c 10000000 /dev/urandom | curl -H 'content-type: application/octet-stream' --data-binary @- '${baseUrl}/files'`,
+    `printf 'one\\ntwo\\nthree\\n' | curl -N -H 'content-type: text/plain' --data-binary @- '${baseUrl}/text/uppercase'`,
     `curl '${baseUrl}/health'`,
     `curl '${baseUrl}/stats'`,
   ];

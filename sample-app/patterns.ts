@@ -22,6 +22,18 @@ export const SLEEP = 'diag.sleep';
 /** Request/response: the answering service's identity and its `WireServer#stats()`. */
 export const SERVER_STATS = 'diag.server-stats';
 
+/** Client streaming: a stream of byte chunks → `UploadDigest` (size and SHA-256, computed as they arrive). */
+export const UPLOAD_DIGEST = 'files.digest';
+/** Bidirectional: a stream of lines → the same lines upper-cased, each answered as it arrives. */
+export const UPPERCASE_LINES = 'text.uppercase';
+
+export interface UploadDigest {
+  size: number;
+  sha256: string;
+  /** Chunks the service read. */
+  chunks: number;
+}
+
 /** Limits the service enforces (the gateway checks them too, to answer HTTP 400 early). */
 export const MAX_COUNTDOWN_FROM = 100;
 export const MAX_TICK_MS = 1000;

@@ -4,6 +4,7 @@ import { ClientWireConnection, type ClientWireHandler } from '../connection/clie
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { WireConnectionError, WireError, WireTimeoutError } from '../errors.js';
 import type { CallOwner, PendingCall } from './pending-call.js';
+import { RequestStream, sourceErrorForWire, type StreamConnection } from './request-stream.js';
 
 /** What a client connection tells its endpoint about its life. */
 export interface ClientConnectionEvents {
@@ -18,7 +19,7 @@ export interface ClientConnectionEvents {
  * request id, and what the answers of the server mean for them. Every way a call ends
  * goes through `remove` or `detach`, which free its id (and its timer).
  */
-export class ClientConnection implements ClientWireHandler, CallOwner {
+export class ClientConnection implements ClientWireHandler, CallOwner, StreamConnection {
   readonly wire: ClientWireConnection;
   /** Calls written here and not yet settled. Invariant: each one's `owner` is this connection. */
   private readonly calls = new Map<number, PendingCall>();
@@ -78,8 +79,13 @@ export class ClientConnection implements ClientWireHandler, CallOwner {
   write(call: PendingCall, budgetMs: number): void {
     if (!this.wire.isOpen) throw new WireConnectionError(`connection to ${this.endpointKey} is closed`);
     const id = this.allocateId();
+    const stream = call.data instanceof RequestStream ? call.data : null;
     // Until this generation has been taken, the frame can still be abandoned unsent.
-    call.generation = this.wire.sendRequest(id, call.pattern, budgetMs, call.data, call.metadata, this.streamCredit);
+    call.generation =
+      stream === null
+        ? this.wire.sendRequest(id, call.pattern, budgetMs, call.data, call.metadata, this.streamCredit)
+        : this.wire.sendStreamRequest(id, call.pattern, budgetMs, call.metadata, this.streamCredit);
+    stream?.attach(this, id);
     call.id = id;
     call.owner = this;
     this.calls.set(id, call);
@@ -193,6 +199,35 @@ export class ClientConnection implements ClientWireHandler, CallOwner {
     call.tracker.resend(call, err);
   }
 
+  /** The server's handler consumed request-stream values of call `id`: its source may send `n` more. */
+  onStreamCredit(id: number, n: number): void {
+    const data = this.calls.get(id)?.data;
+    if (data instanceof RequestStream) data.addCredit(n);
+  }
+
+  /** StreamConnection: one value of call `id`'s request stream. */
+  sendStreamValue(id: number, value: unknown): void {
+    this.wire.sendStreamValue(id, this.wire.encodeStreamValue(value));
+  }
+
+  /** StreamConnection: call `id`'s source completed. */
+  endStream(id: number): void {
+    this.wire.endStream(id);
+  }
+
+  /**
+   * StreamConnection: the call's source failed (or a value could not be sent). The server
+   * is told (ERROR; it sends nothing more for the id) and the call fails with `err`: it
+   * may have run, so it is never re-sent.
+   */
+  failStreamCall(id: number, err: unknown): void {
+    const call = this.calls.get(id);
+    if (call === undefined) return;
+    this.remove(call);
+    this.wire.failStream(id, sourceErrorForWire(err));
+    call.fail(err);
+  }
+
   /** Takes an ended call out of this connection's table and out of the timeout wheel. */
   private remove(call: PendingCall): void {
     this.detach(call);
@@ -206,6 +241,7 @@ export class ClientConnection implements ClientWireHandler, CallOwner {
   private detach(call: PendingCall): void {
     this.calls.delete(call.id);
     call.owner = null;
+    if (call.data instanceof RequestStream) call.data.detach();
     this.wire.callEnded();
   }
 

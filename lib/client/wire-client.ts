@@ -21,6 +21,7 @@ import { OutageLog } from '../connection/outage-log.js';
 import { overridesResponseHooks, SerializingObserver } from './serializer-hooks.js';
 import { PendingCall } from './pending-call.js';
 import { CallScheduler } from './call-scheduler.js';
+import { isStreamSource, RequestStream, type StreamSource } from './request-stream.js';
 import { instrumentation } from '../diagnostics/instrumentation-hooks.js';
 
 export type { WireClientStatus } from './balancer.js';
@@ -266,6 +267,7 @@ export class WireClient extends ClientProxy<WireClientEvents> {
     if (pattern === null || pattern === undefined || data === null || data === undefined) {
       return throwError(() => new InvalidMessageException());
     }
+    if (isStreamSource(data)) return this.sendStream<TResult>(pattern, data, options);
     return new Observable<TResult>((subscriber) => {
       const observer = subscriber as Subscriber<unknown>;
       // The PendingCall is the teardown: unsubscribing cancels the call.
@@ -274,6 +276,26 @@ export class WireClient extends ClientProxy<WireClientEvents> {
         options,
         this.responseHooks ? new SerializingObserver(observer, this) : observer,
       );
+    });
+  }
+
+  /**
+   * `send(pattern, source)` with an Observable or AsyncIterable source: one call whose input
+   * is the source's values, sent within the server's credit (lib/client/request-stream.ts).
+   */
+  private sendStream<TResult>(pattern: unknown, source: StreamSource, options?: WireCallOptions): Observable<TResult> {
+    return new Observable<TResult>((subscriber) => {
+      const stream = new RequestStream(source, this.wireOptions.maxStreamHeldValues);
+      const observer = subscriber as Subscriber<unknown>;
+      const call = this.startCall(
+        this.packetOf(pattern, stream),
+        options,
+        stream.observe(this.responseHooks ? new SerializingObserver(observer, this) : observer),
+      );
+      return () => {
+        call.unsubscribe();
+        stream.release();
+      };
     });
   }
 
@@ -306,6 +328,11 @@ export class WireClient extends ClientProxy<WireClientEvents> {
   protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
     // Nest 12.0.4+'s `emit` ran the dispatch hook in `createPacket`; an older one did not.
     if (!NEST_CREATES_PACKETS) this.onDispatchHook?.(packet);
+    if (isStreamSource(packet.data)) {
+      throw new WireOptionsError(
+        'emit() cannot send a stream source: an event has no answer and no flow control; use send(pattern, source)',
+      );
+    }
     const pattern = this.routeOf(packet.pattern);
     const hooks = instrumentation.hooks;
     const trace = hooks === null ? null : hooks.startClientCall('event', pattern, packet.metadata);
@@ -348,6 +375,18 @@ export class WireClient extends ClientProxy<WireClientEvents> {
       call.idempotent = idempotent;
     } else if (this.wireOptions.idempotent !== null) {
       call.idempotent = this.wireOptions.idempotent(route);
+    }
+    if (packet.data instanceof RequestStream) {
+      // At most once: a source that started cannot be replayed, so a stream call is never retried or hedged.
+      if (idempotent === true) {
+        return this.failAtOnce(
+          call,
+          new WireOptionsError(
+            'send() option idempotent cannot be true for a stream source: a started source cannot be sent again',
+          ),
+        );
+      }
+      call.idempotent = false;
     }
     const hooks = instrumentation.hooks;
     if (hooks !== null) {

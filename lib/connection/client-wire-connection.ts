@@ -4,20 +4,15 @@ import {
   WireConnectionError,
   WireErrorCode,
   WireFrameTooLargeError,
-  WireLimitError,
   WireProtocolError,
   type WireError,
 } from '../errors.js';
-import {
-  ERROR_TRANSPORT,
-  FRAGMENT_WINDOW_BYTES,
-  FrameType,
-  RESPONSE_END,
-  RESPONSE_LAST_FRAGMENT,
-  RESPONSE_MORE,
-  RESPONSE_NO_VALUE,
-} from '../protocol/frame.js';
+import { ERROR_TRANSPORT, FrameType, REQUEST_STREAM, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
 import { remoteTransportError, WireConnection, type ConnectionHandler, type ConnectionOptions } from './connection.js';
+import { FragmentJoiner, isJoinRefused } from './fragment-joiner.js';
+import { FragmentQueue } from './fragment-queue.js';
+import { acceptsFragments, acceptsRequestStreams } from './handshake.js';
+import { ValueSender } from './value-sender.js';
 
 /** What a client connection's frames mean to its owner: answers to the calls it started. */
 export interface ClientWireHandler extends ConnectionHandler {
@@ -36,6 +31,8 @@ export interface ClientWireHandler extends ConnectionHandler {
   onNack(id: number, err: WireError): void;
   /** The server sent GOAWAY: no new calls here; the connection closes once its calls have ended. */
   onGoAway(): void;
+  /** The server granted call `id`'s request stream `n` more values. */
+  onStreamCredit?(id: number, n: number): void;
 }
 
 export interface ClientWireOptions extends ConnectionOptions {
@@ -43,11 +40,8 @@ export interface ClientWireOptions extends ConnectionOptions {
   maxFragmentedBytes?: number;
 }
 
-/** A value being received in fragments. */
-interface Partial {
-  parts: Buffer[];
-  bytes: number;
-}
+/** The REQUEST payload of a streaming call: msgpack nil (its values follow in STREAM frames). */
+const STREAM_REQUEST_PAYLOAD = null;
 
 /**
  * The client's side of one socket: the verbs that start and steer calls (REQUEST, EVENT,
@@ -59,17 +53,36 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
   private pingSeq = 0;
   /** Round-trip probes waiting for their PONG, by id (1 .. 2^31 − 1). */
   private readonly pings = new Map<number, { sentAt: number; resolve(ms: number): void; reject(err: Error): void }>();
-  /** Fragment bytes read since the last window grant (never more than the window). */
-  private fragmentBytesRead = 0;
-  /** Values being received in fragments, by call id. */
-  private readonly partials = new Map<number, Partial>();
-  /** Invariant: the sum of `bytes` over `partials` (at most `maxFragmentedBytes`). */
-  private fragmentedBytes = 0;
-  private readonly maxFragmentedBytes: number;
+  /** Answers arriving in fragments: the window granted back, values joined. */
+  private readonly joiner: FragmentJoiner;
+  /** Request-stream values, END and ERROR (large values in fragments, within the server's window). */
+  private readonly values: ValueSender;
 
   constructor(socket: Socket, options: ClientWireOptions, handler: ClientWireHandler) {
-    super(socket, options, handler, 'client');
-    this.maxFragmentedBytes = options.maxFragmentedBytes ?? 64 * 1024 * 1024;
+    const fragments = new FragmentQueue();
+    super(socket, options, handler, 'client', fragments);
+    this.joiner = new FragmentJoiner(
+      options.maxFrameSize,
+      options.maxFragmentedBytes ?? 64 * 1024 * 1024,
+      this.grantFragmentWindow,
+      'server',
+    );
+    this.values = new ValueSender(this.encoder, this.coalescer, this.payloads, fragments, this);
+  }
+
+  /** Unsent bytes, request-stream fragments waiting for the server's window included. */
+  override get queuedBytes(): number {
+    return super.queuedBytes + this.values.fragments.pendingBytes;
+  }
+
+  /** ValuePeer: the server takes values in fragments. */
+  get peerTakesFragments(): boolean {
+    return this.peer !== null && acceptsFragments(this.peer);
+  }
+
+  /** The server announced REQUEST_STREAMS: `sendStreamRequest` may be used. */
+  get acceptsRequestStreams(): boolean {
+    return this.peer !== null && acceptsRequestStreams(this.peer);
   }
 
   /** The socket's peer address fields, as the instrumentation reads them (undefined for a Unix socket). */
@@ -103,6 +116,66 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
     return generation;
   }
 
+  /**
+   * Like `sendRequest`, for a call whose input is a request stream (REQUEST_STREAM): its
+   * values follow with `sendStreamValue` within the credit the server grants
+   * (`onStreamCredit`). Throws `WireProtocolError` if the server did not announce
+   * REQUEST_STREAMS (it would not understand the frames: the call fails instead of hanging).
+   */
+  sendStreamRequest(
+    id: number,
+    pattern: string,
+    budgetMs: number,
+    metadata: Record<string, string> | undefined,
+    credit: number,
+  ): number {
+    if (!this.isOpen) throw new WireConnectionError(`connection to ${this.remoteAddress} is closed`);
+    if (!this.acceptsRequestStreams) {
+      throw new WireProtocolError(
+        `server ${this.remoteAddress} does not take request streams (its HELLO did not announce REQUEST_STREAMS): ` +
+          'upgrade it to a nest-wire version with client streaming',
+      );
+    }
+    const generation = this.encoder.generation;
+    this.encodeCall(FrameType.REQUEST, id, pattern, budgetMs, STREAM_REQUEST_PAYLOAD, metadata, credit, REQUEST_STREAM);
+    return generation;
+  }
+
+  /**
+   * Encodes one value of call `id`'s request stream (codec, compression, the server's
+   * `maxFrameSize`); throws a `WireError`, sending nothing, if it cannot travel.
+   */
+  encodeStreamValue(value: unknown): Uint8Array | null {
+    if (value === undefined) return null;
+    const payload = this.payloads.encode(value);
+    const length = 6 + payload.length;
+    if (length > this.peerMaxFrameSize) throw new WireFrameTooLargeError(length, this.peerMaxFrameSize);
+    return payload;
+  }
+
+  /** Queues a value of call `id`'s request stream (from `encodeStreamValue`); large ones leave in fragments. */
+  sendStreamValue(id: number, bytes: Uint8Array | null): void {
+    if (!this.isLive) return;
+    this.values.sendValue(FrameType.STREAM, id, bytes);
+  }
+
+  /** The request stream of call `id` is complete (END); the call goes on until the server's answer ends. */
+  endStream(id: number): void {
+    if (!this.isLive) return;
+    this.values.sendEnd(FrameType.STREAM, id);
+  }
+
+  /**
+   * The request stream of call `id` failed: an ERROR (a `WireError` as a transport error,
+   * anything else as an application error value) after which the server sends nothing
+   * more for `id`, as after CANCEL. Values of the call not yet begun are dropped.
+   */
+  failStream(id: number, err: unknown): void {
+    this.joiner.drop(id);
+    if (!this.isLive) return;
+    this.values.sendFailure(id, err);
+  }
+
   /** True while frames queued under `generation` have not left the process (they can be abandoned unsent). */
   neverWritten(generation: number): boolean {
     return generation === this.encoder.generation;
@@ -120,7 +193,8 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
 
   /** Tells the server to stop working on call `id`; what is still arriving for it is dropped. */
   cancel(id: number): void {
-    this.dropPartial(id);
+    this.joiner.drop(id);
+    this.values.fragments.drop(id);
     if (!this.isLive) return;
     this.encoder.encodeSimple(FrameType.CANCEL, 0, id, null);
     this.coalescer.schedule();
@@ -165,8 +239,7 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
   }
 
   protected override onClosing(err: WireError | null): void {
-    this.partials.clear();
-    this.fragmentedBytes = 0;
+    this.joiner.clear();
     if (this.pings.size === 0) return;
     const reason = new WireConnectionError('connection closed before the PONG arrived', { cause: err ?? undefined });
     for (const waiter of this.pings.values()) waiter.reject(reason);
@@ -181,8 +254,20 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
         return this.onError(flags, id, body);
       case FrameType.NACK:
         if (!this.handler.hasCall(id)) return;
-        this.dropPartial(id);
+        this.joiner.drop(id);
         return this.handler.onNack(id, remoteTransportError(ERROR_TRANSPORT, body));
+      case FrameType.CREDIT: {
+        // A server's CREDIT: for a request stream (id ≠ 0), or its fragment window back (id 0).
+        if (body.length < 4) throw new WireProtocolError('CREDIT frame without its 32-bit count');
+        const n = body.readUInt32BE(0);
+        if (id !== 0) {
+          if (this.handler.hasCall(id)) this.handler.onStreamCredit?.(id, n);
+          return;
+        }
+        this.values.fragments.grant(n);
+        this.coalescer.schedule();
+        return;
+      }
       default:
         throw new WireProtocolError(`a server does not send frame type ${type} to a client`);
     }
@@ -197,6 +282,7 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
     data: unknown,
     metadata: Record<string, string> | undefined,
     credit: number,
+    extraFlags = 0,
   ): void {
     const encoded = this.payloads.encode(data);
     const peerMax = this.peerMaxFrameSize;
@@ -214,18 +300,23 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
       peerMax,
       credit,
       compressed !== null,
+      extraFlags,
     );
     this.coalescer.schedule();
   }
 
   private onResponse(flags: number, id: number, body: Buffer): void {
-    const fragment = (flags & (RESPONSE_MORE | RESPONSE_LAST_FRAGMENT)) !== 0;
-    if (fragment) this.consumedFragment(body.length);
+    const fragment = this.joiner.counted(flags, body.length);
     // Timed out or cancelled: a late answer is dropped.
     if (!this.handler.hasCall(id)) return;
-    if (fragment || this.partials.has(id)) {
-      const joined = this.joinFragment(id, flags, body);
+    if (fragment || this.joiner.has(id)) {
+      const joined = this.joiner.join(id, flags, body);
       if (joined === null) return;
+      if (isJoinRefused(joined)) {
+        this.cancel(id);
+        this.handler.onCallBroken(id, joined.refused);
+        return;
+      }
       body = joined;
     }
     let value: unknown;
@@ -244,7 +335,8 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
 
   private onError(flags: number, id: number, body: Buffer): void {
     if (!this.handler.hasCall(id)) return;
-    this.dropPartial(id);
+    this.joiner.drop(id);
+    this.values.fragments.drop(id);
     let err: unknown;
     if ((flags & ERROR_TRANSPORT) !== 0) {
       err = remoteTransportError(flags, body);
@@ -258,65 +350,9 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
     this.handler.onCallError(id, err);
   }
 
-  /**
-   * Counts fragment bytes read (wanted or not: the server counts every one it sends) and
-   * grants them back with CREDIT id 0 once half the window is used. A server that sends
-   * more than the window it was granted breaks the protocol: the connection closes.
-   */
-  private consumedFragment(bytes: number): void {
-    this.fragmentBytesRead += bytes;
-    if (this.fragmentBytesRead > FRAGMENT_WINDOW_BYTES) {
-      throw new WireProtocolError(
-        `server sent ${this.fragmentBytesRead} fragment bytes, past the ${FRAGMENT_WINDOW_BYTES}-byte window it was granted`,
-      );
-    }
-    if (this.fragmentBytesRead < FRAGMENT_WINDOW_BYTES / 2) return;
-    this.encoder.encodeU32(FrameType.CREDIT, 0, 0, this.fragmentBytesRead);
+  /** Fragment bytes of answers read: given back to the server's window (CREDIT id 0). */
+  private readonly grantFragmentWindow = (bytes: number): void => {
+    this.encoder.encodeU32(FrameType.CREDIT, 0, 0, bytes);
     this.coalescer.schedule();
-    this.fragmentBytesRead = 0;
-  }
-
-  /**
-   * Collects the fragments of a large value (copies: the frames are views of a reused
-   * read buffer). Returns the whole payload with the last fragment, null before it or
-   * when the value passes a limit (the call is then cancelled and reported broken).
-   */
-  private joinFragment(id: number, flags: number, body: Buffer): Buffer | null {
-    let partial = this.partials.get(id);
-    if (partial === undefined) this.partials.set(id, (partial = { parts: [], bytes: 0 }));
-    partial.bytes += body.length;
-    this.fragmentedBytes += body.length;
-    if (partial.bytes > this.maxFrameSize) {
-      const size = partial.bytes;
-      this.cancel(id);
-      this.handler.onCallBroken(id, new WireFrameTooLargeError(size, this.maxFrameSize));
-      return null;
-    }
-    if (this.fragmentedBytes > this.maxFragmentedBytes) {
-      // The total of every partial value on this connection is bounded, not only each one.
-      this.cancel(id);
-      this.handler.onCallBroken(
-        id,
-        new WireLimitError(
-          `partly received values on this connection passed maxFragmentedBytes ${this.maxFragmentedBytes}`,
-        ),
-      );
-      return null;
-    }
-    if ((flags & RESPONSE_MORE) !== 0) {
-      partial.parts.push(Buffer.from(body));
-      return null;
-    }
-    partial.parts.push(body);
-    const whole = Buffer.concat(partial.parts, partial.bytes);
-    this.dropPartial(id);
-    return whole;
-  }
-
-  private dropPartial(id: number): void {
-    const partial = this.partials.get(id);
-    if (partial === undefined) return;
-    this.fragmentedBytes -= partial.bytes;
-    this.partials.delete(id);
-  }
+  };
 }

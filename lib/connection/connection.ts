@@ -180,6 +180,7 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
       heartbeatMs: options.heartbeatMs ?? 0,
       extension: options.extension ?? null,
       compression: options.compression ?? null,
+      requestStreams: role === 'server',
     };
     socket.setNoDelay(true);
     socket.on('data', this.onData);

@@ -53,7 +53,7 @@ export class FragmentQueue {
   }
 
   push(id: number, type: FrameType, flags: number, payload: Uint8Array): void {
-    const cut = type === FrameType.RESPONSE && payload.length > FRAGMENT_THRESHOLD_BYTES;
+    const cut = isValueFrame(type) && payload.length > FRAGMENT_THRESHOLD_BYTES;
     this.queue.push({ id, type, flags, payload, offset: 0, cut });
     this.queuedBytes += payload.length;
     this.perId.set(id, (this.perId.get(id) ?? 0) + 1);
@@ -65,7 +65,7 @@ export class FragmentQueue {
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const p = this.queue[i];
       if (p.id === id) {
-        if (p.type !== FrameType.RESPONSE) return false;
+        if (!isValueFrame(p.type)) return false;
         p.flags |= flag;
         return true;
       }
@@ -139,3 +139,8 @@ export class FragmentQueue {
 
 /** END stays on the last fragment only. */
 const RESPONSE_END_MASK = 0x01;
+
+/** RESPONSE (server → client) and STREAM (client → server) carry values and are cut alike. */
+function isValueFrame(type: FrameType): boolean {
+  return type === FrameType.RESPONSE || type === FrameType.STREAM;
+}

@@ -6,7 +6,7 @@ import {
   FEATURES_SENDS_SHIFT,
   type PayloadCompressor,
 } from '../protocol/compression.js';
-import { FEATURE_FRAGMENTS, MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION } from '../protocol/frame.js';
+import { FEATURE_FRAGMENTS, FEATURE_REQUEST_STREAMS, MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION } from '../protocol/frame.js';
 import type { Hello } from '../protocol/hello.js';
 
 /** What this side announces and needs to agree with a peer on. */
@@ -19,6 +19,8 @@ export interface LocalSettings {
   /** Client: the HELLO extension (codec-encoded `{ credentials }`), or null. */
   extension: Uint8Array | null;
   compression: PayloadCompressor | null;
+  /** Server: announce REQUEST_STREAMS (it takes request streams). A client announces nothing. */
+  requestStreams?: boolean;
 }
 
 /** The outcome of a handshake: what each side may send the other. */
@@ -38,6 +40,7 @@ export function localHello(local: LocalSettings): Hello {
     codec: local.codec.id,
     features:
       FEATURE_FRAGMENTS |
+      (local.requestStreams === true ? FEATURE_REQUEST_STREAMS : 0) |
       decodesFeature(algorithm) |
       (algorithm === null ? 0 : COMPRESSION_IDS[algorithm] << FEATURES_SENDS_SHIFT),
     maxFrameSize: local.maxFrameSize,
@@ -77,4 +80,9 @@ export function negotiate(local: LocalSettings, hello: Hello): Negotiated {
 /** The peer takes large values in fragments (and grants the fragment window). */
 export function acceptsFragments(peer: Hello): boolean {
   return (peer.features & FEATURE_FRAGMENTS) !== 0;
+}
+
+/** The peer (a server) takes request streams. */
+export function acceptsRequestStreams(peer: Hello): boolean {
+  return (peer.features & FEATURE_REQUEST_STREAMS) !== 0;
 }

@@ -1,20 +1,27 @@
 import type { Socket } from 'node:net';
-import { WireError, WireErrorCode, WireFrameTooLargeError, WireProtocolError } from '../errors.js';
+import { WireErrorCode, WireFrameTooLargeError, WireProtocolError, type WireError } from '../errors.js';
 import {
   ERROR_TRANSPORT,
   FrameType,
   HEADER_SIZE,
   LENGTH_SIZE,
-  PAYLOAD_COMPRESSED,
   RESPONSE_END,
   RESPONSE_NO_VALUE,
 } from '../protocol/frame.js';
 import { readCallBody, type CallBody } from '../protocol/call-body.js';
 import type { DecodeBudget } from '../protocol/msgpack-validator.js';
 import { encodeTransportError } from '../protocol/transport-error.js';
-import { PAUSE_CALLS, WireConnection, type ConnectionHandler, type ConnectionOptions } from './connection.js';
-import { FRAGMENT_THRESHOLD_BYTES, FragmentQueue } from './fragment-queue.js';
+import {
+  PAUSE_CALLS,
+  remoteTransportError,
+  WireConnection,
+  type ConnectionHandler,
+  type ConnectionOptions,
+} from './connection.js';
+import { FragmentJoiner, isJoinRefused } from './fragment-joiner.js';
+import { FragmentQueue } from './fragment-queue.js';
 import { acceptsFragments } from './handshake.js';
+import { ValueSender } from './value-sender.js';
 
 /** What a server connection's frames mean to its owner: calls to run and to steer. */
 export interface ServerWireHandler extends ConnectionHandler {
@@ -26,11 +33,38 @@ export interface ServerWireHandler extends ConnectionHandler {
   onCancel(id: number): void;
   /** The client granted call `id`'s stream `n` more values. */
   onCredit(id: number, n: number): void;
+  /** What to do with a STREAM or client ERROR frame of call `id` (`StreamRoute`). */
+  routeStream?(id: number): StreamRoute;
+  /**
+   * A value of call `id`'s request stream (`hasValue` false: the frame carried none), and
+   * whether it is the last; `decodedBytes` is the decode's estimated heap (`decodeBudget.lastBytes`).
+   */
+  onStreamValue?(id: number, hasValue: boolean, value: unknown, end: boolean, decodedBytes: number): void;
+  /** The client's request stream of call `id` failed (its source errored): `err` is a `WireError` or its error value. */
+  onStreamError?(id: number, err: unknown): void;
+  /** This side could not take a value of call `id`'s request stream (undecodable, past a limit). */
+  onStreamBroken?(id: number, err: WireError): void;
 }
 
 export { CallBody } from '../protocol/call-body.js';
 
-const EMPTY = new Uint8Array(0);
+export interface ServerWireOptions extends ConnectionOptions {
+  /**
+   * Bytes of partly received request-stream values this connection holds at most (one
+   * value per streaming call can be in fragments); past it the call fails with `WireLimitError`.
+   */
+  maxFragmentedBytes?: number;
+}
+
+/** Where a request-stream frame (STREAM, a client's ERROR) of an id goes. */
+export enum StreamRoute {
+  /** The call reads its request stream: decode and deliver. */
+  READ,
+  /** No such call (it ended: the frame was on its way), or its stream is no longer read: drop it. */
+  DROP,
+  /** A running call that has no request stream: the client broke the protocol (connection-level). */
+  REFUSE,
+}
 
 /**
  * The server's side of one socket: the verbs that answer calls (values, END, ERROR, NACK)
@@ -42,11 +76,23 @@ const EMPTY = new Uint8Array(0);
 export class ServerWireConnection extends WireConnection<ServerWireHandler> {
   /** Large values leaving in fragments, and the later frames of their calls (the coalescer feeds them out). */
   private readonly fragments: FragmentQueue;
+  /** Values, END and ERROR of the calls' answers. */
+  private readonly values: ValueSender;
+  /** Request-stream values arriving in fragments: the window granted back, values joined. */
+  private readonly joiner: FragmentJoiner;
 
-  constructor(socket: Socket, options: ConnectionOptions, handler: ServerWireHandler) {
+  constructor(socket: Socket, options: ServerWireOptions, handler: ServerWireHandler) {
     const fragments = new FragmentQueue();
     super(socket, options, handler, 'server', fragments);
     this.fragments = fragments;
+    this.values = new ValueSender(this.encoder, this.coalescer, this.payloads, fragments, this);
+    // One request-stream value is bounded like a REQUEST (maxFrameSize); all of them together by maxFragmentedBytes.
+    this.joiner = new FragmentJoiner(
+      options.maxFrameSize,
+      options.maxFragmentedBytes ?? 64 * 1024 * 1024,
+      this.grantFragmentWindow,
+      'client',
+    );
   }
 
   /** Unsent bytes, fragments waiting for the client's window included. */
@@ -105,31 +151,13 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
    */
   sendValue(id: number, bytes: Uint8Array | null): void {
     if (!this.isLive) return;
-    const compressed = bytes === null ? null : this.payloads.compress(bytes);
-    const payload = compressed ?? bytes;
-    const flags = payload === null ? RESPONSE_NO_VALUE : compressed !== null ? PAYLOAD_COMPRESSED : 0;
-    const fragments = this.fragments;
-    const behind = fragments.has(id);
-    if (payload !== null && (behind || (payload.length > FRAGMENT_THRESHOLD_BYTES && this.peerTakesFragments))) {
-      // Large (or behind a large one of the same call): leaves in fragments between other frames.
-      fragments.push(id, FrameType.RESPONSE, flags, payload);
-    } else if (behind) {
-      fragments.push(id, FrameType.RESPONSE, flags, EMPTY);
-    } else {
-      this.encoder.encodeResponse(id, flags, payload);
-    }
-    this.coalescer.schedule(false);
+    this.values.sendValue(FrameType.RESPONSE, id, bytes);
   }
 
   /** Ends call `id` successfully: `of(value)` completes right after its value, so END folds into that frame when it can. */
   sendEnd(id: number): void {
     if (!this.isLive) return;
-    const fragments = this.fragments;
-    if (!fragments.markLast(id, RESPONSE_END) && !this.encoder.tryMarkLastResponseEnd(id)) {
-      if (fragments.has(id)) fragments.push(id, FrameType.RESPONSE, RESPONSE_END | RESPONSE_NO_VALUE, EMPTY);
-      else this.encoder.encodeResponse(id, RESPONSE_END | RESPONSE_NO_VALUE, null);
-    }
-    this.coalescer.schedule();
+    this.values.sendEnd(FrameType.RESPONSE, id);
   }
 
   /**
@@ -140,28 +168,19 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
    */
   sendFailure(id: number, err: unknown): void {
     if (!this.isLive) return;
-    const fragments = this.fragments;
-    fragments.drop(id);
-    let flags = ERROR_TRANSPORT;
-    let body: Uint8Array;
-    if (err instanceof WireError) {
-      body = encodeTransportError(err.code, err.message, this.peerMaxFrameSize);
-    } else {
-      try {
-        body = this.payloads.encode(err);
-        this.checkFrameFits(body.length);
-        flags = 0;
-      } catch (e) {
-        body = encodeTransportError(
-          e instanceof WireError ? e.code : WireErrorCode.CODEC,
-          `error value could not be sent: ${(e as Error).message}`,
-          this.peerMaxFrameSize,
-        );
-      }
-    }
-    if (fragments.has(id)) fragments.push(id, FrameType.ERROR, flags, body);
-    else this.encoder.encodeSimple(FrameType.ERROR, flags, id, body);
+    this.values.sendFailure(id, err);
+  }
+
+  /** Grants call `id`'s request stream `n` more values (CREDIT). */
+  grantStreamCredit(id: number, n: number): void {
+    if (!this.isLive) return;
+    this.encoder.encodeU32(FrameType.CREDIT, 0, id, n);
     this.coalescer.schedule();
+  }
+
+  /** Call `id`'s request stream is no longer read: a value of it partly received is dropped. */
+  forgetStream(id: number): void {
+    this.joiner.drop(id);
   }
 
   /** Answers a request that did not run (a refusal) with a transport error. */
@@ -197,7 +216,13 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
       case FrameType.EVENT:
         return this.handler.onEvent(id, flags, body);
       case FrameType.CANCEL:
+        this.joiner.drop(id);
         return this.handler.onCancel(id);
+      case FrameType.STREAM:
+        return this.onStreamFrame(flags, id, body);
+      case FrameType.ERROR:
+        // A client's ERROR ends the request stream of a streaming call (its source failed).
+        return this.onStreamErrorFrame(flags, id, body);
       case FrameType.CREDIT: {
         if (body.length < 4) throw new WireProtocolError('CREDIT frame without its 32-bit count');
         const n = body.readUInt32BE(0);
@@ -213,9 +238,72 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
     }
   }
 
-  private get peerTakesFragments(): boolean {
+  /** ValuePeer: the client takes values in fragments. */
+  get peerTakesFragments(): boolean {
     return this.peer !== null && acceptsFragments(this.peer);
   }
+
+  private onStreamFrame(flags: number, id: number, body: Buffer): void {
+    if (id === 0) throw new WireProtocolError('STREAM with id 0 (reserved for connection-level frames)');
+    const fragment = this.joiner.counted(flags, body.length);
+    // The call ended (answered, cancelled, failed): the rest of its stream is dropped.
+    if (this.streamRoute(id, 'STREAM') === StreamRoute.DROP) {
+      this.joiner.drop(id);
+      return;
+    }
+    if (fragment || this.joiner.has(id)) {
+      const joined = this.joiner.join(id, flags, body);
+      if (joined === null) return;
+      if (isJoinRefused(joined)) return this.handler.onStreamBroken?.(id, joined.refused);
+      body = joined;
+    }
+    let value: unknown;
+    const hasValue = (flags & RESPONSE_NO_VALUE) === 0;
+    let decodedBytes = 0;
+    if (hasValue) {
+      try {
+        value = this.payloads.decodePayload(flags, body);
+        decodedBytes = this.payloads.budget.lastBytes;
+      } catch (err) {
+        return this.handler.onStreamBroken?.(id, err as WireError);
+      }
+    }
+    this.handler.onStreamValue?.(id, hasValue, value, (flags & RESPONSE_END) !== 0, decodedBytes);
+  }
+
+  private onStreamErrorFrame(flags: number, id: number, body: Buffer): void {
+    this.joiner.drop(id);
+    if (id === 0) throw new WireProtocolError('ERROR id 0 is handled by the connection');
+    if (this.streamRoute(id, 'ERROR') === StreamRoute.DROP) return;
+    let err: unknown;
+    if ((flags & ERROR_TRANSPORT) !== 0) {
+      err = remoteTransportError(flags, body);
+    } else {
+      try {
+        err = this.payloads.decodePayload(flags, body);
+      } catch (e) {
+        err = e;
+      }
+    }
+    this.handler.onStreamError?.(id, err);
+  }
+
+  /** READ or DROP; throws the connection-level `WireProtocolError` for REFUSE. */
+  private streamRoute(id: number, frame: string): StreamRoute.READ | StreamRoute.DROP {
+    const route = this.handler.routeStream?.(id) ?? StreamRoute.REFUSE;
+    if (route === StreamRoute.REFUSE) {
+      throw new WireProtocolError(
+        `${frame} for call ${id}, which has no request stream (its REQUEST had no REQUEST_STREAM)`,
+      );
+    }
+    return route;
+  }
+
+  /** Fragment bytes of request streams read: given back to the client's window (CREDIT id 0). */
+  private readonly grantFragmentWindow = (bytes: number): void => {
+    this.encoder.encodeU32(FrameType.CREDIT, 0, 0, bytes);
+    this.coalescer.schedule();
+  };
 
   /** Throws if a frame of `bodyBytes` would exceed what the peer accepts. */
   private checkFrameFits(bodyBytes: number): void {

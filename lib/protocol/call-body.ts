@@ -1,5 +1,5 @@
 import { WireProtocolError } from '../errors.js';
-import { FrameType, REQUEST_HAS_CREDIT, REQUEST_HAS_DEADLINE, REQUEST_HAS_METADATA } from './frame.js';
+import { FrameType, REQUEST_HAS_CREDIT, REQUEST_HAS_DEADLINE, REQUEST_HAS_METADATA, REQUEST_STREAM } from './frame.js';
 
 /**
  * The fields of a REQUEST or EVENT body. One instance is reused for every frame a
@@ -18,6 +18,8 @@ export class CallBody {
   metadata: Buffer | null = null;
   /** Codec-encoded payload. A view: valid only while the frame is. */
   payload: Buffer = EMPTY;
+  /** REQUEST_STREAM: the call's values follow in STREAM frames (its payload is ignored). */
+  stream = false;
   /** The metadata once decoded by the session (not by `readCallBody`). */
   decodedMetadata: Record<string, string> | undefined = undefined;
   /**
@@ -48,6 +50,7 @@ export function readCallBody(
 ): void {
   let p = 0;
   const end = body.length;
+  out.stream = type === FrameType.REQUEST && (flags & REQUEST_STREAM) !== 0;
   if ((flags & REQUEST_HAS_DEADLINE) !== 0) {
     if (end < 4) throw truncated('deadline');
     out.budgetMs = body.readUInt32BE(0);

@@ -81,13 +81,15 @@ export class FrameEncoder {
     maxLength: number,
     credit = 0,
     compressed = false,
+    /** More REQUEST flags (REQUEST_STREAM). */
+    extraFlags = 0,
   ): void {
     // Worst case 3 bytes per UTF-16 unit; the exact count is only needed when that is too long.
     const patternMax = pattern.length * 3;
     if (patternMax > MAX_PATTERN_BYTES && Buffer.byteLength(pattern) > MAX_PATTERN_BYTES) {
       throw new WireCodecError(`pattern is longer than ${MAX_PATTERN_BYTES} bytes`);
     }
-    let flags = compressed ? PAYLOAD_COMPRESSED : 0;
+    let flags = (compressed ? PAYLOAD_COMPRESSED : 0) | extraFlags;
     let fixed = HEADER_SIZE + 2 + patternMax;
     if (budgetMs >= 0) {
       flags |= REQUEST_HAS_DEADLINE;

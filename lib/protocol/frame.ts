@@ -50,18 +50,31 @@ export enum FrameType {
   GOAWAY = 9,
   /** The request was not processed (draining, overloaded); safe to send elsewhere. */
   NACK = 10,
-  /** Stream flow control: the receiver grants the sender N more values for an id. */
+  /**
+   * Stream flow control: the receiver grants the sender N more values for an id (a client
+   * for the answer's values; a server, with REQUEST_STREAMS, for the request stream's).
+   */
   CREDIT = 11,
+  /**
+   * One value of a call's request stream (client → server, REQUEST_STREAMS only); flags
+   * as RESPONSE (END, NO_VALUE, MORE, LAST_FRAGMENT, PAYLOAD_COMPRESSED).
+   */
+  STREAM = 12,
 }
 
 /** Highest frame type this implementation understands. */
-export const MAX_FRAME_TYPE = FrameType.CREDIT;
+export const MAX_FRAME_TYPE = FrameType.STREAM;
 
 /** REQUEST flags. */
 export const REQUEST_HAS_DEADLINE = 0x01;
 export const REQUEST_HAS_METADATA = 0x02;
 /** The body carries the initial stream credit (values the server may send before a CREDIT). */
 export const REQUEST_HAS_CREDIT = 0x04;
+/**
+ * The call's input is a request stream: its values follow in STREAM frames, sent within
+ * the CREDIT the server grants; the REQUEST's own payload is ignored (nest-wire sends nil).
+ */
+export const REQUEST_STREAM = 0x08;
 
 /**
  * REQUEST, EVENT and RESPONSE: the payload is compressed with the algorithm the sender
@@ -87,6 +100,11 @@ export const RESPONSE_LAST_FRAGMENT = 0x08;
 
 /** HELLO features bit 8: this side accepts fragmented values and grants the fragment window. */
 export const FEATURE_FRAGMENTS = 0x0100;
+/**
+ * HELLO features bit 9, sent by a server: it takes request streams (REQUEST_STREAM, STREAM
+ * frames, a client's ERROR for a streaming call) and grants their credit and fragment window.
+ */
+export const FEATURE_REQUEST_STREAMS = 0x0200;
 
 /**
  * Fragment bytes a sender may have unacknowledged per connection (the receiver grants more
@@ -116,6 +134,7 @@ export const FRAME_TYPE_NAMES: Record<number, string> = {
   9: 'GOAWAY',
   10: 'NACK',
   11: 'CREDIT',
+  12: 'STREAM',
 };
 
 /** Receives decoded frames. `body` is a view that is valid only during the call. */

@@ -15,7 +15,7 @@ export interface Hello {
   codec: number;
   /**
    * Feature bits: 0-1 compression algorithms this side decodes, 4-5 the one it sends with,
-   * 8 accepts fragmented values (see docs/PROTOCOL.md).
+   * 8 accepts fragmented values, 9 (server) takes request streams (see docs/PROTOCOL.md).
    */
   features: number;
   /** Largest length field the sender accepts. */

@@ -2,7 +2,12 @@ import type { MessageHandler } from '@nestjs/microservices';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { MAX_STREAM_CREDIT, type ConnectionOptions } from '../connection/connection.js';
-import { CallBody, ServerWireConnection, type ServerWireHandler } from '../connection/server-wire-connection.js';
+import {
+  CallBody,
+  ServerWireConnection,
+  StreamRoute,
+  type ServerWireHandler,
+} from '../connection/server-wire-connection.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { CALL_CANCELLED, type CallStats, type Outcome } from '../connection/transport-stats.js';
 import {
@@ -18,6 +23,7 @@ import {
   WireTimeoutError,
 } from '../errors.js';
 import { ServerCall, type CallSink } from './server-call.js';
+import { RequestPayload, type PayloadControl } from './request-payload.js';
 import { WireContext } from './wire-context.js';
 import { instrumentation } from '../diagnostics/instrumentation-hooks.js';
 
@@ -79,6 +85,8 @@ export class ServerSession implements ServerWireHandler, CallSink {
   private heldValues = 0;
   /** Calls holding values until the socket takes what is queued. */
   private readonly waitingToWrite = new Set<ServerCall>();
+  /** The request streams of running calls that have one, by call id (a subset of `calls`). */
+  private readonly streams = new Map<number, RequestPayload>();
 
   /** When the last request or event arrived (`performance.now()`), for the idle timeout. */
   lastCallAt = performance.now();
@@ -88,7 +96,12 @@ export class ServerSession implements ServerWireHandler, CallSink {
     options: ConnectionOptions,
     private readonly host: SessionHost,
   ) {
-    this.wire = new ServerWireConnection(socket, options, this);
+    // Partly received request-stream values count like decoded inputs: at most the connection's budget.
+    this.wire = new ServerWireConnection(
+      socket,
+      { ...options, maxFragmentedBytes: host.limits.maxDecodedBytesPerConnection },
+      this,
+    );
   }
 
   get inFlight(): number {
@@ -121,7 +134,10 @@ export class ServerSession implements ServerWireHandler, CallSink {
 
   onCancel(id: number): void {
     const call = this.calls.get(id);
-    if (call !== undefined) call.cancel(new WireCancelledError('call cancelled by the client'));
+    if (call === undefined) return;
+    const reason = new WireCancelledError('call cancelled by the client');
+    this.streams.get(id)?.fail(reason);
+    call.cancel(reason);
   }
 
   onCredit(id: number, n: number): void {
@@ -131,6 +147,7 @@ export class ServerSession implements ServerWireHandler, CallSink {
   onClose(err: WireError | null): void {
     if (this.calls.size > 0) {
       const reason = new WireConnectionError('client connection closed');
+      for (const payload of this.streams.values()) payload.fail(reason);
       for (const call of [...this.calls.values()]) call.cancel(reason);
     }
     this.host.onSessionClose(this, err);
@@ -199,18 +216,106 @@ export class ServerSession implements ServerWireHandler, CallSink {
     this.releaseDecoded(call.decodedBytes);
     this.waitingToWrite.delete(call);
     if (outcome === CALL_CANCELLED) this.wire.forgetCall(call.id);
+    const payload = this.streams.get(call.id);
+    if (payload !== undefined) {
+      // The call ended: the rest of its request stream is not read (the client stops sending).
+      this.streams.delete(call.id);
+      payload.close();
+      this.wire.forgetStream(call.id);
+    }
     if (this.calls.delete(call.id)) this.host.runningCalls--;
     this.host.deadlines.remove(call);
     this.wire.callEnded();
     // A slot freed: read again if we had stopped at the limit (a no-op if we had not).
-    if (this.calls.size < this.host.limits.maxInFlight) this.wire.resumeReadingForCalls();
+    if (!this.atCallLimit()) this.wire.resumeReadingForCalls();
   }
 
   /** Called by the deadline wheel: the caller's budget is spent. */
   expire(call: ServerCall): void {
     const err = new WireTimeoutError(call.budgetMs, 'deadline exceeded before the handler finished');
+    this.streams.get(call.id)?.fail(err);
     call.cancel(err, { error: err });
     this.writeFailure(call, err);
+  }
+
+  // ---- request streams ----
+
+  routeStream(id: number): StreamRoute {
+    const payload = this.streams.get(id);
+    if (payload !== undefined) return payload.isReading ? StreamRoute.READ : StreamRoute.DROP;
+    // A call that ended may still get the frames that were on their way; a running one without a stream may not.
+    return this.calls.has(id) ? StreamRoute.REFUSE : StreamRoute.DROP;
+  }
+
+  onStreamValue(id: number, hasValue: boolean, value: unknown, end: boolean, decodedBytes: number): void {
+    const payload = this.streams.get(id)!;
+    if (hasValue || !end) {
+      if (decodedBytes > 0) {
+        const limits = this.host.limits;
+        if (
+          this.decodedInUse + decodedBytes > limits.maxDecodedBytesPerConnection ||
+          this.host.decoded.inUse + decodedBytes > limits.maxDecodedBytesPerServer
+        ) {
+          return this.failStreamCall(id, overloaded(limits));
+        }
+        this.chargeDecoded(decodedBytes);
+      }
+      if (!payload.push(value, decodedBytes)) {
+        this.releaseDecoded(decodedBytes);
+        return this.failStreamCall(
+          id,
+          new WireProtocolError('the client sent a request-stream value beyond the credit it was granted'),
+        );
+      }
+    }
+    if (!end) return;
+    payload.end();
+    // This call no longer needs its STREAM frames read: it counts against maxInFlight as any call.
+    if (this.atCallLimit()) this.wire.stopReadingForCalls();
+  }
+
+  onStreamError(id: number, err: unknown): void {
+    const call = this.calls.get(id);
+    if (call === undefined) return;
+    this.streams.get(id)?.fail(err);
+    // The client failed the call and forgot its id: nothing more is sent for it, as after CANCEL.
+    call.cancel(new WireCancelledError("the client's request stream failed"), { error: err });
+  }
+
+  onStreamBroken(id: number, err: WireError): void {
+    this.failStreamCall(id, err);
+  }
+
+  /** Fails a call because of its request stream: the payload errors, the handler stops, the client gets ERROR. */
+  private failStreamCall(id: number, err: WireError): void {
+    const call = this.calls.get(id);
+    if (call === undefined) return;
+    this.streams.get(id)?.fail(err);
+    call.cancel(err, { error: err });
+    this.writeFailure(call, err);
+  }
+
+  /**
+   * At `maxInFlight` calls, reading stops — but not for calls that wait for their request
+   * stream: their STREAM frames must still be read, or they would never finish.
+   */
+  private atCallLimit(): boolean {
+    const maxInFlight = this.host.limits.maxInFlight;
+    const size = this.calls.size;
+    if (size < maxInFlight) return false;
+    let reading = 0;
+    for (const payload of this.streams.values()) if (payload.isReading) reading++;
+    return size - reading >= maxInFlight;
+  }
+
+  /** PayloadControl of one call: credit to the client, decoded bytes released. */
+  streamControl(id: number): PayloadControl {
+    return {
+      grant: (n) => this.wire.grantStreamCredit(id, n),
+      released: (bytes) => {
+        if (bytes > 0) this.releaseDecoded(bytes);
+      },
+    };
   }
 
   /**
@@ -324,6 +429,16 @@ export class ServerSession implements ServerWireHandler, CallSink {
       this.nack(id, new WireDrainingError());
       return;
     }
+    if (this.calls.size >= this.host.limits.maxInFlight) {
+      // Reachable only while request streams keep reading on at the limit (`atCallLimit`).
+      this.nack(
+        id,
+        new WireOverloadedError(
+          `connection is at maxInFlightPerConnection (${this.host.limits.maxInFlight}); the request was not processed`,
+        ),
+      );
+      return;
+    }
     const maxConcurrentCalls = this.host.limits.maxConcurrentCalls;
     if (maxConcurrentCalls > 0 && this.host.runningCalls >= maxConcurrentCalls) {
       // Admission control: refused before any work, so the client may send it elsewhere.
@@ -383,6 +498,12 @@ export class ServerSession implements ServerWireHandler, CallSink {
       else this.reject(id, err instanceof WireError ? err : new WireCodecError((err as Error).message, { cause: err }));
       return;
     }
+    if (body.stream) {
+      // The handler's payload is the request stream; the REQUEST's own payload is ignored.
+      const payload = new RequestPayload(this.streamControl(id));
+      this.streams.set(id, payload);
+      data = payload;
+    }
     const metadata = body.decodedMetadata;
     const call = new ServerCall(id, this, body.credit);
     call.decodedBytes = this.decodedBytes;
@@ -396,7 +517,7 @@ export class ServerSession implements ServerWireHandler, CallSink {
     this.calls.set(id, call);
     this.host.runningCalls++;
     // Stop at this frame boundary; TCP backpressure does the rest.
-    if (this.calls.size >= limits.maxInFlight) this.wire.stopReadingForCalls();
+    if (this.atCallLimit()) this.wire.stopReadingForCalls();
     const ctx = new WireContext([pattern, metadata, id, deadlineAt, call, this.wire.remoteAddress]);
     const hooks = instrumentation.hooks;
     if (hooks === null) {

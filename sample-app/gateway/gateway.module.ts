@@ -5,6 +5,7 @@ import { TerminusModule } from '@nestjs/terminus';
 import { formatAddress, WireClient, type WireClientOptions } from 'nest-wire';
 import { WireHealthIndicator } from 'nest-wire/terminus';
 import { DiagnosticsController } from './diagnostics.controller.js';
+import { FilesController } from './files.controller.js';
 import { HealthController } from './health.controller.js';
 import { DEFAULT_CALL_TIMEOUT_MS, MATH_SERVICE, MATH_SERVICE_ADDRESSES } from './math-service.client.js';
 import { MathController } from './math.controller.js';
@@ -28,7 +29,14 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [ClientsModule.register([{ name: MATH_SERVICE, customClass: WireClient, options }]), TerminusModule],
-      controllers: [MathController, UsersController, DiagnosticsController, HealthController, StatsController],
+      controllers: [
+        MathController,
+        UsersController,
+        DiagnosticsController,
+        HealthController,
+        StatsController,
+        FilesController,
+      ],
       providers: [
         { provide: APP_FILTER, useClass: RpcErrorFilter },
         { provide: MATH_SERVICE_ADDRESSES, useValue: addresses },

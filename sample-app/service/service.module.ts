@@ -1,6 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { CountdownTracker } from './countdown-tracker.js';
 import { DiagnosticsController } from './diagnostics.controller.js';
+import { FilesController } from './files.controller.js';
 import { MathController } from './math.controller.js';
 import { SERVER_HANDLE, type ServerHandle } from './server-handle.js';
 import { UserEventsStore } from './user-events.store.js';
@@ -13,7 +14,7 @@ export class ServiceModule {
   static forRoot(server: ServerHandle): DynamicModule {
     return {
       module: ServiceModule,
-      controllers: [MathController, UsersController, DiagnosticsController],
+      controllers: [MathController, UsersController, DiagnosticsController, FilesController],
       providers: [UserEventsStore, CountdownTracker, { provide: SERVER_HANDLE, useValue: server }],
     };
   }

@@ -51,6 +51,14 @@ class ConformanceController {
     throw new RpcException(length > 0 ? 'x'.repeat(length) : 'x');
   }
 
+  /** A request stream (REQUEST_STREAM): answers the array of its values once it completes. */
+  @MessagePattern('collect')
+  async collect(@Payload() values: AsyncIterable<unknown>): Promise<unknown[]> {
+    const all: unknown[] = [];
+    for await (const value of values) all.push(value);
+    return all;
+  }
+
   @EventPattern('note')
   note(@Payload() data: unknown, @Ctx() context: unknown): void {
     const key = (context as WireContext).getRemoteAddress();

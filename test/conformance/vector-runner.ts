@@ -69,6 +69,7 @@ export type Step =
   | { expectStream: { id: number | string; values: Hex[] } }
   | { expectClose: true }
   | { call: { name: string; pattern: string; data: Hex } }
+  | { callStream: { name: string; pattern: string; values: Hex[] } }
   | { cancel: string }
   | { expectCall: { name: string; values: Hex[]; end: 'complete' | { error: string } | { applicationError: Hex } } };
 
@@ -84,6 +85,7 @@ export const FRAME_TYPES: Record<string, number> = {
   GOAWAY: 9,
   NACK: 10,
   CREDIT: 11,
+  STREAM: 12,
 };
 const TYPE_NAMES = Object.fromEntries(Object.entries(FRAME_TYPES).map(([k, v]) => [v, k]));
 const PREFACE = Buffer.from('NWIR', 'latin1');
@@ -309,6 +311,8 @@ function expectMatch(f: Frame | null, m: FrameMatcher, ids: Map<string, number>)
 export interface CallDriver {
   /** Client cases: starts a call on the client under test. */
   call(pattern: string, data: Buffer): Observable<unknown>;
+  /** Client cases: starts a call whose input is a request stream of these codec values (then complete). */
+  callStream(pattern: string, values: Buffer[]): Observable<unknown>;
   /** Decodes a codec value given in hex, to compare with what a call delivered. */
   decode(bytes: Buffer): unknown;
 }
@@ -372,7 +376,11 @@ class CaseRun {
       const f = await this.next(false);
       assert.equal(f === null ? null : describeFrame(f), null, 'expected the peer to close the connection');
     } else if ('call' in step) {
-      this.startCall(step.call.name, step.call.pattern, hexBytes(step.call.data, this.ids));
+      const data = hexBytes(step.call.data, this.ids);
+      this.startCall(step.call.name, () => this.driver!.call(step.call.pattern, data));
+    } else if ('callStream' in step) {
+      const values = step.callStream.values.map((v) => hexBytes(v, this.ids));
+      this.startCall(step.callStream.name, () => this.driver!.callStream(step.callStream.pattern, values));
     } else if ('cancel' in step) {
       this.calls.get(step.cancel)!.unsubscribe();
     } else if ('expectCall' in step) {
@@ -394,10 +402,10 @@ class CaseRun {
     expectMatch(await this.next(false), { type: 'RESPONSE', id, flags: 0x03, bodyLength: 0 }, this.ids);
   }
 
-  private startCall(name: string, pattern: string, data: Buffer): void {
+  private startCall(name: string, start: () => Observable<unknown>): void {
     const record: CallRecord = { values: [], end: null, settled: Promise.resolve(), unsubscribe: () => {} };
     record.settled = new Promise<void>((resolve) => {
-      const sub = this.driver!.call(pattern, data).subscribe({
+      const sub = start().subscribe({
         next: (v) => record.values.push(v),
         error: (error) => {
           record.end = { error };

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { MsgpackCodec } from '../../lib/protocol/codec.js';
 import { WireClient } from '../../lib/index.js';
+import { from } from 'rxjs';
 import { startWireApp, type RunningServer } from '../helpers/apps.js';
 import { ConformanceAppModule } from './conformance-app.js';
 import { runClientCase, runServerCase, type VectorFile } from './vector-runner.js';
@@ -17,9 +18,9 @@ const file = JSON.parse(
 const codec = new MsgpackCodec();
 
 describe('conformance vectors', () => {
-  it('is a version 1 vector file with uniquely named cases', () => {
+  it('is a version 2 vector file with uniquely named cases', () => {
     expect(file.format).toBe('nest-wire-conformance');
-    expect(file.version).toBe(1);
+    expect(file.version).toBe(2);
     const names = file.cases.map((c) => c.name);
     expect(new Set(names).size).toBe(names.length);
   });
@@ -54,6 +55,7 @@ describe('conformance vectors', () => {
         return {
           driver: {
             call: (pattern, data) => client.send(pattern, codec.decode(data)),
+            callStream: (pattern, values) => client.send(pattern, from(values.map((v) => codec.decode(v)))),
             decode: (bytes) => codec.decode(bytes),
           },
           close: () => client.close(),

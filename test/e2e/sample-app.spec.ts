@@ -315,6 +315,8 @@ describe('sample app: HTTP gateway → nest-wire → math service', () => {
         '/users/events',
         '/metadata',
         '/slow',
+        '/files',
+        '/text/uppercase',
         '/health',
         '/stats',
       ]),

@@ -45,6 +45,17 @@ class TargetController {
     return ONE_MIB_TEXT;
   }
 
+  /** A request stream read slowly (1 ms per value): the caller's memory must stay bounded. */
+  @MessagePattern('slow-count')
+  async slowCount(@Payload() values: AsyncIterable<unknown>): Promise<number> {
+    let n = 0;
+    for await (const _ of values) {
+      n++;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    return n;
+  }
+
   /** 16 KiB values for as long as the caller wants them. */
   @MessagePattern('flood')
   flood(): Observable<Buffer> {

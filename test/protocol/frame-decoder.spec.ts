@@ -96,7 +96,7 @@ describe('FrameDecoder', () => {
   });
 
   it('refuses unknown frame types', () => {
-    for (const type of [0, 12, 200]) {
+    for (const type of [0, 13, 200]) {
       const { decoder } = collectingDecoder({ maxFrameSize: 100, expectMagic: false });
       expect(() => decoder.push(frame(type, 0, 1, Buffer.alloc(0)))).toThrow(/unknown frame type/);
     }
