@@ -390,7 +390,7 @@ export function fmtUsFine(us: number | null): string {
  */
 async function upkeepNs(): Promise<number | null> {
   try {
-    const url = pathToFileURL(join(HERE, '..', 'lib', 'connection', 'transport-stats.js')).href;
+    const url = pathToFileURL(join(HERE, '..', 'lib', 'stats', 'call-stats.js')).href;
     const mod = (await import(url)) as {
       CallStats?: new () => { started: number; settled(startedAt: number, outcome: null): void };
     };

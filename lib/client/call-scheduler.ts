@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { CallStats, Outcome } from '../connection/transport-stats.js';
+import type { CallStats, Outcome } from '../stats/call-stats.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { WireConnectionError, WireError, WireErrorCode, WireOverloadedError, WireTimeoutError } from '../errors.js';
 import { LoadBudget } from './load-budget.js';

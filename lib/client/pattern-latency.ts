@@ -1,4 +1,4 @@
-import { LatencyHistogram } from '../connection/latency-histogram.js';
+import { LatencyHistogram } from '../stats/latency-histogram.js';
 
 /** Patterns whose latency is tracked; calls to others are not hedged with `'p95'`. */
 const MAX_PATTERNS = 1024;

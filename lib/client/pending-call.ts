@@ -1,6 +1,6 @@
 import type { Observer, Unsubscribable } from 'rxjs';
 import type { WheelEntry } from '../connection/timeout-wheel.js';
-import { CALL_CANCELLED as CANCELLED, type Outcome as CallOutcome } from '../connection/transport-stats.js';
+import { CALL_CANCELLED as CANCELLED, type Outcome as CallOutcome } from '../stats/call-stats.js';
 import { WireCancelledError } from '../errors.js';
 import type { ClientCallTrace } from '../diagnostics/instrumentation-hooks.js';
 

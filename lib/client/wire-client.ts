@@ -5,7 +5,9 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { Observable, throwError, type Observer, type Subscriber } from 'rxjs';
 import { callContext, propagation } from '../call-context.js';
-import { CallStats, TransportCounters, type CallStatsSnapshot } from '../connection/transport-stats.js';
+import { connectionTotals, TransportCounters } from '../connection/transport-stats.js';
+import { emitOr } from '../listeners.js';
+import { CallStats, type CallStatsSnapshot } from '../stats/call-stats.js';
 import { WireCancelledError, WireConnectionError, WireError, WireOptionsError, WireTimeoutError } from '../errors.js';
 import {
   checkCallOptionKeys,
@@ -73,6 +75,8 @@ export interface WireClientCounters {
   frames: number;
   /** Calls written and not yet answered. */
   inFlight: number;
+  /** Bytes read from the servers but not yet decoded (partial frames). */
+  bufferedBytes: number;
   /** Calls counted against `maxPendingCalls` (written or queued). */
   pending: number;
   /** Calls not yet written (waiting for a connection, room, or a pending slot). */
@@ -236,18 +240,8 @@ export class WireClient extends ClientProxy<WireClientEvents> {
   }
 
   counters(): WireClientCounters {
-    let writes = 0;
-    let frames = 0;
-    let inFlight = 0;
-    for (const c of this.balancer.connections) {
-      writes += c.wire.writes;
-      frames += c.wire.framesWritten;
-      inFlight += c.inFlight;
-    }
     return {
-      writes,
-      frames,
-      inFlight,
+      ...connectionTotals(this.balancer.connections),
       pending: this.scheduler.pending,
       queued: this.scheduler.queued,
       resends: this.scheduler.resends,
@@ -440,9 +434,8 @@ export class WireClient extends ClientProxy<WireClientEvents> {
       },
       onUnreachable: (err) => this.scheduler.failQueuedCalls(err),
       onConnectionError: (endpoint, err, firstInARow) => {
-        if (this.emitter.listenerCount('error') > 0) this.emitter.emit('error', err);
-        // One warning per outage, not one per reconnect attempt.
-        else this.outages.failed(endpoint, err, firstInARow);
+        // Without listeners: one warning per outage, not one per reconnect attempt.
+        emitOr(this.emitter, 'error', err, () => this.outages.failed(endpoint, err, firstInARow));
       },
     };
     const balancer = new Balancer(this.wireOptions, this.scheduler.wheel, listener, this.transport);

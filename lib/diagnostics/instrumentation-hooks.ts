@@ -1,4 +1,4 @@
-import type { Outcome } from '../connection/transport-stats.js';
+import type { Outcome } from '../stats/call-stats.js';
 import type { WireContext } from '../server/wire-context.js';
 
 /** What a traced call is: `send()` (a request, answered by one value or a stream) or `emit()` (an event). */

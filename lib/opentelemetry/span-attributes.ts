@@ -1,5 +1,5 @@
 import { SpanStatusCode, type Attributes, type Span } from '@opentelemetry/api';
-import { CALL_CANCELLED, failureCode, type Outcome } from '../connection/transport-stats.js';
+import { CALL_CANCELLED, failureCode, type Outcome } from '../stats/call-stats.js';
 import { WireErrorCode } from '../errors.js';
 
 /** `rpc.system` (the name most backends still key on) and its stable successor `rpc.system.name`: both are set. */

@@ -9,7 +9,7 @@ import {
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
-import type { Outcome } from '../connection/transport-stats.js';
+import type { Outcome } from '../stats/call-stats.js';
 import type {
   CallKind,
   ClientCallTrace,

@@ -2,7 +2,7 @@ import type { Observable, Observer, Subscription } from 'rxjs';
 import { callContext, propagation, type InboundCall } from '../call-context.js';
 import type { WheelEntry } from '../connection/timeout-wheel.js';
 import { performance } from 'node:perf_hooks';
-import { CALL_CANCELLED, type Outcome } from '../connection/transport-stats.js';
+import { CALL_CANCELLED, type Outcome } from '../stats/call-stats.js';
 import { WireOverloadedError } from '../errors.js';
 import { MAX_STREAM_CREDIT } from '../connection/connection.js';
 import type { SignalSource } from './wire-context.js';

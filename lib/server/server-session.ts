@@ -9,7 +9,7 @@ import {
   type ServerWireHandler,
 } from '../connection/server-wire-connection.js';
 import type { TimeoutWheel } from '../connection/timeout-wheel.js';
-import { CALL_CANCELLED, type CallStats, type Outcome } from '../connection/transport-stats.js';
+import { CALL_CANCELLED, type CallStats, type Outcome } from '../stats/call-stats.js';
 import {
   WireCancelledError,
   WireCodecError,

@@ -14,7 +14,9 @@ import { RpcException } from '@nestjs/microservices';
 import { callContext, propagation } from '../call-context.js';
 import { HeartbeatMonitor } from '../connection/heartbeat.js';
 import { OutageLog } from '../connection/outage-log.js';
-import { CallStats, TransportCounters, type CallStatsSnapshot } from '../connection/transport-stats.js';
+import { connectionTotals, TransportCounters } from '../connection/transport-stats.js';
+import { emitOr } from '../listeners.js';
+import { CallStats, type CallStatsSnapshot } from '../stats/call-stats.js';
 import { TimeoutWheel } from '../connection/timeout-wheel.js';
 import { resolveServerOptions, type ResolvedServerOptions, type WireServerOptions } from '../options.js';
 import type { ServerCall } from './server-call.js';
@@ -246,17 +248,7 @@ export class WireServer
 
   /** Socket writes and frames across open connections, and calls running now. */
   counters(): WireServerCounters {
-    let writes = 0;
-    let frames = 0;
-    let inFlight = 0;
-    let bufferedBytes = 0;
-    for (const s of this.sessions) {
-      writes += s.wire.writes;
-      frames += s.wire.framesWritten;
-      inFlight += s.inFlight;
-      bufferedBytes += s.wire.bufferedBytes;
-    }
-    return { writes, frames, inFlight, bufferedBytes, connections: this.sessions.size };
+    return { ...connectionTotals(this.sessions), connections: this.sessions.size };
   }
 
   override addHandler(
@@ -433,9 +425,10 @@ export class WireServer
     this.logger.verbose?.(`client ${session.wire.remoteAddress} disconnected${err === null ? '' : `: ${err.message}`}`);
     if (this.sessions.size === 0) this.onDrained?.();
     if (err === null || err instanceof WireConnectionError) return;
-    if (this.emitter.listenerCount('connectionError') > 0) this.emitter.emit('connectionError', err);
-    // A client failing its handshake in a reconnect loop: one warn, then verbose.
-    else this.connectionFailures.failed(hostOf(session.wire.remoteAddress), err);
+    // Without listeners: a client failing its handshake in a reconnect loop gets one warn, then verbose.
+    emitOr(this.emitter, 'connectionError', err, () =>
+      this.connectionFailures.failed(hostOf(session.wire.remoteAddress), err),
+    );
   }
 
   private readonly onConnection = (socket: Socket): void => {
@@ -471,8 +464,7 @@ export class WireServer
 
   /** A listening-socket error: to the `error` listeners if there are any, else one warning. */
   private emitOrLogServerError(err: Error): void {
-    if (this.emitter.listenerCount('error') > 0) this.emitter.emit('error', err);
-    else this.logger.warn(`server error: ${err.message}`);
+    emitOr(this.emitter, 'error', err, () => this.logger.warn(`server error: ${err.message}`));
   }
 }
 

@@ -1,4 +1,4 @@
-import { CallStats } from '../../lib/connection/transport-stats.js';
+import { CallStats } from '../../lib/stats/call-stats.js';
 import {
   WireAuthError,
   WireCancelledError,

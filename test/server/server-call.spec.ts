@@ -1,5 +1,5 @@
 import { Observable, of, Subject } from 'rxjs';
-import { CALL_CANCELLED, type Outcome } from '../../lib/connection/transport-stats.js';
+import { CALL_CANCELLED, type Outcome } from '../../lib/stats/call-stats.js';
 import { WireOverloadedError } from '../../lib/errors.js';
 import { ServerCall, type CallSink } from '../../lib/server/server-call.js';
 import { nextTurn, waitFor } from '../helpers/wait.js';

@@ -1,4 +1,4 @@
-import { LatencyHistogram } from '../../lib/connection/latency-histogram.js';
+import { LatencyHistogram } from '../../lib/stats/latency-histogram.js';
 
 describe('LatencyHistogram', () => {
   it('reads percentiles within 1/16 of the exact value', () => {
