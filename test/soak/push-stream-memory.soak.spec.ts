@@ -181,13 +181,21 @@ describe('push streams: 200 000 values of 1 KiB to a consumer slow for 2 s (serv
     expect(r.growthMiB).toBeLessThan(220 + 64 + 100);
   }, 120_000);
 
-  it('Nest TCP, the same two producers (the figures to compare with)', async () => {
-    for (const pattern of ['rows', 'range'] as const) {
-      const r = await measure('tcp', pattern);
-      expect(r.received).toBe(VALUES);
-      expect(r.inOrder).toBe(true);
-    }
-  }, 240_000);
+  // Figures to compare with, not a check of nest-wire: Nest's TCP transport itself is what can fail
+  // here (under load its client saw the connection close mid-stream), so it runs only when asked:
+  // PUSH_STREAM_COMPARE_TCP=1 npm run soak (the README's Nest TCP figures come from such a run).
+  const compareTcp = process.env.PUSH_STREAM_COMPARE_TCP === '1' ? it : it.skip;
+  compareTcp(
+    'Nest TCP, the same two producers (the figures to compare with)',
+    async () => {
+      for (const pattern of ['rows', 'range'] as const) {
+        const r = await measure('tcp', pattern);
+        expect(r.received).toBe(VALUES);
+        expect(r.inOrder).toBe(true);
+      }
+    },
+    240_000,
+  );
 
   it('a peer that never reads, 1 024 calls for fresh 1 000 KiB answers: what is held is what the handlers made, until the connection is closed', async () => {
     const child = await Child.start('wire', { heartbeatIntervalMs: 1000 });
