@@ -207,7 +207,7 @@ export class ClientConnection implements ClientWireHandler, CallOwner, StreamCon
 
   /** StreamConnection: one value of call `id`'s request stream. */
   sendStreamValue(id: number, value: unknown): void {
-    this.wire.sendStreamValue(id, this.wire.encodeStreamValue(value));
+    this.wire.sendStreamValue(id, this.wire.encodeValue(value));
   }
 
   /** StreamConnection: call `id`'s source completed. */

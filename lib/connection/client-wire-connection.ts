@@ -141,19 +141,7 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
     return generation;
   }
 
-  /**
-   * Encodes one value of call `id`'s request stream (codec, compression, the server's
-   * `maxFrameSize`); throws a `WireError`, sending nothing, if it cannot travel.
-   */
-  encodeStreamValue(value: unknown): Uint8Array | null {
-    if (value === undefined) return null;
-    const payload = this.payloads.encode(value);
-    const length = 6 + payload.length;
-    if (length > this.peerMaxFrameSize) throw new WireFrameTooLargeError(length, this.peerMaxFrameSize);
-    return payload;
-  }
-
-  /** Queues a value of call `id`'s request stream (from `encodeStreamValue`); large ones leave in fragments. */
+  /** Queues a value of call `id`'s request stream (from `encodeValue`); large ones leave in fragments. */
   sendStreamValue(id: number, bytes: Uint8Array | null): void {
     if (!this.isLive) return;
     this.values.sendValue(FrameType.STREAM, id, bytes);

@@ -7,12 +7,13 @@ import {
   WireConnectionError,
   WireError,
   WireErrorCode,
+  WireFrameTooLargeError,
   WireHandshakeError,
   WireProtocolError,
 } from '../errors.js';
 import type { WireCodec } from '../protocol/codec.js';
 import type { PayloadCompressor } from '../protocol/compression.js';
-import { ERROR_TRANSPORT, FrameType, MAGIC, MAX_PING_BODY_BYTES } from '../protocol/frame.js';
+import { ERROR_TRANSPORT, FrameType, HEADER_SIZE, LENGTH_SIZE, MAGIC, MAX_PING_BODY_BYTES } from '../protocol/frame.js';
 import { FrameDecoder } from '../protocol/frame-decoder.js';
 import { FrameEncoder } from '../protocol/frame-encoder.js';
 import { decodeHelloBody, encodeHelloBody, HANDSHAKE_MAX_FRAME_BYTES, type Hello } from '../protocol/hello.js';
@@ -458,6 +459,20 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
     if (err || !this.isOpen) return;
     this.handler.onWritable?.();
   };
+
+  /**
+   * Encodes a value of a stream — an answer's (server) or a request stream's (client) —
+   * null for `undefined` (sent as NO_VALUE); throws a `WireError`, sending nothing, if it
+   * cannot travel (codec, a frame larger than the peer accepts). Compression and
+   * fragmenting happen when it is sent.
+   */
+  encodeValue(value: unknown): Uint8Array | null {
+    if (value === undefined) return null;
+    const payload = this.payloads.encode(value);
+    const length = HEADER_SIZE - LENGTH_SIZE + payload.length;
+    if (length > this.peerMaxFrameSize) throw new WireFrameTooLargeError(length, this.peerMaxFrameSize);
+    return payload;
+  }
 
   /** An ERROR frame carrying `err` as a transport error (its `code` and `message`). */
   protected sendTransportError(id: number, err: WireError): void {

@@ -1,13 +1,6 @@
 import type { Socket } from 'node:net';
-import { WireErrorCode, WireFrameTooLargeError, WireProtocolError, type WireError } from '../errors.js';
-import {
-  ERROR_TRANSPORT,
-  FrameType,
-  HEADER_SIZE,
-  LENGTH_SIZE,
-  RESPONSE_END,
-  RESPONSE_NO_VALUE,
-} from '../protocol/frame.js';
+import { WireErrorCode, WireProtocolError, type WireError } from '../errors.js';
+import { ERROR_TRANSPORT, FrameType, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
 import { readCallBody, type CallBody } from '../protocol/call-body.js';
 import type { DecodeBudget } from '../protocol/msgpack-validator.js';
 import { encodeTransportError } from '../protocol/transport-error.js';
@@ -130,17 +123,6 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
 
   resumeReadingForCalls(): void {
     this.resumeReading(PAUSE_CALLS);
-  }
-
-  /**
-   * Encodes a value of a call's answer (null for `undefined`, sent as NO_VALUE); throws a
-   * `WireError` if it cannot travel (codec, larger than the client accepts).
-   */
-  encodeValue(value: unknown): Uint8Array | null {
-    if (value === undefined) return null;
-    const payload = this.payloads.encode(value);
-    this.checkFrameFits(payload.length);
-    return payload;
   }
 
   /**
@@ -304,10 +286,4 @@ export class ServerWireConnection extends WireConnection<ServerWireHandler> {
     this.encoder.encodeU32(FrameType.CREDIT, 0, 0, bytes);
     this.coalescer.schedule();
   };
-
-  /** Throws if a frame of `bodyBytes` would exceed what the peer accepts. */
-  private checkFrameFits(bodyBytes: number): void {
-    const length = HEADER_SIZE - LENGTH_SIZE + bodyBytes;
-    if (length > this.peerMaxFrameSize) throw new WireFrameTooLargeError(length, this.peerMaxFrameSize);
-  }
 }
