@@ -3,7 +3,7 @@ import { firstValueFrom, Observable } from 'rxjs';
 import { WireClient, WireOverloadedError } from '../../lib/index.js';
 import { REQUEST_STREAM_WINDOW } from '../../lib/server/request-payload.js';
 import { peakRetainedBuffers } from '../helpers/gc.js';
-import { Target } from './target.js';
+import { Target } from '../hardening/target.js';
 
 /**
  * A slow handler must keep the caller's memory bounded (issue 15): the server runs in a
