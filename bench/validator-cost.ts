@@ -1,5 +1,5 @@
 // Cost of the strict msgpack pre-scan next to msgpackr's decode (issue 11 item 8).
-// Run: node --import ./test/helpers/ts-loader.mjs bench/validator-cost.ts
+// Run: npm run bench:validator
 import { performance } from 'node:perf_hooks';
 import { Packr } from 'msgpackr';
 import { MsgpackCodec } from '../lib/protocol/codec.js';
