@@ -8,6 +8,7 @@ import {
   type WireError,
 } from '../errors.js';
 import { ERROR_TRANSPORT, FrameType, REQUEST_STREAM, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
+import { copiesPayload } from '../protocol/frame-encoder.js';
 import { remoteTransportError, WireConnection, type ConnectionHandler, type ConnectionOptions } from './connection.js';
 import { FragmentJoiner, isJoinRefused } from './fragment-joiner.js';
 import { FragmentQueue } from './fragment-queue.js';
@@ -290,6 +291,9 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
       compressed !== null,
       extraFlags,
     );
+    // Copied into the frame: the codec may write the next values over these bytes (the last encoded first).
+    if (meta !== null) this.payloads.recycle(meta);
+    if (compressed !== null || copiesPayload(encoded.length)) this.payloads.recycle(encoded);
     this.coalescer.schedule();
   }
 

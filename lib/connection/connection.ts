@@ -698,11 +698,12 @@ export abstract class WireConnection<H extends ConnectionHandler = ConnectionHan
   }
 
   private readonly onData = (chunk: Buffer): void => {
+    const now = performance.now();
     // A new socket read gets a fresh work budget (a yield resets it too).
-    if ((this.pausedFor & PAUSE_YIELD) === 0) this.readBudget.start();
+    if ((this.pausedFor & PAUSE_YIELD) === 0) this.readBudget.start(now);
     this.bytesReadTotal += chunk.length;
     this.counters.bytesIn += chunk.length;
-    this.lastReadAt = performance.now();
+    this.lastReadAt = now;
     try {
       this.decoder.push(chunk);
     } catch (err) {

@@ -1,4 +1,4 @@
-import type { WireCodec } from '../protocol/codec.js';
+import { MsgpackCodec, type WireCodec } from '../protocol/codec.js';
 import { decompress, type PayloadCompressor } from '../protocol/compression.js';
 import { PAYLOAD_COMPRESSED } from '../protocol/frame.js';
 import { DecodeBudget } from '../protocol/msgpack-validator.js';
@@ -20,6 +20,8 @@ export class PayloadCodec {
   private compressor: PayloadCompressor | null = null;
   /** Algorithm id the peer compresses with (0: none). */
   private peerCompression = 0;
+  /** The codec, if it is the built-in msgpack one (which can reuse the bytes of a copied value). */
+  private readonly msgpack: MsgpackCodec | null;
 
   constructor(
     readonly codec: WireCodec,
@@ -30,6 +32,7 @@ export class PayloadCodec {
     private readonly readBudget: ReadBudget,
   ) {
     this.budget = new DecodeBudget(maxDecodedBytes);
+    this.msgpack = codec instanceof MsgpackCodec ? codec : null;
   }
 
   /** The handshake settled what each side compresses with. */
@@ -40,6 +43,15 @@ export class PayloadCodec {
 
   encode(value: unknown): Uint8Array {
     return this.codec.encode(value);
+  }
+
+  /**
+   * `bytes`, the last `encode()`'s, were copied into a frame (or compressed) and are not
+   * read again: the msgpack codec writes the next value over them (no new slab every few
+   * values). Other codecs promise their bytes may be held, and are left alone.
+   */
+  recycle(bytes: Uint8Array): void {
+    if (this.msgpack !== null) this.msgpack.recycle(bytes);
   }
 
   /**

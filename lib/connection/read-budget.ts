@@ -31,11 +31,11 @@ export class ReadBudget {
   private frames = 0;
   private startedAt = 0;
 
-  /** A socket read (or a resume after a yield) starts with a fresh budget. */
-  start(): void {
+  /** A socket read (or a resume after a yield) starts with a fresh budget; `now` if the caller has just read the clock. */
+  start(now = performance.now()): void {
     this.work = 0;
     this.frames = 0;
-    this.startedAt = performance.now();
+    this.startedAt = now;
   }
 
   /** Counts a frame: its body, and a fixed cost (more for one that starts a call). */

@@ -1,5 +1,5 @@
 import { WireError, WireErrorCode, WireFrameTooLargeError } from '../errors.js';
-import type { FrameEncoder } from '../protocol/frame-encoder.js';
+import { copiesPayload, type FrameEncoder } from '../protocol/frame-encoder.js';
 import {
   ERROR_TRANSPORT,
   FrameType,
@@ -57,10 +57,11 @@ export class ValueSender {
       fragments.push(id, type, flags, payload);
     } else if (behind) {
       fragments.push(id, type, flags, EMPTY);
-    } else if (type === FrameType.RESPONSE) {
-      this.encoder.encodeResponse(id, flags, payload);
     } else {
-      this.encoder.encodeSimple(type, flags, id, payload);
+      if (type === FrameType.RESPONSE) this.encoder.encodeResponse(id, flags, payload);
+      else this.encoder.encodeSimple(type, flags, id, payload);
+      // Copied into the frame: the codec may write the next value over these bytes.
+      if (bytes !== null && (compressed !== null || copiesPayload(bytes.length))) this.payloads.recycle(bytes);
     }
     this.coalescer.schedule(type !== FrameType.RESPONSE);
   }

@@ -59,6 +59,12 @@ export class WriteCoalescer {
 
   /** Frames of the encoder already counted into `counters`. */
   private framesCounted = 0;
+  /**
+   * A plain socket hands libuv the bytes of a write and, if the write completed at once
+   * (nothing left in `writableLength`), keeps no reference to them: the encoder may reuse
+   * its arena. Not assumed for TLS, which may keep cleartext it could not yet encrypt.
+   */
+  private readonly reusesArena: boolean;
 
   constructor(
     private readonly socket: Socket,
@@ -68,6 +74,7 @@ export class WriteCoalescer {
     private readonly fragments: FragmentQueue | null = null,
   ) {
     socket.on('drain', this.onDrainBound);
+    this.reusesArena = (socket as { encrypted?: boolean }).encrypted !== true;
   }
 
   /** True while the socket has refused more data and a drain is awaited. */
@@ -158,6 +165,7 @@ export class WriteCoalescer {
     counters.framesOut += this.encoder.frames - this.framesCounted;
     this.framesCounted = this.encoder.frames;
     if (!ok) this.blocked = true;
+    else if (this.reusesArena && socket.writableLength === 0) this.encoder.reuseTaken();
     // More fragments: another flush next turn (or on drain), so new small frames get in between.
     else if (moreFragments && !this.scheduled) {
       this.scheduled = true;

@@ -88,6 +88,11 @@ export class MsgpackCodec implements WireCodec {
     }
   }
 
+  /** `bytes`, from the last `encode()`, have been copied and are not read again: their memory may be reused. */
+  recycle(bytes: Uint8Array): void {
+    this.encoder.recycle(bytes);
+  }
+
   decode(bytes: Uint8Array, budget?: DecodeBudget): unknown {
     // Standard msgpack only, and no more heap than the budget: checked before msgpackr allocates.
     const estimate = validateMsgpack(bytes, budget === undefined ? DEFAULT_DECODE_LIMIT_BYTES : budget.maxBytes);

@@ -17,6 +17,10 @@ const ARENA_BYTES = 64 * 1024;
 const FIRST_ARENA_BYTES = 4 * 1024;
 /** Payloads above this are not copied into the arena but queued as their own chunk. */
 const COPY_LIMIT_BYTES = 16 * 1024;
+/** True if a payload of `length` bytes is copied into the arena (else it is queued by reference until written). */
+export function copiesPayload(length: number): boolean {
+  return length <= COPY_LIMIT_BYTES;
+}
 /** When less than this is left in the arena after a take, start a fresh one. */
 const MIN_ARENA_TAIL_BYTES = 1024;
 
@@ -24,13 +28,20 @@ const MIN_ARENA_TAIL_BYTES = 1024;
  * Encodes frames into a pooled output arena. Pure: it only produces bytes; the
  * connection's `WriteCoalescer` hands them to the socket.
  *
- * Frames are written back to back into one 64 KiB buffer, so the frames of one tick
- * leave as one contiguous chunk. A region handed out by `take()` is never written
- * again (the socket may still be sending it); the arena moves on past it and a new
- * one is allocated when it runs out, leaving the old one to the GC once written.
+ * Frames are written back to back into an arena (4 KiB at first, growing to 64 KiB), so
+ * the frames of one tick leave as one contiguous chunk. A region handed out by `take()`
+ * is not written again while the socket may still be sending it: the arena moves on past
+ * it, and a new one is allocated when it runs out. Once the owner reports that the socket
+ * has consumed everything taken (`reuseTaken()`), the same arena is written from its
+ * start again, so a busy connection does not allocate (and collect) an arena per write.
  */
 export class FrameEncoder {
   private arena: Buffer | null = null;
+  /**
+   * The arena `take()` set aside because too little was left in it; `reuseTaken()` brings
+   * it back. Forgotten once another arena is allocated.
+   */
+  private retired: Buffer | null = null;
   /** Size of the last arena allocated (0 before the first). */
   private arenaBytes = 0;
   /** Next free byte of the arena. */
@@ -186,8 +197,25 @@ export class FrameEncoder {
     this.sealed = [];
     this.sealedBytes = 0;
     this.generation++;
-    if (this.arena !== null && this.arena.length - this.pos < MIN_ARENA_TAIL_BYTES) this.arena = null;
+    if (this.arena !== null && this.arena.length - this.pos < MIN_ARENA_TAIL_BYTES) {
+      this.retired = this.arena;
+      this.arena = null;
+    }
     return out;
+  }
+
+  /**
+   * Everything `take()` handed out has been consumed: the socket copied it (a write that
+   * completed synchronously) and keeps no reference to it. The arena is written from its
+   * start again. Does nothing if frames were encoded since the last `take()`.
+   */
+  reuseTaken(): void {
+    if (this.pos !== this.start || this.sealed.length !== 0) return;
+    const arena = this.arena ?? this.retired;
+    if (arena === null) return;
+    this.arena = arena;
+    this.retired = null;
+    this.pos = this.start = 0;
   }
 
   private lastFrameBuf: Buffer | null = null;
@@ -228,6 +256,7 @@ export class FrameEncoder {
       arena === null && this.arenaBytes === 0 ? FIRST_ARENA_BYTES : Math.min(ARENA_BYTES, this.arenaBytes * 2);
     const next = Buffer.allocUnsafe(Math.max(this.arenaBytes, n));
     this.arena = next;
+    this.retired = null;
     this.pos = 0;
     this.start = 0;
     return next;

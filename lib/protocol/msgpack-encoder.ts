@@ -90,6 +90,19 @@ export class MsgpackEncoder {
     }
   }
 
+  /**
+   * The caller has copied `bytes` (the last value this encoder returned) and will not read
+   * them again: if they are still the end of the shared slab, the next value is written
+   * over them. A busy connection then encodes every small value into the same bytes instead
+   * of filling (and dropping to the GC) a slab every few values.
+   */
+  recycle(bytes: Uint8Array): void {
+    const shared = this.shared;
+    if (bytes.buffer !== shared.buffer) return;
+    const start = bytes.byteOffset - shared.byteOffset;
+    if (start + bytes.length === this.sharedPos) this.sharedPos = start;
+  }
+
   private newSharedSlab(): void {
     this.shared = Buffer.allocUnsafeSlow(SLAB_BYTES);
     this.sharedView = new DataView(this.shared.buffer, this.shared.byteOffset, this.shared.byteLength);

@@ -64,8 +64,6 @@ export enum CallState {
  * while credit lasts and the connection can take values, so it holds nothing.
  */
 export class ServerCall implements Observer<unknown>, SignalSource, InboundCall, WheelEntry {
-  /** When the request arrived (`performance.now()`), for latency statistics. */
-  readonly startedAt = performance.now();
   /** Deadline on the `performance.now()` clock (0: none); the timeout wheel reads it. */
   deadline = 0;
   /** The time budget the request carried, in ms (0: none): the limit its `WireTimeoutError` reports. */
@@ -106,6 +104,8 @@ export class ServerCall implements Observer<unknown>, SignalSource, InboundCall,
     private readonly sink: CallSink,
     /** Initial credit; 0 means the client asked for no flow control. */
     credit: number,
+    /** When the request arrived (`performance.now()`, the time of the socket read), for latency statistics. */
+    readonly startedAt: number = performance.now(),
   ) {
     this.credit = credit === 0 ? Infinity : Math.min(credit, MAX_STREAM_CREDIT);
   }

@@ -214,9 +214,9 @@ export class ServerSession implements ServerWireHandler, CallSink {
   release(call: ServerCall, outcome: Outcome): void {
     this.host.callStats.settled(call.startedAt, outcome);
     this.releaseDecoded(call.decodedBytes);
-    this.waitingToWrite.delete(call);
+    if (this.waitingToWrite.size > 0) this.waitingToWrite.delete(call);
     if (outcome === CALL_CANCELLED) this.wire.forgetCall(call.id);
-    const payload = this.streams.get(call.id);
+    const payload = this.streams.size === 0 ? undefined : this.streams.get(call.id);
     if (payload !== undefined) {
       // The call ended: the rest of its request stream is not read (the client stops sending).
       this.streams.delete(call.id);
@@ -505,14 +505,16 @@ export class ServerSession implements ServerWireHandler, CallSink {
       data = payload;
     }
     const metadata = body.decodedMetadata;
-    const call = new ServerCall(id, this, body.credit);
+    // The read's clock reading serves as the call's start: no clock read per call.
+    const call = new ServerCall(id, this, body.credit, this.lastCallAt);
     call.decodedBytes = this.decodedBytes;
     this.chargeDecoded(this.decodedBytes);
     let deadlineAt = 0;
     if (body.budgetMs > 0) {
       deadlineAt = Date.now() + body.budgetMs;
       call.budgetMs = body.budgetMs;
-      this.host.deadlines.add(call, performance.now() + body.budgetMs);
+      // Counted from the read that brought the request, like its latency.
+      this.host.deadlines.add(call, call.startedAt + body.budgetMs);
     }
     this.calls.set(id, call);
     this.host.runningCalls++;

@@ -43,6 +43,26 @@ describe('MsgpackCodec', () => {
     expect(() => codec.encode(2n ** 70n)).toThrow(WireCodecError);
   });
 
+  it('writes the next value over a recycled one only if it is the last value encoded', () => {
+    const own = new MsgpackCodec();
+    const a = own.encode({ id: 1, body: 'a' });
+    const b = own.encode({ id: 2, body: 'b' });
+    own.recycle(a); // not the last: kept
+    const c = own.encode({ id: 3, body: 'c' });
+    expect(c.byteOffset).toBe(b.byteOffset + b.length);
+    expect(own.decode(a)).toEqual({ id: 1, body: 'a' });
+    own.recycle(c);
+    const d = own.encode({ id: 4, body: 'd' });
+    expect(d.buffer).toBe(c.buffer);
+    expect(d.byteOffset).toBe(c.byteOffset);
+    expect(own.decode(b)).toEqual({ id: 2, body: 'b' });
+    // A large value has a buffer of its own; recycling it leaves the shared slab alone.
+    const large = own.encode('x'.repeat(20_000));
+    own.recycle(large);
+    const e = own.encode(5);
+    expect(e.byteOffset).toBe(d.byteOffset + d.length);
+  });
+
   it('does not alias the input buffer in decoded binary values', () => {
     const input = Buffer.from(codec.encode({ bin: Buffer.from([1, 2, 3]) }));
     const out = codec.decode(input) as { bin: Uint8Array };

@@ -4,6 +4,12 @@ import { FrameType, RESPONSE_END, RESPONSE_NO_VALUE } from '../../lib/protocol/f
 import { FrameEncoder } from '../../lib/protocol/frame-encoder.js';
 import { collectingDecoder, joinChunks } from '../helpers/frames.js';
 
+/** `later` starts where `earlier` started, in the same memory: the encoder wrote over it. */
+function expectWrittenOver(earlier: Buffer, later: Buffer): void {
+  expect(later.buffer).toBe(earlier.buffer);
+  expect(later.byteOffset).toBe(earlier.byteOffset);
+}
+
 function decodeAll(enc: FrameEncoder) {
   const { decoder, frames } = collectingDecoder({ maxFrameSize: 1 << 24, expectMagic: false });
   decoder.push(joinChunks(enc.take()));
@@ -79,6 +85,37 @@ describe('FrameEncoder', () => {
     const second = enc.take()!;
     expect(second[0].readUInt32BE(6)).toBe(2);
     expect(first.readUInt32BE(6)).toBe(1);
+  });
+
+  it('writes over what it handed out only after reuseTaken(), and not over frames encoded since', () => {
+    const enc = new FrameEncoder();
+    enc.encodeResponse(1, 0, Buffer.from([1]));
+    const [first] = enc.take()!;
+    enc.reuseTaken();
+    enc.encodeResponse(2, 0, Buffer.from([2]));
+    const [second] = enc.take()!;
+    // The first chunk's bytes are now the second frame's.
+    expectWrittenOver(first, second);
+    expect(first.readUInt32BE(6)).toBe(2);
+
+    enc.encodeResponse(3, 0, Buffer.from([3]));
+    const [third] = enc.take()!;
+    enc.encodeResponse(4, 0, Buffer.from([4]));
+    enc.reuseTaken(); // frame 4 is pending: nothing is reused
+    const [fourth] = enc.take()!;
+    expect(third.readUInt32BE(6)).toBe(3);
+    expect(fourth.readUInt32BE(6)).toBe(4);
+    expect(fourth.byteOffset).toBe(third.byteOffset + third.length);
+  });
+
+  it('brings back an arena set aside for its small tail once what was taken is consumed', () => {
+    const enc = new FrameEncoder();
+    // Fill the first 4 KiB arena to within a few bytes of its end.
+    enc.encodeResponse(1, 0, Buffer.alloc(4096 - 10 - 8));
+    const [first] = enc.take()!;
+    enc.reuseTaken();
+    enc.encodeResponse(2, 0, Buffer.from([2]));
+    expectWrittenOver(first, enc.take()![0]);
   });
 
   it('marks the last RESPONSE of a call as its end while it is still pending', () => {
