@@ -105,9 +105,15 @@ export class WriteCoalescer {
   }
 
   private worthWritingEarly(): boolean {
-    const bytes = this.encoder.pendingBytes;
+    const encoder = this.encoder;
+    const bytes = encoder.pendingBytes;
     if (bytes < FLUSH_EARLY_BYTES) return false;
-    return bytes >= FLUSH_EARLY_MAX_BYTES || this.encoder.frames - this.framesCounted >= FLUSH_EARLY_FRAMES;
+    return (
+      bytes >= FLUSH_EARLY_MAX_BYTES ||
+      encoder.frames - this.framesCounted >= FLUSH_EARLY_FRAMES ||
+      // Before the next frame spills into a new arena: written at once, this one is reused.
+      (this.reusesArena && encoder.nearlyFull)
+    );
   }
 
   /** Calls `cb` once everything encoded so far has been handed to the OS (or failed). */

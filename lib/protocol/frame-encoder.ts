@@ -64,6 +64,22 @@ export class FrameEncoder {
    */
   generation = 0;
 
+  /**
+   * True when frames copied into the arena have filled most of it (at its full size, with
+   * less room left than a copied payload may need): writing them now lets the next frames
+   * go into the same arena again (after `reuseTaken()`) instead of spilling into a new one.
+   * Not for an arena holding only the headers of large payloads queued by reference.
+   */
+  get nearlyFull(): boolean {
+    const arena = this.arena;
+    return (
+      arena !== null &&
+      arena.length >= ARENA_BYTES &&
+      arena.length - this.pos < COPY_LIMIT_BYTES &&
+      this.pos - this.start >= ARENA_BYTES / 2
+    );
+  }
+
   /** Bytes encoded and not yet taken. */
   get pendingBytes(): number {
     return this.sealedBytes + (this.pos - this.start);

@@ -57,6 +57,9 @@ export class MsgpackEncoder {
   private shared: Buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
   private sharedView = new DataView(this.shared.buffer, this.shared.byteOffset, this.shared.byteLength);
   private sharedPos = 0;
+  /** The last value returned from `shared` while it still ends at `sharedPos` (what `recycle` may take back), and where it starts. */
+  private lastShared: Buffer | null = null;
+  private lastSharedStart = 0;
   /** Where the value being encoded goes: `shared`, or (a large value) a buffer of its own. */
   private buf: Buffer = this.shared;
   private view: DataView = this.sharedView;
@@ -82,9 +85,16 @@ export class MsgpackEncoder {
     this.busy = true;
     try {
       if (!this.write(value, '')) this.buf[this.pos++] = 0xc0; // top-level undefined: nil
-      // The bytes are the caller's now: the next value in this slab goes after them.
-      if (this.buf === this.shared) this.sharedPos = this.pos;
-      return this.buf.subarray(this.start, this.pos);
+      const bytes = this.buf.subarray(this.start, this.pos);
+      // The bytes are the caller's now: the next value in this slab goes after them (unless recycled).
+      if (this.buf === this.shared) {
+        this.sharedPos = this.pos;
+        this.lastShared = bytes;
+        this.lastSharedStart = this.start;
+      } else {
+        this.lastShared = null;
+      }
+      return bytes;
     } finally {
       this.busy = false;
     }
@@ -97,13 +107,14 @@ export class MsgpackEncoder {
    * of filling (and dropping to the GC) a slab every few values.
    */
   recycle(bytes: Uint8Array): void {
-    const shared = this.shared;
-    if (bytes.buffer !== shared.buffer) return;
-    const start = bytes.byteOffset - shared.byteOffset;
-    if (start + bytes.length === this.sharedPos) this.sharedPos = start;
+    if (bytes === this.lastShared) {
+      this.sharedPos = this.lastSharedStart;
+      this.lastShared = null;
+    }
   }
 
   private newSharedSlab(): void {
+    this.lastShared = null;
     this.shared = Buffer.allocUnsafeSlow(SLAB_BYTES);
     this.sharedView = new DataView(this.shared.buffer, this.shared.byteOffset, this.shared.byteLength);
     this.sharedPos = 0;

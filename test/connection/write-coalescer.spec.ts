@@ -56,33 +56,44 @@ describe('WriteCoalescer (real loopback sockets)', () => {
     for (const p of pairs) await p.close();
   });
 
-  it('reuses the arena after a write the socket took at once, and every frame still arrives intact', async () => {
+  /**
+   * Writes `turns` turns of 40 frames of `bodyBytes` each (every body filled with its id's
+   * low byte) through a coalescer on loopback; checks that every frame arrived intact and
+   * in order, and returns how many distinct arenas the socket was given bytes from.
+   */
+  async function arenasUsed(turns: number, bodyBytes: number): Promise<number> {
     const pair = await socketPair();
     const encoder = new FrameEncoder();
     const coalescer = new WriteCoalescer(pair.a, encoder);
     const { decoder, frames } = collectingDecoder({ maxFrameSize: 1 << 20, expectMagic: false });
     pair.b.on('data', (c) => decoder.push(c));
-    const arenas = new Set<ArrayBufferLike>();
     const write = jest.spyOn(pair.a, 'write');
-    // 200 turns of 40 frames of 100 bytes each, each frame's bytes derived from its id.
     let id = 0;
-    for (let turn = 0; turn < 200; turn++) {
+    for (let turn = 0; turn < turns; turn++) {
       for (let i = 0; i < 40; i++) {
         id++;
-        encoder.encodeResponse(id, RESPONSE_END, Buffer.alloc(100, id & 0xff));
+        encoder.encodeResponse(id, RESPONSE_END, Buffer.alloc(bodyBytes, id & 0xff));
         coalescer.schedule();
       }
       await new Promise((r) => setImmediate(r));
     }
     await waitFor(() => frames.length === id, { what: 'every frame to arrive' });
-    frames.forEach((f, i) => {
-      expect(f.id).toBe(i + 1);
-      expect(f.body.every((b) => b === ((i + 1) & 0xff))).toBe(true);
-    });
-    for (const [chunk] of write.mock.calls) arenas.add((chunk as Buffer).buffer);
-    // 800 KiB through a 4 KiB, then 8 KiB... arena: without reuse it would take dozens of arenas.
-    expect(arenas.size).toBeLessThanOrEqual(4);
+    const intact = (f: (typeof frames)[number], i: number) =>
+      f.id === i + 1 && f.body.length === bodyBytes && f.body.every((b) => b === ((i + 1) & 0xff));
+    expect(frames.every(intact)).toBe(true);
+    const arenas = new Set(write.mock.calls.map(([chunk]) => (chunk as Buffer).buffer));
     await pair.close();
+    return arenas.size;
+  }
+
+  it('reuses the arena after a write the socket took at once, and every frame still arrives intact', async () => {
+    // 800 KiB through a 4 KiB, then 8 KiB... arena: without reuse it would take dozens of arenas.
+    expect(await arenasUsed(200, 100)).toBeLessThanOrEqual(4);
+  });
+
+  it('writes 4 KiB frames before they spill out of the full arena, so that arena keeps serving them', async () => {
+    // 8 MiB written: the arenas of the first turn (4, 8, 16, 32, 64 KiB), then the 64 KiB one over and over.
+    expect(await arenasUsed(50, 4096)).toBeLessThanOrEqual(6);
   });
 
   it('writes a batch early once 8 KiB and 16 frames are pending', async () => {
