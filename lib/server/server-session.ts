@@ -90,6 +90,9 @@ export class ServerSession implements ServerWireHandler, CallSink {
 
   /** When the last request or event arrived (`performance.now()`), for the idle timeout. */
   lastCallAt = performance.now();
+  /** `Date.now()` as read for the socket read whose `lastRead` is `wallClockRead` (-1: none yet). */
+  private wallClock = 0;
+  private wallClockRead = -1;
 
   constructor(
     socket: Socket,
@@ -319,6 +322,19 @@ export class ServerSession implements ServerWireHandler, CallSink {
   }
 
   /**
+   * `Date.now()` once per socket read, for the absolute deadlines (`ctx.getDeadline()`) of the
+   * calls it brought: like their time budgets on the monotonic clock, counted from the read.
+   */
+  private wallClockOfRead(): number {
+    const read = this.wire.lastRead;
+    if (read !== this.wallClockRead) {
+      this.wallClockRead = read;
+      this.wallClock = Date.now();
+    }
+    return this.wallClock;
+  }
+
+  /**
    * Decodes a REQUEST or EVENT after its limits are checked: the metadata goes into
    * `body.decodedMetadata`, the payload is returned. Throws a `WireError`.
    */
@@ -511,7 +527,7 @@ export class ServerSession implements ServerWireHandler, CallSink {
     this.chargeDecoded(this.decodedBytes);
     let deadlineAt = 0;
     if (body.budgetMs > 0) {
-      deadlineAt = Date.now() + body.budgetMs;
+      deadlineAt = this.wallClockOfRead() + body.budgetMs;
       call.budgetMs = body.budgetMs;
       // Counted from the read that brought the request, like its latency.
       this.host.deadlines.add(call, call.startedAt + body.budgetMs);
