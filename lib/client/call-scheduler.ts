@@ -371,9 +371,10 @@ export class CallScheduler implements CallTracker {
       call.hedgeTimer = null;
     }
     if (call.hedge !== null) this.cancelCopy(call.hedge);
+    const endedAt = call.answeredAt > 0 ? call.answeredAt : performance.now();
     if (outcome === null && this.latency !== null && call.idempotent)
-      this.latency.record(call.pattern, performance.now() - call.startedAt);
-    this.callStats.settled(call.startedAt, outcome);
+      this.latency.record(call.pattern, endedAt - call.startedAt);
+    this.callStats.settled(call.startedAt, outcome, endedAt);
     if (!call.accepted) return;
     call.accepted = false;
     this.pending--;

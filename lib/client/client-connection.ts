@@ -175,6 +175,8 @@ export class ClientConnection implements ClientWireHandler, CallOwner, StreamCon
       return;
     }
     this.remove(call);
+    // Its latency ends at the read that brought the answer: no clock read per call.
+    call.answeredAt = this.wire.lastRead;
     call.complete(hasValue, value);
   }
 

@@ -74,6 +74,8 @@ export class PendingCall implements WheelEntry, Unsubscribable {
   hedgeTimer: NodeJS.Timeout | null = null;
   /** When the call started (`performance.now()`), for latency statistics. */
   startedAt = 0;
+  /** When the answer that completed it was read (`performance.now()` of the socket read); 0 if it ended otherwise. */
+  answeredAt = 0;
   /** The instrumentation following this call (a span), if one is enabled; ended with the call. */
   trace: ClientCallTrace | null = null;
 

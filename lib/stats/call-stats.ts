@@ -32,12 +32,13 @@ export class CallStats {
   private readonly failed = new Map<string, number>();
   private readonly latency = new LatencyHistogram();
 
-  settled(startedAt: number, outcome: Outcome): void {
+  /** A call ended; `endedAt` if the caller has the time already (same clock as `startedAt`). */
+  settled(startedAt: number, outcome: Outcome, endedAt = performance.now()): void {
     if (outcome === CALL_CANCELLED) {
       this.cancelled++;
       return;
     }
-    this.latency.record(performance.now() - startedAt);
+    this.latency.record(endedAt - startedAt);
     if (outcome === null) this.succeeded++;
     else this.fail(failureCode(outcome.error));
   }
