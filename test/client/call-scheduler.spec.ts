@@ -469,16 +469,20 @@ describe('CallScheduler (no Nest, no sockets)', () => {
     it('a stream is hedged only until its first value', async () => {
       const { start, scheduler, a, b } = twoServers(hedged);
       const { call } = start(1000, true);
+      expect(call.hedgeTimer).not.toBeNull(); // armed when written
       call.next('first value');
-      await new Promise((r) => setTimeout(r, 30));
+      // The hedge timer has run (it clears itself when it fires) and found the call streaming.
+      await until(() => call.hedgeTimer === null);
       expect(a.written.length + b.written.length).toBe(1);
       expect(scheduler.hedges).toBe(0);
     });
 
     it('copies are limited by the bucket: maxExtraPercent of the calls started', async () => {
       const { start, scheduler, a, b } = twoServers({ hedge: { delayMs: 5, maxExtraPercent: 10 } });
-      for (let i = 0; i < 25; i++) start(1000, true);
-      await new Promise((r) => setTimeout(r, 40));
+      const calls = Array.from({ length: 25 }, () => start(1000, true).call);
+      expect(calls.every((c) => c.hedgeTimer !== null)).toBe(true); // each armed when written
+      // Every hedge timer has run (each clears itself when it fires).
+      await until(() => calls.every((c) => c.hedgeTimer === null));
       expect(scheduler.hedges).toBe(2);
       expect(a.written.length + b.written.length).toBe(27);
     });
