@@ -265,6 +265,7 @@ async function main(): Promise<void> {
         opts,
         budget,
         opts.userCells ?? (opts.quick ? USER_CELLS_QUICK : USER_CELLS),
+        opts.profileDir,
       );
     if (has('compression') && opts.transports.includes('nest-wire')) extras.compression = await runCompression(ctx);
     if (has('hol')) extras.hol = await runHeadOfLine(ctx);

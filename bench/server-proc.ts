@@ -11,6 +11,12 @@ export const SERVER_CORE = 0;
 
 const children = new Set<ChildProcess>();
 
+/** Another child of the bench (a user cell's client): killed with the servers if the bench aborts. */
+export function trackChild(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
+
 export function killAllChildren(): void {
   for (const child of children) {
     try {

@@ -11,16 +11,26 @@
  * cell spreads its callers over several client connections ("64 connections x 4").
  */
 import { ClientProxyFactory, Transport } from '@nestjs/microservices';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { lastValueFrom, type Observable } from 'rxjs';
 import { WireClient } from '../lib/index.js';
 import { DISTURBED_LOAD, ensureServer, HOST, type RetryBudget, type Timing } from './cell.js';
-import { machineBusyUs, makePayloads, socketWrites, TRANSPORT_LABEL, type TransportName } from './common.js';
+import {
+  machineBusyUs,
+  makePayloads,
+  socketWrites,
+  TRANSPORT_LABEL,
+  type ServerStats,
+  type TransportName,
+} from './common.js';
 import { Histogram } from './histogram.js';
 import { LoadLoop, log, sleep, watch, watchDrain, withTimeout, type CallDone } from './loop.js';
 import { RawClient } from './raw.js';
 import type { UserCallsResult, UserCallsSection } from './report.js';
-import type { ServerProc } from './server-proc.js';
+import { trackChild, type ServerProc } from './server-proc.js';
 
 export interface UserCellSpec {
   size: number;
@@ -179,7 +189,125 @@ class LoopGroup {
 
 let nextId = 1;
 
-export async function runUserCell(server: ServerProc, spec: UserCellSpec, timing: Timing): Promise<UserCallsResult> {
+/** What the client child measured in one user cell (bench/user-client.ts). */
+export interface UserClientReport {
+  status: 'ok' | 'hang' | 'failed';
+  note: string | null;
+  calls: number;
+  seconds: number;
+  p50Us: number;
+  p99Us: number;
+  /** CPU time of the client process during the measured window, µs. */
+  clientUs: number;
+  /** Socket writes of the client process during the measured window. */
+  writes: number;
+  errors: number;
+}
+
+/** The edges of the measured window, where the parent samples the server and the machine. */
+export interface WindowHooks {
+  start(): Promise<void>;
+  end(): Promise<void>;
+}
+
+/**
+ * The client side of one user cell, run in a fresh child process (bench/user-client.ts): connect,
+ * warm up, measure a window, drain, close. What the process ran before cannot shape its figures.
+ */
+export async function driveUserCell(
+  transport: TransportName,
+  port: number,
+  spec: UserCellSpec,
+  timing: Timing,
+  window: WindowHooks,
+): Promise<UserClientReport> {
+  const report: UserClientReport = {
+    status: 'ok',
+    note: null,
+    calls: 0,
+    seconds: 0,
+    p50Us: NaN,
+    p99Us: NaN,
+    clientUs: NaN,
+    writes: 0,
+    errors: 0,
+  };
+  const bodies = makePayloads(spec.size);
+  const clients: UserClient[] = [];
+  for (let i = 0; i < spec.connections; i++) clients.push(createUserClient(transport, port));
+  const group = new LoopGroup(
+    clients.map(
+      (client) =>
+        new LoadLoop(
+          (k, done) => {
+            const id = nextId++;
+            client.call(id, bodies[k], done);
+          },
+          spec.inFlight,
+          bodies.length,
+        ),
+    ),
+  );
+  const fail = (status: 'hang' | 'failed', note: string): UserClientReport => {
+    group.finish();
+    for (const c of clients) c.close();
+    return { ...report, status, note, errors: group.errors };
+  };
+  try {
+    await withTimeout(Promise.all(clients.map((c) => c.connect())), 10_000, 'connect');
+  } catch (err) {
+    return fail('failed', `connect failed: ${(err as Error).message}`);
+  }
+  group.start();
+  if ((await watch(group, timing.warmupMs, timing.stallMs)) === 'stall')
+    return fail('hang', 'no progress during warm-up');
+  group.resetWindow();
+  await window.start();
+  const c0 = process.cpuUsage();
+  const w0 = socketWrites.count;
+  const t0 = performance.now();
+  if ((await watch(group, timing.durationMs, timing.stallMs)) === 'stall')
+    return fail('hang', 'no progress during the window');
+  const seconds = (performance.now() - t0) / 1000;
+  const c1 = process.cpuUsage(c0);
+  const w1 = socketWrites.count;
+  await window.end();
+  const calls = group.completed;
+  const hist = group.histogram();
+  group.stop();
+  if ((await watchDrain(group, timing.stallMs)) !== 'ok')
+    return fail('hang', `${group.outstanding} calls never came back`);
+  group.finish();
+  for (const c of clients) c.close();
+  return {
+    ...report,
+    note: group.errors > 0 ? `${group.errors} errors (${group.firstError})` : null,
+    calls,
+    seconds,
+    p50Us: hist.percentile(0.5),
+    p99Us: hist.percentile(0.99),
+    clientUs: c1.user + c1.system,
+    writes: w1 - w0,
+    errors: group.errors,
+  };
+}
+
+const CLIENT_SCRIPT = fileURLToPath(new URL('./user-client.js', import.meta.url));
+
+/** Messages of the client child to this process. */
+type ClientMessage = { type: 'window-start' } | { type: 'window-end' } | { type: 'report'; report: UserClientReport };
+
+/**
+ * One user cell: its client runs in a fresh child process (pinned like this one: it inherits the
+ * affinity) against `server`, which the caller has (re)started; this process samples the server's
+ * CPU and the machine's at the edges of the client's measured window.
+ */
+export async function runUserCell(
+  server: ServerProc,
+  spec: UserCellSpec,
+  timing: Timing,
+  profileDir: string | null = null,
+): Promise<UserCallsResult> {
   const base: UserCallsResult = {
     transport: server.transport,
     ...spec,
@@ -197,72 +325,74 @@ export async function runUserCell(server: ServerProc, spec: UserCellSpec, timing
     otherLoad: NaN,
     errors: 0,
   };
-  const bodies = makePayloads(spec.size);
-  const clients: UserClient[] = [];
-  for (let i = 0; i < spec.connections; i++) clients.push(createUserClient(server.transport, server.port));
-  const group = new LoopGroup(
-    clients.map(
-      (client) =>
-        new LoadLoop(
-          (k, done) => {
-            const id = nextId++;
-            client.call(id, bodies[k], done);
-          },
-          spec.inFlight,
-          bodies.length,
-        ),
-    ),
+  const profileArgs =
+    profileDir === null
+      ? []
+      : [
+          '--cpu-prof',
+          `--cpu-prof-dir=${profileDir}`,
+          `--cpu-prof-name=client-${server.transport}-${Date.now()}.cpuprofile`,
+        ];
+  const child = spawn(
+    process.execPath,
+    [...profileArgs, CLIENT_SCRIPT, JSON.stringify({ transport: server.transport, port: server.port, spec, timing })],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
   );
-  const fail = (status: 'hang' | 'failed', note: string): UserCallsResult => {
-    group.finish();
-    for (const c of clients) c.close();
+  trackChild(child);
+  let s0: ServerStats | null = null;
+  let s1: ServerStats | null = null;
+  let m0: number | null = null;
+  let m1: number | null = null;
+  const report = await new Promise<UserClientReport | null>((resolveReport) => {
+    child.on('message', (msg: ClientMessage) => {
+      void (async () => {
+        if (msg.type === 'window-start') {
+          s0 = await server.stats(timing.stallMs);
+          m0 = machineBusyUs();
+          child.send({ type: 'go' });
+        } else if (msg.type === 'window-end') {
+          m1 = machineBusyUs();
+          s1 = await server.stats(timing.stallMs);
+          child.send({ type: 'go' });
+        } else {
+          resolveReport(msg.report);
+        }
+      })().catch(() => resolveReport(null));
+    });
+    child.on('exit', () => resolveReport(null));
+  });
+  if (child.exitCode === null) await once(child, 'exit');
+  if (report === null) {
     server.dirty = true;
-    return { ...base, status, note, errors: group.errors };
-  };
-  try {
-    await withTimeout(Promise.all(clients.map((c) => c.connect())), 10_000, 'connect');
-  } catch (err) {
-    return fail('failed', `connect failed: ${(err as Error).message}`);
+    return { ...base, status: 'failed', note: 'the client process ended without a report' };
   }
-  group.start();
-  if ((await watch(group, timing.warmupMs, timing.stallMs)) === 'stall')
-    return fail('hang', 'no progress during warm-up');
-  group.resetWindow();
-  const s0 = await server.stats(timing.stallMs);
-  const c0 = process.cpuUsage();
-  const m0 = machineBusyUs();
-  const w0 = socketWrites.count;
-  const t0 = performance.now();
-  if ((await watch(group, timing.durationMs, timing.stallMs)) === 'stall')
-    return fail('hang', 'no progress during the window');
-  const seconds = (performance.now() - t0) / 1000;
-  const c1 = process.cpuUsage(c0);
-  const m1 = machineBusyUs();
-  const w1 = socketWrites.count;
-  const s1 = await server.stats(timing.stallMs);
-  const calls = group.completed;
-  const hist = group.histogram();
-  group.stop();
-  if ((await watchDrain(group, timing.stallMs)) !== 'ok')
-    return fail('hang', `${group.outstanding} calls never came back`);
-  group.finish();
-  for (const c of clients) c.close();
-  const clientUs = c1.user + c1.system;
-  const serverUs = s1.cpu.user + s1.cpu.system - (s0.cpu.user + s0.cpu.system);
+  if (report.status !== 'ok' || s0 === null || s1 === null) {
+    server.dirty = true;
+    return {
+      ...base,
+      status: report.status === 'ok' ? 'failed' : report.status,
+      note: report.note,
+      errors: report.errors,
+    };
+  }
+  const before: ServerStats = s0;
+  const after: ServerStats = s1;
+  const { calls, seconds, clientUs } = report;
+  const serverUs = after.cpu.user + after.cpu.system - (before.cpu.user + before.cpu.system);
   return {
     ...base,
-    note: group.errors > 0 ? `${group.errors} errors (${group.firstError})` : null,
+    note: report.note,
     rps: calls / seconds,
-    p50Us: hist.percentile(0.5),
-    p99Us: hist.percentile(0.99),
+    p50Us: report.p50Us,
+    p99Us: report.p99Us,
     clientCpuUsPerCall: calls > 0 ? clientUs / calls : NaN,
     serverCpuUsPerCall: calls > 0 ? serverUs / calls : NaN,
     clientCores: clientUs / (seconds * 1e6),
     serverCores: serverUs / (seconds * 1e6),
-    clientCallsPerWrite: calls / (w1 - w0),
-    serverCallsPerWrite: calls / (s1.socketWrites - s0.socketWrites),
+    clientCallsPerWrite: calls / report.writes,
+    serverCallsPerWrite: calls / (after.socketWrites - before.socketWrites),
     otherLoad: m0 !== null && m1 !== null ? Math.max(0, m1 - m0 - clientUs - serverUs) / (seconds * 1e6) : NaN,
-    errors: group.errors,
+    errors: report.errors,
   };
 }
 
@@ -271,28 +401,35 @@ export function userCellLabel(spec: UserCellSpec): string {
   return spec.connections > 1 ? `${size} x ${spec.connections} conn x ${spec.inFlight}` : `${size} x ${spec.inFlight}`;
 }
 
-/** Every user-shaped cell, the transports alternating within a cell; a disturbed cell is measured again. */
+/**
+ * Every user-shaped cell, the transports alternating within a cell; a disturbed cell is measured
+ * again. Each cell gets fresh processes: a new client child and a restarted server.
+ */
 export async function runUserCalls(
   servers: Map<TransportName, ServerProc>,
   transports: TransportName[],
   timing: Timing,
   budget: RetryBudget,
   cells: UserCellSpec[],
+  profileDir: string | null = null,
 ): Promise<UserCallsSection> {
   const rows: UserCallsResult[] = [];
   for (const spec of cells) {
     for (const t of transports) {
       const server = servers.get(t)!;
-      await ensureServer(server);
-      let r = await runUserCell(server, spec, timing);
+      // The server's heap and compiled code after the cells before must not count either.
+      server.dirty = true;
+      await ensureServer(server, false);
+      let r = await runUserCell(server, spec, timing, profileDir);
       const label = `[user] ${userCellLabel(spec).padStart(22)}  ${TRANSPORT_LABEL[t].padEnd(10)}`;
       log(`${label} ${describeUser(r)}`);
       if (r.status === 'ok' && r.otherLoad > DISTURBED_LOAD && budget.left > 0) {
         budget.left--;
         budget.used++;
         await sleep(500);
+        server.dirty = true;
         await ensureServer(server, false);
-        const again = await runUserCell(server, spec, timing);
+        const again = await runUserCell(server, spec, timing, profileDir);
         log(`${' '.repeat(label.length - 8)}(again) ${describeUser(again)}`);
         if (again.status === 'ok' && !(again.otherLoad >= r.otherLoad)) r = again;
       }
