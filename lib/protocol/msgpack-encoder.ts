@@ -57,9 +57,15 @@ export class MsgpackEncoder {
   private shared: Buffer = Buffer.allocUnsafeSlow(SLAB_BYTES);
   private sharedView = new DataView(this.shared.buffer, this.shared.byteOffset, this.shared.byteLength);
   private sharedPos = 0;
-  /** The last value returned from `shared` while it still ends at `sharedPos` (what `recycle` may take back), and where it starts. */
+  /**
+   * The last value returned from `shared` while it still ends at `sharedPos` (what `recycle` may
+   * take back), and where it starts; and the value before it, if it ends where the last begins
+   * (a REQUEST's payload, then its metadata: recycled in the opposite order).
+   */
   private lastShared: Buffer | null = null;
   private lastSharedStart = 0;
+  private prevShared: Buffer | null = null;
+  private prevSharedStart = 0;
   /** Where the value being encoded goes: `shared`, or (a large value) a buffer of its own. */
   private buf: Buffer = this.shared;
   private view: DataView = this.sharedView;
@@ -88,11 +94,14 @@ export class MsgpackEncoder {
       const bytes = this.buf.subarray(this.start, this.pos);
       // The bytes are the caller's now: the next value in this slab goes after them (unless recycled).
       if (this.buf === this.shared) {
+        const follows = this.lastShared !== null && this.start === this.sharedPos;
+        this.prevShared = follows ? this.lastShared : null;
+        this.prevSharedStart = this.lastSharedStart;
         this.sharedPos = this.pos;
         this.lastShared = bytes;
         this.lastSharedStart = this.start;
       } else {
-        this.lastShared = null;
+        this.lastShared = this.prevShared = null;
       }
       return bytes;
     } finally {
@@ -107,14 +116,15 @@ export class MsgpackEncoder {
    * of filling (and dropping to the GC) a slab every few values.
    */
   recycle(bytes: Uint8Array): void {
-    if (bytes === this.lastShared) {
-      this.sharedPos = this.lastSharedStart;
-      this.lastShared = null;
-    }
+    if (bytes !== this.lastShared) return;
+    this.sharedPos = this.lastSharedStart;
+    this.lastShared = this.prevShared;
+    this.lastSharedStart = this.prevSharedStart;
+    this.prevShared = null;
   }
 
   private newSharedSlab(): void {
-    this.lastShared = null;
+    this.lastShared = this.prevShared = null;
     this.shared = Buffer.allocUnsafeSlow(SLAB_BYTES);
     this.sharedView = new DataView(this.shared.buffer, this.shared.byteOffset, this.shared.byteLength);
     this.sharedPos = 0;

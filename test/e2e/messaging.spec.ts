@@ -36,6 +36,21 @@ describe('messaging over nest-wire (real Nest apps on loopback)', () => {
       expect(await firstValueFrom(client.send('echo', payload))).toEqual(payload);
     });
 
+    it('answers 600 pipelined calls of mixed sizes, with and without metadata, each with its own bytes', async () => {
+      // Both sides write encoded values over bytes already copied into frames, and frames into
+      // arenas already written: every answer must still be the call's own (sizes around the
+      // 16 KiB copy limit and the 64 KiB arena included).
+      const sizes = [1, 100, 4000, 16_000, 17_000, 40_000, 70_000];
+      const calls = Array.from({ length: 600 }, (_, i) => {
+        const body = String.fromCharCode(97 + (i % 26)).repeat(sizes[i % sizes.length]) + i;
+        const options = i % 3 === 0 ? { metadata: { call: String(i) } } : undefined;
+        return lastValueFrom(client.send<{ i: number; body: string }>('echo', { i, body }, options)).then(
+          (answer) => answer.i === i && answer.body === body,
+        );
+      });
+      expect((await Promise.all(calls)).every(Boolean)).toBe(true);
+    });
+
     it('completes without a value when the handler returns nothing', async () => {
       const values = await lastValueFrom(client.send('nothing', {}).pipe(toArray()));
       expect(values).toEqual([]);

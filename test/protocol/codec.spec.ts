@@ -56,11 +56,18 @@ describe('MsgpackCodec', () => {
     expect(d.buffer).toBe(c.buffer);
     expect(d.byteOffset).toBe(c.byteOffset);
     expect(own.decode(b)).toEqual({ id: 2, body: 'b' });
+    // Two values recycled last first (a REQUEST's payload, then its metadata): both are taken back.
+    const payload = own.encode({ id: 5, body: 'e' });
+    const meta = own.encode({ trace: 'x' });
+    own.recycle(meta);
+    own.recycle(payload);
+    const six = own.encode(6);
+    expect(six.byteOffset).toBe(payload.byteOffset);
     // A large value has a buffer of its own; recycling it leaves the shared slab alone.
     const large = own.encode('x'.repeat(20_000));
     own.recycle(large);
     const e = own.encode(5);
-    expect(e.byteOffset).toBe(d.byteOffset + d.length);
+    expect(e.byteOffset).toBe(six.byteOffset + six.length);
   });
 
   it('does not alias the input buffer in decoded binary values', () => {
