@@ -357,7 +357,11 @@ export async function runUserCell(
         } else {
           resolveReport(msg.report);
         }
-      })().catch(() => resolveReport(null));
+      })().catch(() => {
+        // The server did not report (it hung or died): the client waits for a `go` that never comes.
+        child.kill();
+        resolveReport(null);
+      });
     });
     child.on('exit', () => resolveReport(null));
   });
