@@ -8,7 +8,6 @@ import {
   type WireError,
 } from '../errors.js';
 import { ERROR_TRANSPORT, FrameType, REQUEST_STREAM, RESPONSE_END, RESPONSE_NO_VALUE } from '../protocol/frame.js';
-import { copiesPayload } from '../protocol/frame-encoder.js';
 import { remoteTransportError, WireConnection, type ConnectionHandler, type ConnectionOptions } from './connection.js';
 import { FragmentJoiner, isJoinRefused } from './fragment-joiner.js';
 import { FragmentQueue } from './fragment-queue.js';
@@ -110,11 +109,7 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
     metadata: Record<string, string> | undefined,
     credit: number,
   ): number {
-    if (!this.isOpen) throw new WireConnectionError(`connection to ${this.remoteAddress} is closed`);
-    // Read before encoding: the first frame of a turn is written (its generation taken) at once.
-    const generation = this.encoder.generation;
-    this.encodeCall(FrameType.REQUEST, id, pattern, budgetMs, data, metadata, credit);
-    return generation;
+    return this.queueRequest(id, pattern, budgetMs, data, metadata, credit, 0);
   }
 
   /**
@@ -130,15 +125,29 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
     metadata: Record<string, string> | undefined,
     credit: number,
   ): number {
-    if (!this.isOpen) throw new WireConnectionError(`connection to ${this.remoteAddress} is closed`);
-    if (!this.acceptsRequestStreams) {
+    if (this.isOpen && !this.acceptsRequestStreams) {
       throw new WireProtocolError(
         `server ${this.remoteAddress} does not take request streams (its HELLO did not announce REQUEST_STREAMS): ` +
           'upgrade it to a nest-wire version with client streaming',
       );
     }
+    return this.queueRequest(id, pattern, budgetMs, STREAM_REQUEST_PAYLOAD, metadata, credit, REQUEST_STREAM);
+  }
+
+  /** Both kinds of REQUEST: refused on a closed connection; returns the write generation it was queued under. */
+  private queueRequest(
+    id: number,
+    pattern: string,
+    budgetMs: number,
+    data: unknown,
+    metadata: Record<string, string> | undefined,
+    credit: number,
+    extraFlags: number,
+  ): number {
+    if (!this.isOpen) throw new WireConnectionError(`connection to ${this.remoteAddress} is closed`);
+    // Read before encoding: the first frame of a turn is written (its generation taken) at once.
     const generation = this.encoder.generation;
-    this.encodeCall(FrameType.REQUEST, id, pattern, budgetMs, STREAM_REQUEST_PAYLOAD, metadata, credit, REQUEST_STREAM);
+    this.encodeCall(FrameType.REQUEST, id, pattern, budgetMs, data, metadata, credit, extraFlags);
     return generation;
   }
 
@@ -291,9 +300,9 @@ export class ClientWireConnection extends WireConnection<ClientWireHandler> {
       compressed !== null,
       extraFlags,
     );
-    // Copied into the frame: the codec may write the next values over these bytes (the last encoded first).
-    if (meta !== null) this.payloads.recycle(meta);
-    if (compressed !== null || copiesPayload(encoded.length)) this.payloads.recycle(encoded);
+    // In the frame now: the codec may write the next values over these bytes (the last encoded first).
+    if (meta !== null) this.payloads.recycle(meta); // metadata is always copied
+    this.payloads.recycleSent(encoded, compressed ?? encoded);
     this.coalescer.schedule();
   }
 

@@ -1,6 +1,7 @@
 import { MsgpackCodec, type WireCodec } from '../protocol/codec.js';
 import { decompress, type PayloadCompressor } from '../protocol/compression.js';
 import { PAYLOAD_COMPRESSED } from '../protocol/frame.js';
+import { copiesPayload } from '../protocol/frame-encoder.js';
 import { DecodeBudget } from '../protocol/msgpack-validator.js';
 import type { Negotiated } from './handshake.js';
 import type { ReadBudget } from './read-budget.js';
@@ -52,6 +53,15 @@ export class PayloadCodec {
    */
   recycle(bytes: Uint8Array): void {
     if (this.msgpack !== null) this.msgpack.recycle(bytes);
+  }
+
+  /**
+   * `bytes`, from `encode()`, went into a frame as `sent`: themselves, or their compressed
+   * form. Recycled unless the frame holds them by reference (a large payload queued as a
+   * chunk of its own until written).
+   */
+  recycleSent(bytes: Uint8Array, sent: Uint8Array): void {
+    if (sent !== bytes || copiesPayload(bytes.length)) this.recycle(bytes);
   }
 
   /**

@@ -1,5 +1,5 @@
 import { WireError, WireErrorCode, WireFrameTooLargeError } from '../errors.js';
-import { copiesPayload, type FrameEncoder } from '../protocol/frame-encoder.js';
+import type { FrameEncoder } from '../protocol/frame-encoder.js';
 import {
   ERROR_TRANSPORT,
   FrameType,
@@ -60,8 +60,8 @@ export class ValueSender {
     } else {
       if (type === FrameType.RESPONSE) this.encoder.encodeResponse(id, flags, payload);
       else this.encoder.encodeSimple(type, flags, id, payload);
-      // Copied into the frame: the codec may write the next value over these bytes.
-      if (bytes !== null && (compressed !== null || copiesPayload(bytes.length))) this.payloads.recycle(bytes);
+      // Copied into the frame (or compressed): the codec may write the next value over these bytes.
+      if (bytes !== null) this.payloads.recycleSent(bytes, payload!);
     }
     this.coalescer.schedule(type !== FrameType.RESPONSE);
   }
